@@ -1,0 +1,22 @@
+// ballast: train, serve, inspect and benchmark dense networks on the CPU.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "ballast/version.h"
+#include "tools/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"ballast " BALLAST_VERSION_STRING
+               " - a CPU runtime for Linear -> BatchNorm1d -> ReLU -> Dropout "
+               "networks"};
+  app.set_version_flag("--version", "ballast " BALLAST_VERSION_STRING);
+  app.require_subcommand(1);
+  int exit_code = 0;
+  ballast::cli::RegisterDemo(app, exit_code);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return exit_code;
+}

@@ -1,0 +1,17 @@
+// Subcommands of the `ballast` CLI. Each Register* adds one subcommand to the
+// app; its callback runs the command and sets the process exit code.
+#ifndef BALLAST_TOOLS_COMMANDS_H_
+#define BALLAST_TOOLS_COMMANDS_H_
+
+#include <CLI/CLI.hpp>
+
+namespace ballast::cli {
+
+// Exit codes: 0 success, 1 a command failed (bad input, I/O), 2 usage error.
+inline constexpr int kExitFailure = 1;
+
+void RegisterDemo(CLI::App& app, int& exit_code);
+
+}  // namespace ballast::cli
+
+#endif  // BALLAST_TOOLS_COMMANDS_H_
