@@ -1,0 +1,330 @@
+// Per-target GEMM micro-kernel and driver; included once per Highway target
+// by gemm.cc through foreach_target.h. See gemm.h for the contract.
+//
+// Register tile: MR rows × NV vectors. The accumulators are named variables,
+// not arrays, so the code also compiles for SVE's sizeless vectors; the
+// `if constexpr` guards let the compiler drop those a smaller tile does not
+// use.
+
+// Per-target include guard (the Highway idiom for -inl.h files).
+#if defined(BALLAST_OPS_LINEAR_GEMM_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef BALLAST_OPS_LINEAR_GEMM_INL_H_
+#undef BALLAST_OPS_LINEAR_GEMM_INL_H_
+#else
+#define BALLAST_OPS_LINEAR_GEMM_INL_H_
+#endif
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "hwy/cache_control.h"
+#include "hwy/highway.h"
+#include "ops/linear/gemm.h"
+#include "ops/linear/gemm_plan.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace ballast::ops {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// Vectors per panel: 4 where the ISA has 32 vector registers (AVX-512, NEON,
+// SVE) or for the scalar fallback; 2 on 16-register x86 targets.
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_SSE4 || HWY_TARGET == HWY_SSSE3
+constexpr int kNV = 2;
+#else
+constexpr int kNV = 4;
+#endif
+
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+
+inline int64_t PanelWidth() { return kNV * int64_t(hn::Lanes(DF())); }
+
+// Loads `valid` (<= lanes) floats, zero-filling the rest, without reading
+// past p + valid.
+HWY_INLINE VF LoadPartial(DF d, const float* p, size_t valid) {
+  if (valid >= hn::Lanes(d)) return hn::LoadU(d, p);
+  HWY_ALIGN float buf[hn::MaxLanes(d)] = {};
+  std::memcpy(buf, p, valid * sizeof(float));
+  return hn::Load(d, buf);
+}
+
+// Stores the first `valid` lanes of v without touching memory past them
+// (another thread may own the bytes after a row's last column).
+HWY_INLINE void StorePartial(DF d, VF v, float* p, size_t valid) {
+  if (valid >= hn::Lanes(d)) {
+    hn::StoreU(v, d, p);
+    return;
+  }
+  HWY_ALIGN float buf[hn::MaxLanes(d)];
+  hn::Store(v, d, buf);
+  std::memcpy(p, buf, valid * sizeof(float));
+}
+
+void PackBImpl(const float* src, int64_t K, int64_t N, int64_t stride_k,
+               int64_t stride_n, float* dst) {
+  const int64_t nr = PanelWidth();
+  const int64_t panels = (N + nr - 1) / nr;
+  for (int64_t p = 0; p < panels; ++p) {
+    float* out = dst + p * nr * K;
+    const int64_t n0 = p * nr, cols = std::min(nr, N - n0);
+    for (int64_t k = 0; k < K; ++k) {
+      const float* s = src + k * stride_k + n0 * stride_n;
+      float* o = out + k * nr;
+      if (stride_n == 1) {
+        std::memcpy(o, s, size_t(cols) * sizeof(float));
+      } else {
+        for (int64_t j = 0; j < cols; ++j) o[j] = s[j * stride_n];
+      }
+      for (int64_t j = cols; j < nr; ++j) o[j] = 0.0f;
+    }
+  }
+}
+
+// Everything a tile needs that is fixed for one call.
+struct TileCtx {
+  const float* a;
+  int64_t a_rs, a_cs;
+  float* y;
+  int64_t ldy, n;
+  const PackedB* b;
+  EpilogueArgs ep;
+  GemmStatsChunk* stats;  // kBiasStats: the chunk of this thread's rows
+};
+
+// Epilogue for one output vector; `col` is the first column of the vector.
+template <Epilogue E>
+HWY_INLINE VF ApplyEpilogue(DF d, VF acc, const TileCtx& c, int64_t col,
+                            size_t valid) {
+  if constexpr (E == Epilogue::kBias || E == Epilogue::kBiasRelu ||
+                E == Epilogue::kBiasLeakyRelu || E == Epilogue::kBiasStats) {
+    if (c.ep.bias) acc = hn::Add(acc, LoadPartial(d, c.ep.bias + col, valid));
+  }
+  if constexpr (E == Epilogue::kScaleShift || E == Epilogue::kScaleShiftRelu) {
+    const VF shift =
+        c.ep.shift ? LoadPartial(d, c.ep.shift + col, valid) : hn::Zero(d);
+    acc = hn::MulAdd(acc, LoadPartial(d, c.ep.scale + col, valid), shift);
+  }
+  if constexpr (E == Epilogue::kBiasRelu || E == Epilogue::kScaleShiftRelu) {
+    acc = hn::Max(acc, hn::Zero(d));
+  }
+  if constexpr (E == Epilogue::kBiasLeakyRelu) {
+    const VF neg = hn::Mul(acc, hn::Set(d, c.ep.slope));
+    acc = hn::IfThenElse(hn::Gt(acc, hn::Zero(d)), acc, neg);
+  }
+  return acc;
+}
+
+// Adds the shifted sums of the tile's stored rows to the thread's chunk.
+// The chunk's shift is its first row; `first_tile` sets it.
+HWY_NOINLINE void AccumulateStats(const TileCtx& c, int64_t m0, int mr,
+                                  int64_t n0, int64_t cols, bool first_tile) {
+  GemmStatsChunk& s = *c.stats;
+  if (first_tile) {
+    for (int64_t j = 0; j < cols; ++j)
+      s.shift[n0 + j] = c.y[m0 * c.ldy + n0 + j];
+  }
+  for (int64_t j = 0; j < cols; ++j) {
+    const double shift = s.shift[n0 + j];
+    double s1 = 0.0, s2 = 0.0;
+    for (int r = 0; r < mr; ++r) {
+      const double v = double(c.y[(m0 + r) * c.ldy + n0 + j]) - shift;
+      s1 += v;
+      s2 += v * v;
+    }
+    s.sum[n0 + j] += s1;
+    s.sumsq[n0 + j] += s2;
+  }
+}
+
+#define BALLAST_GEMM_ROW(r)                     \
+  if constexpr (MR > r) {                       \
+    const VF av = hn::Set(d, a##r[k * c.a_cs]); \
+    c##r##0 = hn::MulAdd(av, b0, c##r##0);      \
+    c##r##1 = hn::MulAdd(av, b1, c##r##1);      \
+    if constexpr (kNV == 4) {                   \
+      c##r##2 = hn::MulAdd(av, b2, c##r##2);    \
+      c##r##3 = hn::MulAdd(av, b3, c##r##3);    \
+    }                                           \
+  }
+
+#define BALLAST_GEMM_STORE_ROW(r)                                   \
+  if constexpr (MR > r) {                                           \
+    float* yr = c.y + (m0 + r) * c.ldy + n0;                        \
+    if (!first) {                                                   \
+      c##r##0 = hn::Add(c##r##0, LoadPartial(d, yr, v0));           \
+      c##r##1 = hn::Add(c##r##1, LoadPartial(d, yr + L, v1));       \
+      if constexpr (kNV == 4) {                                     \
+        c##r##2 = hn::Add(c##r##2, LoadPartial(d, yr + 2 * L, v2)); \
+        c##r##3 = hn::Add(c##r##3, LoadPartial(d, yr + 3 * L, v3)); \
+      }                                                             \
+    }                                                               \
+    if (last) {                                                     \
+      c##r##0 = ApplyEpilogue<E>(d, c##r##0, c, n0, v0);            \
+      c##r##1 = ApplyEpilogue<E>(d, c##r##1, c, n0 + L, v1);        \
+      if constexpr (kNV == 4) {                                     \
+        c##r##2 = ApplyEpilogue<E>(d, c##r##2, c, n0 + 2 * L, v2);  \
+        c##r##3 = ApplyEpilogue<E>(d, c##r##3, c, n0 + 3 * L, v3);  \
+      }                                                             \
+    }                                                               \
+    if (v0) StorePartial(d, c##r##0, yr, v0);                       \
+    if (v1) StorePartial(d, c##r##1, yr + L, v1);                   \
+    if constexpr (kNV == 4) {                                       \
+      if (v2) StorePartial(d, c##r##2, yr + 2 * L, v2);             \
+      if (v3) StorePartial(d, c##r##3, yr + 3 * L, v3);             \
+    }                                                               \
+  }
+
+// One MR × NR tile of Y over k in [k0, k0 + kc) of panel p. `first`: no
+// earlier K block (start from zero); `last`: apply the epilogue.
+template <int MR, Epilogue E>
+HWY_NOINLINE void Tile(const TileCtx& c, int64_t m0, int64_t p, int64_t k0,
+                       int64_t kc, bool first, bool last, bool first_tile) {
+  const DF d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  const int64_t nr = kNV * L;
+  const int64_t n0 = p * nr;
+  const float* bp = c.b->panel(p) + k0 * nr;
+  const float* a0 = c.a + (m0 + 0) * c.a_rs + k0 * c.a_cs;
+  const float* a1 = c.a + (m0 + (MR > 1 ? 1 : 0)) * c.a_rs + k0 * c.a_cs;
+  const float* a2 = c.a + (m0 + (MR > 2 ? 2 : 0)) * c.a_rs + k0 * c.a_cs;
+  const float* a3 = c.a + (m0 + (MR > 3 ? 3 : 0)) * c.a_rs + k0 * c.a_cs;
+  const float* a4 = c.a + (m0 + (MR > 4 ? 4 : 0)) * c.a_rs + k0 * c.a_cs;
+  const float* a5 = c.a + (m0 + (MR > 5 ? 5 : 0)) * c.a_rs + k0 * c.a_cs;
+  VF c00 = hn::Zero(d), c01 = c00, c02 = c00, c03 = c00;
+  VF c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+  VF c20 = c00, c21 = c00, c22 = c00, c23 = c00;
+  VF c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+  VF c40 = c00, c41 = c00, c42 = c00, c43 = c00;
+  VF c50 = c00, c51 = c00, c52 = c00, c53 = c00;
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* bk = bp + k * nr;
+    // Small tiles stream the weights: fetch a few rows ahead.
+    if constexpr (MR <= 4) hwy::Prefetch(bk + 8 * nr);
+    const VF b0 = hn::LoadU(d, bk);
+    const VF b1 = hn::LoadU(d, bk + L);
+    VF b2 = b0, b3 = b0;
+    if constexpr (kNV == 4) {
+      b2 = hn::LoadU(d, bk + 2 * L);
+      b3 = hn::LoadU(d, bk + 3 * L);
+    }
+    BALLAST_GEMM_ROW(0)
+    BALLAST_GEMM_ROW(1)
+    BALLAST_GEMM_ROW(2)
+    BALLAST_GEMM_ROW(3)
+    BALLAST_GEMM_ROW(4)
+    BALLAST_GEMM_ROW(5)
+  }
+  // Valid columns of each vector of this panel (0 past N).
+  const int64_t cols = std::min<int64_t>(nr, c.n - n0);
+  auto valid = [&](int v) {
+    return size_t(std::clamp<int64_t>(cols - v * L, 0, L));
+  };
+  const size_t v0 = valid(0), v1 = valid(1), v2 = valid(2), v3 = valid(3);
+  BALLAST_GEMM_STORE_ROW(0)
+  BALLAST_GEMM_STORE_ROW(1)
+  BALLAST_GEMM_STORE_ROW(2)
+  BALLAST_GEMM_STORE_ROW(3)
+  BALLAST_GEMM_STORE_ROW(4)
+  BALLAST_GEMM_STORE_ROW(5)
+  if constexpr (E == Epilogue::kBiasStats) {
+    if (last) AccumulateStats(c, m0, MR, n0, cols, first_tile);
+  }
+}
+
+#undef BALLAST_GEMM_ROW
+#undef BALLAST_GEMM_STORE_ROW
+
+template <Epilogue E>
+void TileAnyRows(const TileCtx& c, int mr, int64_t m0, int64_t p, int64_t k0,
+                 int64_t kc, bool first, bool last, bool first_tile) {
+  switch (mr) {
+    case 1:
+      return Tile<1, E>(c, m0, p, k0, kc, first, last, first_tile);
+    case 2:
+      return Tile<2, E>(c, m0, p, k0, kc, first, last, first_tile);
+    case 3:
+      return Tile<3, E>(c, m0, p, k0, kc, first, last, first_tile);
+    case 4:
+      return Tile<4, E>(c, m0, p, k0, kc, first, last, first_tile);
+    case 5:
+      return Tile<5, E>(c, m0, p, k0, kc, first, last, first_tile);
+    default:
+      return Tile<6, E>(c, m0, p, k0, kc, first, last, first_tile);
+  }
+}
+
+// The rectangle of work one thread owns: rows [m_begin, m_end) × panels
+// [p_begin, p_end), K in blocks of plan.kc.
+template <Epilogue E>
+void GemmRect(const TileCtx& c, const GemmPlan& plan, const GemmRange& r) {
+  const int64_t K = c.b->k();
+  for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += plan.kc) {
+    const int64_t kc = std::min(plan.kc, K - k0);
+    const bool first = k0 == 0, last = k0 + kc >= K;
+    for (int64_t p = r.p_begin; p < r.p_end; ++p) {
+      for (int64_t m = r.m_begin; m < r.m_end; m += kGemmMR) {
+        const int mr = int(std::min<int64_t>(kGemmMR, r.m_end - m));
+        TileAnyRows<E>(c, mr, m, p, k0, kc, first, last, m == r.m_begin);
+      }
+    }
+    if (K == 0) break;
+  }
+}
+
+template <Epilogue E>
+void GemmTyped(const GemmArgs& args, const PackedB& b, const EpilogueArgs& ep,
+               const GemmPlan& plan, GemmStatsChunk* chunks) {
+  TileCtx base{args.a,
+               args.a_row_stride,
+               args.a_col_stride,
+               args.y,
+               args.ldy,
+               b.n(),
+               &b,
+               ep,
+               nullptr};
+  if (plan.threads <= 1) {
+    base.stats = chunks;
+    GemmRect<E>(base, plan, plan.Range(0, args.m, b.panels()));
+    return;
+  }
+#pragma omp parallel num_threads(plan.threads)
+  {
+    const int t = omp_get_thread_num();
+    TileCtx c = base;
+    const GemmRange r = plan.Range(t, args.m, b.panels());
+    if (chunks) c.stats = &chunks[r.m_chunk];
+    if (r.m_begin < r.m_end && r.p_begin < r.p_end) GemmRect<E>(c, plan, r);
+  }
+}
+
+void GemmImpl(const GemmArgs& args, const PackedB& b, Epilogue e,
+              const EpilogueArgs& ep, const GemmPlan& plan,
+              GemmStatsChunk* chunks) {
+  switch (e) {
+    case Epilogue::kNone:
+      return GemmTyped<Epilogue::kNone>(args, b, ep, plan, chunks);
+    case Epilogue::kBias:
+      return GemmTyped<Epilogue::kBias>(args, b, ep, plan, chunks);
+    case Epilogue::kBiasRelu:
+      return GemmTyped<Epilogue::kBiasRelu>(args, b, ep, plan, chunks);
+    case Epilogue::kBiasLeakyRelu:
+      return GemmTyped<Epilogue::kBiasLeakyRelu>(args, b, ep, plan, chunks);
+    case Epilogue::kScaleShift:
+      return GemmTyped<Epilogue::kScaleShift>(args, b, ep, plan, chunks);
+    case Epilogue::kScaleShiftRelu:
+      return GemmTyped<Epilogue::kScaleShiftRelu>(args, b, ep, plan, chunks);
+    case Epilogue::kBiasStats:
+      return GemmTyped<Epilogue::kBiasStats>(args, b, ep, plan, chunks);
+  }
+}
+
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace HWY_NAMESPACE
+}  // namespace ballast::ops
+HWY_AFTER_NAMESPACE();
+
+#endif  // BALLAST_OPS_LINEAR_GEMM_INL_H_

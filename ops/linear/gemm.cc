@@ -1,0 +1,165 @@
+// Dispatch and target-independent parts of the GEMM (see gemm.h).
+#include "ops/linear/gemm.h"
+
+#include <omp.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "ops/linear/gemm.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+#include "ops/linear/gemm-inl.h"
+
+#if HWY_ONCE
+namespace ballast::ops {
+
+HWY_EXPORT(PackBImpl);
+HWY_EXPORT(PanelWidth);
+HWY_EXPORT(GemmImpl);
+
+const char* EpilogueName(Epilogue e) {
+  switch (e) {
+    case Epilogue::kNone:
+      return "none";
+    case Epilogue::kBias:
+      return "bias";
+    case Epilogue::kBiasRelu:
+      return "bias_relu";
+    case Epilogue::kBiasLeakyRelu:
+      return "bias_leaky_relu";
+    case Epilogue::kScaleShift:
+      return "scale_shift";
+    case Epilogue::kScaleShiftRelu:
+      return "scale_shift_relu";
+    case Epilogue::kBiasStats:
+      return "bias_stats";
+  }
+  return "unknown";
+}
+
+void PackedB::Free::operator()(float* p) const { std::free(p); }
+
+int64_t GemmPanelWidth() { return HWY_DYNAMIC_DISPATCH(PanelWidth)(); }
+
+PackedB PackB(const float* src, int64_t K, int64_t N, int64_t stride_k,
+              int64_t stride_n) {
+  PackedB b;
+  b.k_ = K;
+  b.n_ = N;
+  b.nr_ = GemmPanelWidth();
+  const int64_t panels = (N + b.nr_ - 1) / b.nr_;
+  size_t bytes =
+      size_t(panels * b.nr_ * std::max<int64_t>(K, 1)) * sizeof(float);
+  bytes = (bytes + 63) / 64 * 64;
+  b.data_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+  if (!b.data_) throw std::bad_alloc();
+  HWY_DYNAMIC_DISPATCH(PackBImpl)(src, K, N, stride_k, stride_n, b.data_.get());
+  return b;
+}
+
+namespace {
+
+// K block length: a panel's block (kc × NR floats) fits in half of L1.
+int64_t KcMax(int64_t nr) {
+  static const long l1 = [] {
+    long v = sysconf(_SC_LEVEL1_DCACHE_SIZE);
+    return v > 0 ? v : 32768L;
+  }();
+  static const long env = [] {
+    const char* s = std::getenv("BALLAST_GEMM_KC");
+    return s ? std::atol(s) : 0L;
+  }();
+  if (env > 0) return env;
+  return std::max<int64_t>(
+      64, int64_t(l1 / 2) / (nr * int64_t(sizeof(float))) / 8 * 8);
+}
+
+// Merges the per-chunk shifted sums into mean and biased variance, chunk by
+// chunk in a fixed order (Chan et al.'s pairwise update).
+void MergeStats(const std::vector<GemmStatsChunk>& chunks, int64_t n,
+                double* mean, double* var) {
+  for (int64_t j = 0; j < n; ++j) {
+    double count = 0, mu = 0, m2 = 0;
+    for (const GemmStatsChunk& c : chunks) {
+      if (c.rows == 0) continue;
+      const double nb = double(c.rows);
+      const double mb = c.shift[j] + c.sum[j] / nb;
+      const double m2b = c.sumsq[j] - c.sum[j] * c.sum[j] / nb;
+      const double total = count + nb;
+      const double delta = mb - mu;
+      mu += delta * nb / total;
+      m2 += m2b + delta * delta * count * nb / total;
+      count = total;
+    }
+    mean[j] = mu;
+    var[j] = count > 0 ? std::max(0.0, m2 / count) : 0.0;
+  }
+}
+
+}  // namespace
+
+Status Gemm(const GemmArgs& args, const PackedB& b, Epilogue epilogue,
+            const EpilogueArgs& ep) {
+  if (b.empty()) return InvalidArgument("gemm: weights are not packed");
+  if (b.nr() != GemmPanelWidth()) {
+    return FailedPrecondition(
+        "gemm: weights were packed for panels of " + std::to_string(b.nr()) +
+        " columns but the current SIMD target uses " +
+        std::to_string(GemmPanelWidth()) + "; pack them again");
+  }
+  if (args.m < 0) {
+    return InvalidArgument("gemm: M = " + std::to_string(args.m) +
+                           " must be >= 0");
+  }
+  if (args.ldy < b.n()) {
+    return InvalidArgument("gemm: output row stride " +
+                           std::to_string(args.ldy) +
+                           " is below N = " + std::to_string(b.n()));
+  }
+  const bool scale_shift = epilogue == Epilogue::kScaleShift ||
+                           epilogue == Epilogue::kScaleShiftRelu;
+  if (scale_shift && ep.scale == nullptr) {
+    return InvalidArgument(std::string("gemm: epilogue ") +
+                           EpilogueName(epilogue) + " needs a scale vector");
+  }
+  const bool stats = epilogue == Epilogue::kBiasStats;
+  if (stats && (ep.mean == nullptr || ep.var == nullptr)) {
+    return InvalidArgument(
+        "gemm: epilogue bias_stats needs mean and var outputs");
+  }
+  if (args.m == 0 || b.n() == 0) {
+    if (stats) {
+      for (int64_t j = 0; j < b.n(); ++j) ep.mean[j] = ep.var[j] = 0.0;
+    }
+    return Status::Ok();
+  }
+  // Inside a parallel region the call runs single-threaded: no nesting.
+  const int threads = omp_in_parallel() ? 1 : std::max(1, args.threads);
+  const GemmPlan plan =
+      GemmPlan::Make(threads, args.m, b.k(), b.panels(), KcMax(b.nr()));
+
+  std::vector<GemmStatsChunk> chunks;
+  thread_local std::vector<double> scratch;  // grows once, then reused
+  if (stats) {
+    const size_t n = size_t(b.n());
+    scratch.assign(3 * n * size_t(plan.tm), 0.0);
+    chunks.resize(size_t(plan.tm));
+    for (int i = 0; i < plan.tm; ++i) {
+      double* base = scratch.data() + 3 * n * size_t(i);
+      chunks[size_t(i)] = {base, base + n, base + 2 * n, 0};
+      const GemmRange r = plan.Range(i * plan.tn, args.m, b.panels());
+      chunks[size_t(i)].rows = r.m_end - r.m_begin;
+    }
+  }
+  HWY_DYNAMIC_DISPATCH(GemmImpl)
+  (args, b, epilogue, ep, plan, stats ? chunks.data() : nullptr);
+  if (stats) MergeStats(chunks, b.n(), ep.mean, ep.var);
+  return Status::Ok();
+}
+
+}  // namespace ballast::ops
+#endif  // HWY_ONCE

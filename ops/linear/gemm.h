@@ -1,0 +1,99 @@
+// fp32 GEMM core for the Linear op: Y = A·B with an epilogue applied to each
+// register tile before it is stored.
+//
+// B (the weights) is packed once into column panels of NR = NV·lanes columns
+// (NR depends on the Highway target chosen at run time); a panel stores its
+// K rows of NR floats contiguously, zero-padded past N. A and Y are plain
+// strided row-major-ish arrays. For the Linear op y = x·Wᵀ with W [N, K],
+// pack B from W with PackB(w, K, N, /*stride_k=*/1, /*stride_n=*/K).
+//
+// The micro-kernel keeps MR rows × NR columns of accumulators in registers,
+// walks K in blocks of KC (chosen from the L1 size so a panel block stays in
+// L1), and applies the epilogue on the last block. M <= 4 takes a small-M
+// path that streams each packed panel once over the whole K.
+//
+// Threads: the caller's count; the work is split over column panels first
+// (each thread streams its own share of the weights), then over rows. Inside
+// an active OpenMP parallel region the call runs on the calling thread. For a
+// fixed thread count the result is deterministic.
+#ifndef BALLAST_OPS_LINEAR_GEMM_H_
+#define BALLAST_OPS_LINEAR_GEMM_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "ballast/status.h"
+
+namespace ballast::ops {
+
+enum class Epilogue : int {
+  kNone,            // y = acc
+  kBias,            // y = acc + bias
+  kBiasRelu,        // y = max(acc + bias, 0)
+  kBiasLeakyRelu,   // y = acc + bias, times slope where negative
+  kScaleShift,      // y = acc·scale + shift (per output column)
+  kScaleShiftRelu,  // y = max(acc·scale + shift, 0)
+  kBiasStats,       // y = acc + bias, and per-column mean / biased variance
+};
+
+const char* EpilogueName(Epilogue e);
+
+struct EpilogueArgs {
+  const float* bias = nullptr;   // [N]; nullptr means zero
+  const float* scale = nullptr;  // [N] for kScaleShift*
+  const float* shift = nullptr;  // [N] for kScaleShift*; nullptr means zero
+  float slope = 0.01f;           // kBiasLeakyRelu
+  // kBiasStats outputs, [N] each: mean and biased variance of each output
+  // column over the M rows. Accumulated as sums of (y − y_first_row) in
+  // double and merged across threads with Chan's formula, so a large mean
+  // does not swamp a small variance.
+  double* mean = nullptr;
+  double* var = nullptr;
+};
+
+// B packed into panels for the Highway target current at packing time.
+class PackedB {
+ public:
+  PackedB() = default;
+  int64_t k() const { return k_; }
+  int64_t n() const { return n_; }
+  int64_t nr() const { return nr_; }
+  int64_t panels() const { return nr_ ? (n_ + nr_ - 1) / nr_ : 0; }
+  const float* panel(int64_t p) const { return data_.get() + p * nr_ * k_; }
+  bool empty() const { return data_ == nullptr; }
+
+ private:
+  friend PackedB PackB(const float*, int64_t, int64_t, int64_t, int64_t);
+  struct Free {
+    void operator()(float* p) const;
+  };
+  std::unique_ptr<float[], Free> data_;
+  int64_t k_ = 0, n_ = 0, nr_ = 0;
+};
+
+// Packs B(k, n) = src[k·stride_k + n·stride_n] for k < K, n < N.
+PackedB PackB(const float* src, int64_t K, int64_t N, int64_t stride_k,
+              int64_t stride_n);
+
+// The panel width the current Highway target uses (PackB packs with it).
+int64_t GemmPanelWidth();
+
+struct GemmArgs {
+  const float* a = nullptr;  // A(m, k) = a[m·a_row_stride + k·a_col_stride]
+  int64_t a_row_stride = 0;
+  int64_t a_col_stride = 1;
+  int64_t m = 0;
+  float* y = nullptr;  // Y(m, n) = y[m·ldy + n]
+  int64_t ldy = 0;
+  int threads = 1;
+};
+
+// Y = epilogue(A·B). Fails when B was packed for another target's panel
+// width, or on inconsistent sizes.
+Status Gemm(const GemmArgs& args, const PackedB& b, Epilogue epilogue,
+            const EpilogueArgs& ep);
+
+}  // namespace ballast::ops
+
+#endif  // BALLAST_OPS_LINEAR_GEMM_H_

@@ -1,0 +1,253 @@
+#include "ops/linear/gemm.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <tuple>
+#include <vector>
+
+#include "ops/ref/activation.h"
+#include "ops/ref/linear.h"
+#include "tests/kernel_tester.h"
+
+namespace ballast::ops {
+namespace {
+
+using test::Buffer;
+using test::ForEachTarget;
+using test::Tol;
+
+struct Case {
+  int64_t m, k, n;
+  Epilogue e = Epilogue::kBiasRelu;
+  int threads = 1;
+  size_t misalign = 0;
+};
+
+// The oracle: ref::linear_forward in double plus the epilogue, and
+// Σ|a·b| + |bias| per output for the tolerance.
+void Reference(const Case& c, const std::vector<float>& x,
+               const std::vector<float>& w, const std::vector<float>& bias,
+               const std::vector<float>& scale, const std::vector<float>& shift,
+               float slope, std::vector<double>& y, std::vector<double>& mag) {
+  std::vector<double> xd(x.begin(), x.end()), wd(w.begin(), w.end()),
+      xa(x.size()), wa(w.size()), zero(size_t(c.n), 0.0);
+  for (size_t i = 0; i < x.size(); ++i) xa[i] = std::fabs(x[i]);
+  for (size_t i = 0; i < w.size(); ++i) wa[i] = std::fabs(w[i]);
+  y.assign(size_t(c.m * c.n), 0.0);
+  mag.assign(size_t(c.m * c.n), 0.0);
+  ref::linear_forward(xd.data(), wd.data(), zero.data(), y.data(), c.m, c.k,
+                      c.n);
+  ref::linear_forward(xa.data(), wa.data(), zero.data(), mag.data(), c.m, c.k,
+                      c.n);
+  for (int64_t i = 0; i < c.m; ++i) {
+    for (int64_t j = 0; j < c.n; ++j) {
+      double& v = y[size_t(i * c.n + j)];
+      double& g = mag[size_t(i * c.n + j)];
+      switch (c.e) {
+        case Epilogue::kNone:
+          break;
+        case Epilogue::kBias:
+        case Epilogue::kBiasStats:
+          v += bias[size_t(j)], g += std::fabs(bias[size_t(j)]);
+          break;
+        case Epilogue::kBiasRelu:
+          v = std::max(0.0, v + bias[size_t(j)]),
+          g += std::fabs(bias[size_t(j)]);
+          break;
+        case Epilogue::kBiasLeakyRelu:
+          v += bias[size_t(j)], g += std::fabs(bias[size_t(j)]);
+          if (v <= 0) v *= slope, g *= std::fabs(slope);
+          break;
+        case Epilogue::kScaleShift:
+        case Epilogue::kScaleShiftRelu:
+          v = v * scale[size_t(j)] + shift[size_t(j)];
+          g = g * std::fabs(scale[size_t(j)]) + std::fabs(shift[size_t(j)]);
+          if (c.e == Epilogue::kScaleShiftRelu) v = std::max(0.0, v);
+          break;
+      }
+    }
+  }
+}
+
+void RunCase(const Case& c) {
+  SCOPED_TRACE(::testing::Message()
+               << "M=" << c.m << " K=" << c.k << " N=" << c.n
+               << " epilogue=" << EpilogueName(c.e) << " threads=" << c.threads
+               << " misalign=" << c.misalign);
+  Generator g(uint64_t(c.m * 1000003 + c.k * 1009 + c.n));
+  Buffer x(size_t(c.m * c.k), c.misalign), w(size_t(c.n * c.k), c.misalign),
+      bias(size_t(c.n), c.misalign), scale(size_t(c.n)), shift(size_t(c.n)),
+      y(size_t(c.m * c.n), c.misalign);
+  x.FillUniform(g), w.FillUniform(g), bias.FillUniform(g);
+  scale.FillUniform(g, 0.5, 2), shift.FillUniform(g);
+  const float slope = 0.1f;
+  std::vector<double> ref, mag;
+  Reference(c, x.ToVector(), w.ToVector(), bias.ToVector(), scale.ToVector(),
+            shift.ToVector(), slope, ref, mag);
+
+  PackedB packed = PackB(w.data(), c.k, c.n, 1, c.k);
+  std::vector<double> mean(size_t(c.n)), var(size_t(c.n));
+  EpilogueArgs ep{bias.data(), scale.data(), shift.data(),
+                  slope,       mean.data(),  var.data()};
+  GemmArgs args{x.data(), c.k, 1, c.m, y.data(), c.n, c.threads};
+  ASSERT_TRUE(Gemm(args, packed, c.e, ep).ok());
+  for (int64_t i = 0; i < c.m * c.n; ++i) {
+    ASSERT_NEAR(y[size_t(i)], ref[size_t(i)], Tol::Dot(c.k, mag[size_t(i)]))
+        << "at row " << i / c.n << " column " << i % c.n;
+  }
+  if (c.e == Epilogue::kBiasStats) {
+    for (int64_t j = 0; j < c.n; ++j) {
+      double s = 0, ss = 0, scale_sum = 0;
+      for (int64_t i = 0; i < c.m; ++i) s += ref[size_t(i * c.n + j)];
+      const double mu = s / double(c.m);
+      for (int64_t i = 0; i < c.m; ++i) {
+        const double d = ref[size_t(i * c.n + j)] - mu;
+        ss += d * d;
+        scale_sum += mag[size_t(i * c.n + j)];
+      }
+      const double tol = Tol::Dot(c.k, scale_sum / double(c.m));
+      ASSERT_NEAR(mean[size_t(j)], mu, tol) << "mean of column " << j;
+      ASSERT_NEAR(var[size_t(j)], ss / double(c.m),
+                  4 * tol * (tol + std::sqrt(ss / double(c.m))))
+          << "variance of column " << j;
+    }
+  }
+}
+
+const int64_t kMs[] = {1, 2, 3, 5, 17, 64, 129};
+const int64_t kKNs[] = {1, 7, 15, 16, 17, 31, 33, 255, 257, 784, 1024};
+const Epilogue kEpilogues[] = {Epilogue::kNone,       Epilogue::kBias,
+                               Epilogue::kBiasRelu,   Epilogue::kBiasLeakyRelu,
+                               Epilogue::kScaleShift, Epilogue::kScaleShiftRelu,
+                               Epilogue::kBiasStats};
+
+TEST(GemmTest, EverySizeAroundTheVectorWidthOnEveryTarget) {
+  ForEachTarget([](const char*) {
+    for (int64_t m : kMs) {
+      for (int64_t kn : kKNs) {
+        // Each of K and N swept with the other small and odd.
+        RunCase({m, kn, 17, Epilogue::kBiasRelu, 1, 0});
+        RunCase({m, 33, kn, Epilogue::kBiasRelu, 1, 0});
+      }
+    }
+  });
+}
+
+TEST(GemmTest, EveryEpilogueOnEveryTarget) {
+  ForEachTarget([](const char*) {
+    for (Epilogue e : kEpilogues) {
+      for (int64_t m : {1, 5, 64, 129}) RunCase({m, 257, 31, e, 1, 0});
+    }
+  });
+}
+
+TEST(GemmTest, TwoThreadsMisalignedPointersAndLargeShapes) {
+  ForEachTarget([](const char*) {
+    for (int threads : {1, 2}) {
+      for (Epilogue e : {Epilogue::kBiasRelu, Epilogue::kBiasStats}) {
+        RunCase({129, 1024, 257, e, threads, 1});
+        RunCase({64, 784, 255, e, threads, 3});
+        RunCase({2, 1024, 1024, e, threads, 0});
+        RunCase({17, 15, 1024, e, threads, 1});
+      }
+    }
+  });
+}
+
+TEST(GemmTest, ResultsAreIdenticalAcrossRunsForAFixedThreadCount) {
+  const int64_t m = 70, k = 300, n = 130;
+  Generator g(3);
+  Buffer x(size_t(m * k)), w(size_t(n * k));
+  x.FillUniform(g), w.FillUniform(g);
+  PackedB packed = PackB(w.data(), k, n, 1, k);
+  std::vector<double> mean1(static_cast<size_t>(n)),
+      var1(static_cast<size_t>(n)), mean2(static_cast<size_t>(n)),
+      var2(static_cast<size_t>(n));
+  Buffer y1(size_t(m * n)), y2(size_t(m * n));
+  EpilogueArgs ep1{nullptr, nullptr, nullptr, 0, mean1.data(), var1.data()};
+  EpilogueArgs ep2{nullptr, nullptr, nullptr, 0, mean2.data(), var2.data()};
+  ASSERT_TRUE(Gemm({x.data(), k, 1, m, y1.data(), n, 2}, packed,
+                   Epilogue::kBiasStats, ep1)
+                  .ok());
+  ASSERT_TRUE(Gemm({x.data(), k, 1, m, y2.data(), n, 2}, packed,
+                   Epilogue::kBiasStats, ep2)
+                  .ok());
+  EXPECT_EQ(y1.ToVector(), y2.ToVector());
+  EXPECT_EQ(mean1, mean2);
+  EXPECT_EQ(var1, var2);
+}
+
+// Σy² − (Σy)²/n in float would lose the whole variance here: the mean is
+// 1e4 times the standard deviation.
+TEST(GemmTest, StatisticsSurviveAMeanFarLargerThanTheSpread) {
+  const int64_t m = 256, k = 4, n = 3;
+  Generator g(5);
+  Buffer x(size_t(m * k)), w(size_t(n * k)), bias(static_cast<size_t>(n));
+  x.FillUniform(g, -1e-2f, 1e-2f), w.FillUniform(g);
+  for (int64_t j = 0; j < n; ++j) bias[size_t(j)] = 100.0f;
+  PackedB packed = PackB(w.data(), k, n, 1, k);
+  std::vector<double> mean(static_cast<size_t>(n)), var(static_cast<size_t>(n));
+  Buffer y(size_t(m * n));
+  for (int threads : {1, 2}) {
+    ASSERT_TRUE(
+        Gemm({x.data(), k, 1, m, y.data(), n, threads}, packed,
+             Epilogue::kBiasStats,
+             {bias.data(), nullptr, nullptr, 0, mean.data(), var.data()})
+            .ok());
+    for (int64_t j = 0; j < n; ++j) {
+      double s = 0, ss = 0;
+      for (int64_t i = 0; i < m; ++i) s += y[size_t(i * n + j)];
+      for (int64_t i = 0; i < m; ++i) {
+        const double d = y[size_t(i * n + j)] - s / m;
+        ss += d * d;
+      }
+      EXPECT_NEAR(var[size_t(j)], ss / m, 1e-3 * ss / m) << "column " << j;
+    }
+  }
+}
+
+TEST(GemmTest, StridedOperandsComputeTransposedProducts) {
+  // dW = dZᵀ·X: A = dZᵀ read with strides (1, N); B(m, k) = X[m][k].
+  const int64_t m = 37, n = 19, k = 23;
+  Generator g(7);
+  Buffer dz(size_t(m * n)), x(size_t(m * k)), dw(size_t(n * k));
+  dz.FillUniform(g), x.FillUniform(g);
+  PackedB packed = PackB(x.data(), m, k, /*stride_k=*/k, /*stride_n=*/1);
+  ASSERT_TRUE(
+      Gemm({dz.data(), 1, n, n, dw.data(), k, 2}, packed, Epilogue::kNone, {})
+          .ok());
+  std::vector<float> ref(size_t(n * k));
+  ref::linear_backward<float>(x.data(), nullptr, dz.data(), nullptr, ref.data(),
+                              nullptr, m, k, n);
+  for (size_t i = 0; i < ref.size(); ++i) {
+    EXPECT_NEAR(dw[i], ref[i], Tol::Dot(m, double(m))) << i;
+  }
+}
+
+TEST(GemmTest, RejectsWeightsPackedForAnotherTargetAndBadArguments) {
+  std::vector<float> w(64 * 8, 1.0f), x(8, 1.0f), y(64);
+  PackedB packed = PackB(w.data(), 8, 64, 1, 8);
+  bool saw_mismatch = false;
+  ForEachTarget([&](const char*) {
+    Status s =
+        Gemm({x.data(), 8, 1, 1, y.data(), 64, 1}, packed, Epilogue::kNone, {});
+    if (GemmPanelWidth() != packed.nr()) {
+      EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+      EXPECT_NE(s.message().find("pack them again"), std::string::npos);
+      saw_mismatch = true;
+    } else {
+      EXPECT_TRUE(s.ok()) << s.ToString();
+    }
+  });
+  EXPECT_TRUE(saw_mismatch || hwy::SupportedAndGeneratedTargets().size() == 1);
+  EXPECT_FALSE(
+      Gemm({x.data(), 8, 1, 1, y.data(), 10, 1}, packed, Epilogue::kNone, {})
+          .ok());
+  EXPECT_FALSE(Gemm({x.data(), 8, 1, 1, y.data(), 64, 1}, packed,
+                    Epilogue::kScaleShift, {})
+                   .ok());
+}
+
+}  // namespace
+}  // namespace ballast::ops

@@ -1,0 +1,76 @@
+// Shared helpers for kernel tests: the sizes to sweep, every compiled Highway
+// target, NaN-prefilled and deliberately misaligned buffers, and named
+// tolerances.
+#ifndef BALLAST_TESTS_KERNEL_TESTER_H_
+#define BALLAST_TESTS_KERNEL_TESTER_H_
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "ballast/rng.h"
+#include "hwy/targets.h"
+
+namespace ballast::test {
+
+// Runs `body` once per Highway target compiled in and supported here
+// (AVX3, AVX2, SSE4, SSSE3, SCALAR on x86), then restores dispatch.
+inline void ForEachTarget(const std::function<void(const char*)>& body) {
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    const char* name = hwy::TargetName(target);
+    SCOPED_TRACE(std::string("target ") + name);
+    body(name);
+  }
+  hwy::SetSupportedTargetsForTest(0);
+}
+
+// A float buffer whose data() is `misalign` floats past a 64-byte boundary,
+// prefilled with NaN so unwritten outputs show up.
+class Buffer {
+ public:
+  explicit Buffer(size_t n, size_t misalign = 0)
+      : storage_(n + misalign + 16, std::numeric_limits<float>::quiet_NaN()),
+        n_(n) {
+    const uintptr_t addr = reinterpret_cast<uintptr_t>(storage_.data());
+    const size_t skip = ((64 - addr % 64) % 64) / sizeof(float);
+    data_ = storage_.data() + skip + misalign;
+  }
+  float* data() { return data_; }
+  const float* data() const { return data_; }
+  size_t size() const { return n_; }
+  float& operator[](size_t i) { return data_[i]; }
+  float operator[](size_t i) const { return data_[i]; }
+  void FillUniform(Generator& g, float lo = -1, float hi = 1) {
+    g.FillUniform({data_, n_}, lo, hi);
+  }
+  std::vector<float> ToVector() const { return {data_, data_ + n_}; }
+
+ private:
+  std::vector<float> storage_;
+  float* data_;
+  size_t n_;
+};
+
+// Named tolerances, as functions of the computation's scale.
+struct Tol {
+  static constexpr double kEps = std::numeric_limits<float>::epsilon();
+  // A dot product of length k in float against a double oracle: the
+  // recursive-summation bound (k + 2)·ε·Σ|aᵢbᵢ| (+2 for bias and epilogue).
+  static double Dot(int64_t k, double abs_sum) {
+    return double(k + 2) * kEps * abs_sum + 1e-30;
+  }
+  // One elementwise float op against a double oracle.
+  static double Elementwise(double expected) {
+    return 4 * kEps * std::max(1.0, std::fabs(expected));
+  }
+};
+
+}  // namespace ballast::test
+
+#endif  // BALLAST_TESTS_KERNEL_TESTER_H_
