@@ -124,7 +124,7 @@ Result<FanMode> ParseFanMode(std::string_view name) {
                          "' not supported; expected fan_in or fan_out");
 }
 
-Result<double> calculate_gain(Nonlinearity nl, double param) {
+Result<double> calculate_gain(Nonlinearity nl, std::optional<double> param) {
   switch (nl) {
     case Nonlinearity::kLinear:
     case Nonlinearity::kConv1d:
@@ -140,12 +140,10 @@ Result<double> calculate_gain(Nonlinearity nl, double param) {
     case Nonlinearity::kRelu:
       return std::sqrt(2.0);
     case Nonlinearity::kLeakyRelu: {
-      // torch: param None → slope 0.01. Here a negative param means "unset":
-      // a negative slope is not a valid leaky_relu parameter for the gain.
-      const double a = param < 0 ? 0.01 : param;
+      const double a = param.value_or(0.01);  // torch: None → 0.01
       if (!std::isfinite(a)) {
         return InvalidArgument("init.calculate_gain: leaky_relu slope " +
-                               Fmt(param) + " is not a valid number");
+                               Fmt(a) + " is not a finite number");
       }
       return std::sqrt(2.0 / (1.0 + a * a));
     }

@@ -11,6 +11,7 @@
 #ifndef BALLAST_INIT_H_
 #define BALLAST_INIT_H_
 
+#include <optional>
 #include <string_view>
 
 #include "ballast/rng.h"
@@ -42,9 +43,10 @@ std::string_view NonlinearityName(Nonlinearity nl);
 Result<FanMode> ParseFanMode(std::string_view name);  // "fan_in" | "fan_out"
 
 // torch.nn.init.calculate_gain: 1 for linear, conv* and sigmoid; 5/3 for
-// tanh; √2 for relu; √(2/(1 + a²)) for leaky_relu (a = `param`, default
-// 0.01 when param < 0 is passed as "unset"); 3/4 for selu.
-Result<double> calculate_gain(Nonlinearity nl, double param = -1.0);
+// tanh; √2 for relu; √(2/(1 + a²)) for leaky_relu (a = `param`, 0.01 when
+// unset, as torch's None); 3/4 for selu.
+Result<double> calculate_gain(Nonlinearity nl,
+                              std::optional<double> param = std::nullopt);
 
 struct Fans {
   int64_t fan_in = 0;

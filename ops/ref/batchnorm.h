@@ -24,7 +24,7 @@ namespace ballast::ref {
 struct BatchNormOptions {
   double eps = 1e-5;
   std::optional<double> momentum = 0.1;  // nullopt: cumulative average
-  bool affine = true;
+  bool affine = true;  // informational: γ/β nullptr is what disables them
   bool track_running_stats = true;
 };
 
@@ -55,9 +55,15 @@ Status batchnorm_forward_train(const T* x, const T* gamma, const T* beta, T* y,
     return InvalidArgument("batchnorm1d: eps = " + std::to_string(opt.eps) +
                            " must be > 0");
   }
+  const bool track = opt.track_running_stats && running.mean && running.var;
+  if (track && !opt.momentum && !running.num_batches) {
+    return InvalidArgument(
+        "batchnorm1d: momentum = None (cumulative average) needs "
+        "num_batches_tracked");
+  }
   double factor = 0.0;
-  if (opt.track_running_stats && running.mean) {
-    ++*running.num_batches;
+  if (track) {
+    if (running.num_batches) ++*running.num_batches;
     factor = opt.momentum ? *opt.momentum : 1.0 / double(*running.num_batches);
   }
   for (int64_t c = 0; c < C; ++c) {
@@ -78,7 +84,7 @@ Status batchnorm_forward_train(const T* x, const T* gamma, const T* beta, T* y,
     }
     if (save_mean) save_mean[c] = T(mean);
     if (save_rstd) save_rstd[c] = T(rstd);
-    if (opt.track_running_stats && running.mean) {
+    if (track) {
       const double unbiased = ss / double(M - 1);
       running.mean[c] =
           T((1.0 - factor) * double(running.mean[c]) + factor * mean);
