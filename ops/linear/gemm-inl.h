@@ -23,6 +23,7 @@
 #include "hwy/highway.h"
 #include "ops/linear/gemm.h"
 #include "ops/linear/gemm_plan.h"
+#include "ops/simd-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace ballast::ops {
@@ -41,27 +42,6 @@ using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
 
 inline int64_t PanelWidth() { return kNV * int64_t(hn::Lanes(DF())); }
-
-// Loads `valid` (<= lanes) floats, zero-filling the rest, without reading
-// past p + valid.
-HWY_INLINE VF LoadPartial(DF d, const float* p, size_t valid) {
-  if (valid >= hn::Lanes(d)) return hn::LoadU(d, p);
-  HWY_ALIGN float buf[hn::MaxLanes(d)] = {};
-  std::memcpy(buf, p, valid * sizeof(float));
-  return hn::Load(d, buf);
-}
-
-// Stores the first `valid` lanes of v without touching memory past them
-// (another thread may own the bytes after a row's last column).
-HWY_INLINE void StorePartial(DF d, VF v, float* p, size_t valid) {
-  if (valid >= hn::Lanes(d)) {
-    hn::StoreU(v, d, p);
-    return;
-  }
-  HWY_ALIGN float buf[hn::MaxLanes(d)];
-  hn::Store(v, d, buf);
-  std::memcpy(p, buf, valid * sizeof(float));
-}
 
 void PackBImpl(const float* src, int64_t K, int64_t N, int64_t stride_k,
                int64_t stride_n, float* dst) {

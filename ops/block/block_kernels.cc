@@ -1,0 +1,83 @@
+// Dispatch for the block passes (see block_kernels.h).
+#include "ops/block/block_kernels.h"
+
+#include <omp.h>
+
+#include <cmath>
+#include <vector>
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "ops/block/block_kernels.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+#include "ops/block/block_kernels-inl.h"
+
+#if HWY_ONCE
+namespace ballast::ops {
+namespace {
+int Threads(int threads) {
+  return omp_in_parallel() ? 1 : std::max(1, threads);
+}
+}  // namespace
+
+HWY_EXPORT(BiasAddImpl);
+HWY_EXPORT(ScaleShiftImpl);
+HWY_EXPORT(ReluImpl);
+HWY_EXPORT(DropoutImpl);
+HWY_EXPORT(BnReluDropoutForwardImpl);
+HWY_EXPORT(BnReluDropoutBackwardImpl);
+
+uint32_t DropoutThreshold(double p) {
+  if (!(p > 0.0)) return 0;
+  if (p >= 1.0) return uint32_t{1} << 24;
+  return uint32_t(std::ceil(p * 16777216.0));
+}
+
+void BiasAdd(float* y, int64_t M, int64_t N, const float* bias, int threads) {
+  HWY_DYNAMIC_DISPATCH(BiasAddImpl)(y, M, N, bias, Threads(threads));
+}
+
+void ScaleShift(float* y, int64_t M, int64_t N, const float* scale,
+                const float* shift, int threads) {
+  HWY_DYNAMIC_DISPATCH(ScaleShiftImpl)(y, M, N, scale, shift, Threads(threads));
+}
+
+void Relu(float* y, int64_t n, int threads) {
+  HWY_DYNAMIC_DISPATCH(ReluImpl)(y, n, Threads(threads));
+}
+
+void Dropout(float* y, int64_t M, int64_t N, double p, const RngSlice& rng,
+             uint64_t* mask, int threads) {
+  HWY_DYNAMIC_DISPATCH(DropoutImpl)(y, M, N, p, rng, mask, Threads(threads));
+}
+
+// Two passes per column in double: exact enough to be the unfused baseline.
+void ColumnMoments(const float* z, int64_t M, int64_t N, double* mean,
+                   double* var, int threads) {
+  std::vector<double> sum(size_t(N), 0.0), ss(size_t(N), 0.0);
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t n = 0; n < N; ++n) sum[size_t(n)] += z[m * N + n];
+  }
+  for (int64_t n = 0; n < N; ++n) mean[n] = sum[size_t(n)] / double(M);
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t n = 0; n < N; ++n) {
+      const double dv = z[m * N + n] - mean[n];
+      ss[size_t(n)] += dv * dv;
+    }
+  }
+  for (int64_t n = 0; n < N; ++n) var[n] = ss[size_t(n)] / double(M);
+  (void)threads;
+}
+
+void BnReluDropoutForward(const BnForwardArgs& a, int64_t M, int64_t N,
+                          int threads) {
+  HWY_DYNAMIC_DISPATCH(BnReluDropoutForwardImpl)(a, M, N, Threads(threads));
+}
+
+void BnReluDropoutBackward(const BnBackwardArgs& a, int64_t M, int64_t N,
+                           int threads) {
+  HWY_DYNAMIC_DISPATCH(BnReluDropoutBackwardImpl)(a, M, N, Threads(threads));
+}
+
+}  // namespace ballast::ops
+#endif  // HWY_ONCE

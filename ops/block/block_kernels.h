@@ -1,0 +1,83 @@
+// Elementwise passes of the standard block Linear → BatchNorm1d → ReLU →
+// Dropout, vectorized with Highway and split over rows with OpenMP.
+//
+// Unfused passes (one trip over memory each) exist so fused and unfused
+// plans can be compared on equal terms; the fused training passes do BN, ReLU
+// and dropout in one trip forward and one (per column block) backward.
+// All arrays are row-major [M, N] unless noted; `threads` is the caller's.
+#ifndef BALLAST_OPS_BLOCK_BLOCK_KERNELS_H_
+#define BALLAST_OPS_BLOCK_BLOCK_KERNELS_H_
+
+#include <cstdint>
+
+#include "ballast/rng.h"
+
+namespace ballast::ops {
+
+// --- unfused passes ---------------------------------------------------------
+// y[m, n] += bias[n]
+void BiasAdd(float* y, int64_t M, int64_t N, const float* bias, int threads);
+// y[m, n] = y[m, n]·scale[n] + shift[n]  (BatchNorm in evaluation)
+void ScaleShift(float* y, int64_t M, int64_t N, const float* scale,
+                const float* shift, int threads);
+// y = max(y, 0) over n elements
+void Relu(float* y, int64_t n, int threads);
+// Per-column mean and biased variance of z [M, N], two passes in double.
+void ColumnMoments(const float* z, int64_t M, int64_t N, double* mean,
+                   double* var, int threads);
+// Inverted dropout in place over [M, N] with the same keep rule and bit
+// layout as the fused pass (see DropoutMaskWordsPerRow).
+void Dropout(float* y, int64_t M, int64_t N, double p, const RngSlice& rng,
+             uint64_t* mask, int threads);
+
+// --- fused training passes --------------------------------------------------
+// Masks hold one bit per element, rows padded to whole 64-bit words so that
+// threads never share a word: bit n % 64 of word m·words_per_row + n / 64.
+inline int64_t MaskWordsPerRow(int64_t N) { return (N + 63) / 64; }
+inline bool MaskBit(const uint64_t* mask, int64_t N, int64_t m, int64_t n) {
+  return (mask[m * MaskWordsPerRow(N) + n / 64] >> (n % 64)) & 1;
+}
+
+// The keep rule shared by every dropout kernel: element i = m·N + n is kept
+// when rng.Uniform(i) >= p, i.e. (rng.Bits(i) >> 8) >= ceil(p·2²⁴).
+uint32_t DropoutThreshold(double p);
+
+struct BnForwardArgs {
+  const float* z;       // [M, N] Linear output (with bias)
+  const float* mean;    // [N] batch mean
+  const float* rstd;    // [N] 1/√(var + ε)
+  const float* gamma;   // [N] or nullptr (affine = false)
+  const float* beta;    // [N] or nullptr
+  double p = 0.0;       // dropout probability
+  RngSlice rng;         // dropout stream for this call, M·N draws
+  float* out;           // [M, N] activations
+  uint64_t* pass_mask;  // bit set where the gradient flows: kept and BN > 0
+};
+// out = dropout(relu(γ·(z − μ)·rstd + β)), one trip.
+void BnReluDropoutForward(const BnForwardArgs& a, int64_t M, int64_t N,
+                          int threads);
+
+struct BnBackwardArgs {
+  const float* z;
+  const float* mean;
+  const float* rstd;
+  const float* gamma;  // nullptr: γ = 1
+  const float* d_out;  // [M, N] gradient w.r.t. the block output
+  const uint64_t* pass_mask;
+  double p = 0.0;
+  float* dz;      // [M, N] gradient w.r.t. z
+  float* dgamma;  // [N] (always written, even if affine = false)
+  float* dbeta;   // [N]
+  float* dbias;   // [N] Σ_m dz (the Linear bias gradient) or nullptr
+};
+// Through dropout and ReLU (the pass mask), then BatchNorm:
+//   g = d_out·mask/(1 − p),  dβ = Σ g,  dγ = Σ g·x̂,
+//   dz = γ·rstd·(g − dβ/M − x̂·dγ/M).
+// Column blocks of 64 are independent: each does its reductions and then
+// writes dz while the block is still in cache.
+void BnReluDropoutBackward(const BnBackwardArgs& a, int64_t M, int64_t N,
+                           int threads);
+
+}  // namespace ballast::ops
+
+#endif  // BALLAST_OPS_BLOCK_BLOCK_KERNELS_H_

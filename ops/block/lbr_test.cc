@@ -1,0 +1,243 @@
+#include "ops/block/lbr.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "ops/block/block_kernels.h"
+#include "ops/ref/activation.h"
+#include "ops/ref/batchnorm.h"
+#include "ops/ref/dropout.h"
+#include "ops/ref/linear.h"
+#include "tests/kernel_tester.h"
+
+namespace ballast::ops {
+namespace {
+
+using test::ForEachTarget;
+using test::Tol;
+
+// A block with random parameters and non-trivial running statistics.
+struct Params {
+  Params(int64_t K, int64_t N, bool affine, bool bias, uint64_t seed)
+      : K(K),
+        N(N),
+        w(static_cast<size_t>(K * N)),
+        b(static_cast<size_t>(N)),
+        gamma(static_cast<size_t>(N)),
+        beta(static_cast<size_t>(N)),
+        rm(static_cast<size_t>(N)),
+        rv(static_cast<size_t>(N)) {
+    Generator g(seed);
+    g.FillUniform(w, -1, 1);
+    g.FillUniform(b, -1, 1);
+    g.FillUniform(gamma, 0.5, 1.5);
+    g.FillUniform(beta, -0.5, 0.5);
+    g.FillUniform(rm, -0.5, 0.5);
+    g.FillUniform(rv, 0.5, 2.0);
+    p = {w.data(),
+         bias ? b.data() : nullptr,
+         affine ? gamma.data() : nullptr,
+         affine ? beta.data() : nullptr,
+         rm.data(),
+         rv.data(),
+         K,
+         N,
+         1e-5};
+  }
+  int64_t K, N;
+  std::vector<float> w, b, gamma, beta, rm, rv;
+  BlockParams p;
+};
+
+// Magnitude scale of the block output for the tolerance: a dot product of
+// length K with |x|, |w| <= 1, times the BN scale.
+double EvalTol(const Params& P) { return Tol::Dot(P.K, 2.0 * double(P.K)); }
+
+TEST(LbrTest, EvalFusedAndUnfusedMatchTheReferenceOnEveryTarget) {
+  ForEachTarget([](const char*) {
+    for (auto [K, N] : {std::pair<int64_t, int64_t>{7, 15},
+                        {33, 17},
+                        {257, 31},
+                        {784, 256}}) {
+      for (bool affine : {true, false}) {
+        Params P(K, N, affine, /*bias=*/K != 33, uint64_t(K * N));
+        for (int64_t M : {1, 2, 5, 64}) {
+          Generator g{uint64_t(M)};
+          std::vector<float> x(static_cast<size_t>(M * K)),
+              z(static_cast<size_t>(M * N)), ref(static_cast<size_t>(M * N));
+          g.FillUniform(x, -1, 1);
+          ref::linear_forward(x.data(), P.p.w, P.p.b, z.data(), M, K, N);
+          ref::batchnorm_forward_eval(z.data(), P.p.gamma, P.p.beta,
+                                      P.p.running_mean, P.p.running_var,
+                                      ref.data(), M, N, 1e-5);
+          ref::relu_forward(ref.data(), ref.data(), M * N);
+          for (bool fused : {true, false}) {
+            for (int threads : {1, 2}) {
+              Result<EvalBlock> e = EvalBlock::Create(P.p, fused);
+              ASSERT_TRUE(e.ok());
+              std::vector<float> y(size_t(M * N), NAN);
+              ASSERT_TRUE(e->Run(x.data(), M, y.data(), threads).ok());
+              for (size_t i = 0; i < y.size(); ++i) {
+                ASSERT_NEAR(y[i], ref[i], EvalTol(P))
+                    << "M=" << M << " K=" << K << " N=" << N
+                    << " fused=" << fused << " threads=" << threads
+                    << " i=" << i;
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+// Training forward against ref linear → batchnorm (train) → relu → dropout
+// with the same RNG slice; then backward against the ref backward chain.
+void CheckTrain(int64_t M, int64_t K, int64_t N, double p, bool affine,
+                bool fused, int threads) {
+  SCOPED_TRACE(::testing::Message()
+               << "M=" << M << " K=" << K << " N=" << N << " p=" << p
+               << " affine=" << affine << " fused=" << fused
+               << " threads=" << threads);
+  Params P(K, N, affine, true, uint64_t(M + K + N));
+  Generator g(11);
+  std::vector<float> x(static_cast<size_t>(M * K)),
+      d_out(static_cast<size_t>(M * N));
+  g.FillUniform(x, -1, 1);
+  g.FillUniform(d_out, -1, 1);
+  const RngSlice rng = Generator(99).Take(M * N);
+
+  // Reference forward.
+  std::vector<float> z(static_cast<size_t>(M * N)),
+      bn(static_cast<size_t>(M * N)), act(static_cast<size_t>(M * N)),
+      mean(static_cast<size_t>(N)), rstd(static_cast<size_t>(N)), rm = P.rm,
+                                                                  rv = P.rv;
+  std::vector<uint64_t> keep(size_t(ref::DropoutMaskWords(M * N)));
+  int64_t batches = 0;
+  ref::linear_forward(x.data(), P.p.w, P.p.b, z.data(), M, K, N);
+  ASSERT_TRUE(ref::batchnorm_forward_train<float>(
+                  z.data(), P.p.gamma, P.p.beta, bn.data(), mean.data(),
+                  rstd.data(), {rm.data(), rv.data(), &batches}, M, N, {})
+                  .ok());
+  ref::relu_forward(bn.data(), act.data(), M * N);
+  std::vector<float> ref_out(static_cast<size_t>(M * N));
+  ASSERT_TRUE(ref::dropout_forward_train(act.data(), ref_out.data(),
+                                         keep.data(), M * N, p, rng)
+                  .ok());
+
+  Result<TrainBlock> t = TrainBlock::Create(P.p, p, 0.1, M);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  std::vector<float> out(size_t(M * N), NAN);
+  ASSERT_TRUE(t->Forward(x.data(), M, out.data(), rng, fused, threads).ok());
+  // Normalized values are O(1); the GEMM error is amplified by rstd.
+  double max_rstd = 0;
+  for (float r : rstd) max_rstd = std::max(max_rstd, double(r));
+  const double tol =
+      Tol::Dot(K, 2.0 * K) * max_rstd * 4 / (1 - std::min(p, 0.5));
+  for (size_t i = 0; i < out.size(); ++i) {
+    ASSERT_NEAR(out[i], ref_out[i], tol) << "output " << i;
+  }
+  for (int64_t n = 0; n < N; ++n) {
+    ASSERT_NEAR(t->running_mean()[size_t(n)], rm[size_t(n)],
+                Tol::Dot(K, 2.0 * K));
+    ASSERT_NEAR(t->running_var()[size_t(n)], rv[size_t(n)],
+                Tol::Dot(K, 4.0 * K * K) + 1e-6 * rv[size_t(n)]);
+  }
+  if (!fused) return;
+
+  // Reference backward.
+  std::vector<float> d_act(static_cast<size_t>(M * N)),
+      d_bn(static_cast<size_t>(M * N)), dz(static_cast<size_t>(M * N)),
+      dgamma(static_cast<size_t>(N)), dbeta(static_cast<size_t>(N)),
+      dx(static_cast<size_t>(M * K)), dw(static_cast<size_t>(N * K)),
+      db(static_cast<size_t>(N));
+  ref::dropout_backward(keep.data(), d_out.data(), d_act.data(), M * N, p);
+  ref::relu_backward(bn.data(), d_act.data(), d_bn.data(), M * N);
+  ref::batchnorm_backward(z.data(), P.p.gamma, mean.data(), rstd.data(),
+                          d_bn.data(), dz.data(), dgamma.data(), dbeta.data(),
+                          M, N);
+  ref::linear_backward(x.data(), P.p.w, dz.data(), dx.data(), dw.data(),
+                       db.data(), M, K, N);
+  std::vector<float> gx(size_t(M * K), NAN), gw(size_t(N * K), NAN),
+      gb(size_t(N), NAN), gg(size_t(N), NAN), gbeta(size_t(N), NAN);
+  ASSERT_TRUE(t->Backward(d_out.data(), gx.data(), gw.data(), gb.data(),
+                          gg.data(), gbeta.data(), threads)
+                  .ok());
+  // Gradients sum M terms of O(1/(1-p)) values.
+  const double gtol = Tol::Dot(M, 4.0 * M) * max_rstd * 8 + 1e-5;
+  for (int64_t n = 0; n < N; ++n) {
+    ASSERT_NEAR(gbeta[size_t(n)], dbeta[size_t(n)], gtol) << "dbeta " << n;
+    ASSERT_NEAR(gg[size_t(n)], dgamma[size_t(n)], gtol) << "dgamma " << n;
+    ASSERT_NEAR(gb[size_t(n)], db[size_t(n)], gtol) << "db " << n;
+  }
+  for (size_t i = 0; i < dw.size(); ++i) {
+    ASSERT_NEAR(gw[i], dw[i], gtol * 4) << "dW " << i;
+  }
+  for (size_t i = 0; i < dx.size(); ++i) {
+    ASSERT_NEAR(gx[i], dx[i], Tol::Dot(N, 8.0 * N) * max_rstd + 1e-5)
+        << "dX " << i;
+  }
+}
+
+TEST(LbrTest, TrainingForwardAndBackwardMatchTheReferenceOnEveryTarget) {
+  ForEachTarget([](const char*) {
+    for (auto [M, K, N] : {std::tuple<int64_t, int64_t, int64_t>{2, 7, 15},
+                           {5, 33, 17},
+                           {64, 257, 31},
+                           {129, 784, 70}}) {
+      for (double p : {0.0, 0.5}) {
+        CheckTrain(M, K, N, p, true, true, 1);
+      }
+    }
+  });
+}
+
+TEST(LbrTest, TrainingUnfusedEqualsFusedAndThreadsAgree) {
+  for (int threads : {1, 2}) {
+    for (bool fused : {true, false}) {
+      CheckTrain(64, 100, 130, 0.3, true, fused, threads);
+      CheckTrain(17, 31, 65, 0.0, false, fused, threads);
+    }
+  }
+}
+
+TEST(LbrTest, DropoutKernelDrawsTheReferenceMask) {
+  ForEachTarget([](const char*) {
+    const int64_t M = 7, N = 100;
+    const RngSlice rng = Generator(5).Take(M * N);
+    std::vector<float> x(size_t(M * N), 1.0f), y = x,
+                                               ref(static_cast<size_t>(M * N));
+    std::vector<uint64_t> mask(size_t(M * MaskWordsPerRow(N))),
+        ref_mask(size_t(ref::DropoutMaskWords(M * N)));
+    Dropout(y.data(), M, N, 0.25, rng, mask.data(), 2);
+    ASSERT_TRUE(ref::dropout_forward_train(x.data(), ref.data(),
+                                           ref_mask.data(), M * N, 0.25, rng)
+                    .ok());
+    for (int64_t i = 0; i < M * N; ++i) {
+      ASSERT_EQ(y[size_t(i)], ref[size_t(i)]) << i;
+      const bool ref_bit = (ref_mask[size_t(i / 64)] >> (i % 64)) & 1;
+      ASSERT_EQ(MaskBit(mask.data(), N, i / N, i % N), ref_bit) << i;
+    }
+  });
+}
+
+TEST(LbrTest, CreateRejectsBadParameters) {
+  Params P(8, 4, true, true, 1);
+  BlockParams bad = P.p;
+  bad.K = 0;
+  EXPECT_FALSE(EvalBlock::Create(bad, true).ok());
+  EXPECT_FALSE(TrainBlock::Create(P.p, 1.5, 0.1, 8).ok());
+  EXPECT_FALSE(TrainBlock::Create(P.p, 0.5, 0.1, 1).ok());
+  Result<TrainBlock> t = TrainBlock::Create(P.p, 0.0, 0.1, 8);
+  ASSERT_TRUE(t.ok());
+  std::vector<float> x(8 * 8), out(8 * 4);
+  Status s = t->Forward(x.data(), 1, out.data(), {}, true, 1);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("2 <= rows"), std::string::npos);
+  EXPECT_FALSE(t->Forward(x.data(), 9, out.data(), {}, true, 1).ok());
+}
+
+}  // namespace
+}  // namespace ballast::ops

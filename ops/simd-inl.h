@@ -1,0 +1,48 @@
+// Small Highway helpers shared by the kernels; included per target.
+#if defined(BALLAST_OPS_SIMD_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef BALLAST_OPS_SIMD_INL_H_
+#undef BALLAST_OPS_SIMD_INL_H_
+#else
+#define BALLAST_OPS_SIMD_INL_H_
+#endif
+
+#include <cstring>
+
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace ballast::ops {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// Loads `valid` floats, zero-filling the other lanes, without reading past
+// p + valid.
+template <class D>
+HWY_INLINE hn::Vec<D> LoadPartial(D d, const hn::TFromD<D>* p, size_t valid) {
+  if (valid >= hn::Lanes(d)) return hn::LoadU(d, p);
+  HWY_ALIGN hn::TFromD<D> buf[hn::MaxLanes(d)] = {};
+  std::memcpy(buf, p, valid * sizeof(buf[0]));
+  return hn::Load(d, buf);
+}
+
+// Stores the first `valid` lanes without touching memory past them (another
+// thread may own the bytes after a row's last column; BlendedStore on some
+// targets reads and rewrites the whole vector).
+template <class D>
+HWY_INLINE void StorePartial(D d, hn::Vec<D> v, hn::TFromD<D>* p,
+                             size_t valid) {
+  if (valid >= hn::Lanes(d)) {
+    hn::StoreU(v, d, p);
+    return;
+  }
+  HWY_ALIGN hn::TFromD<D> buf[hn::MaxLanes(d)];
+  hn::Store(v, d, buf);
+  std::memcpy(p, buf, valid * sizeof(buf[0]));
+}
+
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace HWY_NAMESPACE
+}  // namespace ballast::ops
+HWY_AFTER_NAMESPACE();
+
+#endif  // BALLAST_OPS_SIMD_INL_H_
