@@ -11,6 +11,7 @@ namespace ballast::cli {
 inline constexpr int kExitFailure = 1;
 
 void RegisterDemo(CLI::App& app, int& exit_code);
+void RegisterBench(CLI::App& app, int& exit_code);
 
 }  // namespace ballast::cli
 
