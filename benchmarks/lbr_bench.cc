@@ -78,7 +78,7 @@ void RegisterAll() {
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   for (int t : {1, 2}) {
-    ballast::bench::Roof()[t] = ballast::ops::MeasureFmaRoofGflops(t);
+    ballast::bench::Roof()[t] = ballast::ops::MeasureFmaRoofGflops(t, 0.6);
     benchmark::AddCustomContext("fma_roof_gflops_" + std::to_string(t) + "t",
                                 std::to_string(ballast::bench::Roof()[t]));
   }

@@ -74,7 +74,7 @@ Status RunBench(const BenchOptions& o) {
       o.threads > 0 ? std::vector<int>{o.threads} : std::vector<int>{1, 2};
   std::map<int, double> roof;
   for (int t : roof_threads) {
-    roof[t] = ops::MeasureFmaRoofGflops(t);
+    roof[t] = ops::MeasureFmaRoofGflops(t, 0.6);
     out["peak_gflops"][std::to_string(t)] = roof[t];
   }
   fmt::print("SIMD target {}; FMA roof:", ops::CurrentSimdTarget());

@@ -97,25 +97,39 @@ HWY_INLINE VF ApplyEpilogue(DF d, VF acc, const TileCtx& c, int64_t col,
   return acc;
 }
 
-// Adds the shifted sums of the tile's stored rows to the thread's chunk.
-// The chunk's shift is its first row; `first_tile` sets it.
+// Adds the shifted sums of the tile's stored rows (still in L1) to the
+// thread's chunk: per column, Σ(y − y₀) and Σ(y − y₀)² over the ≤ 6 rows in
+// float, then into double. y₀ is the chunk's first row, set by its first
+// tile, so the float terms are of the size of the spread, not of the mean.
 HWY_NOINLINE void AccumulateStats(const TileCtx& c, int64_t m0, int mr,
                                   int64_t n0, int64_t cols, bool first_tile) {
+  const DF d;
+  const int64_t L = int64_t(hn::Lanes(d));
   GemmStatsChunk& s = *c.stats;
-  if (first_tile) {
-    for (int64_t j = 0; j < cols; ++j)
-      s.shift[n0 + j] = c.y[m0 * c.ldy + n0 + j];
-  }
-  for (int64_t j = 0; j < cols; ++j) {
-    const double shift = s.shift[n0 + j];
-    double s1 = 0.0, s2 = 0.0;
-    for (int r = 0; r < mr; ++r) {
-      const double v = double(c.y[(m0 + r) * c.ldy + n0 + j]) - shift;
-      s1 += v;
-      s2 += v * v;
+  HWY_ALIGN float s1[hn::MaxLanes(d)];
+  HWY_ALIGN float s2[hn::MaxLanes(d)];
+  for (int64_t j = n0; j < n0 + cols; j += L) {
+    const size_t v = size_t(std::min<int64_t>(L, n0 + cols - j));
+    if (first_tile) {
+      for (size_t i = 0; i < v; ++i) {
+        s.shift_f[j + int64_t(i)] = c.y[m0 * c.ldy + j + int64_t(i)];
+        s.shift[j + int64_t(i)] = s.shift_f[j + int64_t(i)];
+      }
     }
-    s.sum[n0 + j] += s1;
-    s.sumsq[n0 + j] += s2;
+    const VF shift = LoadPartial(d, s.shift_f + j, v);
+    VF sum = hn::Zero(d), sumsq = hn::Zero(d);
+    for (int r = 0; r < mr; ++r) {
+      const VF dv =
+          hn::Sub(LoadPartial(d, c.y + (m0 + r) * c.ldy + j, v), shift);
+      sum = hn::Add(sum, dv);
+      sumsq = hn::MulAdd(dv, dv, sumsq);
+    }
+    hn::Store(sum, d, s1);
+    hn::Store(sumsq, d, s2);
+    for (size_t i = 0; i < v; ++i) {
+      s.sum[j + int64_t(i)] += s1[i];
+      s.sumsq[j + int64_t(i)] += s2[i];
+    }
   }
 }
 

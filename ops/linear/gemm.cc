@@ -146,14 +146,17 @@ Status Gemm(const GemmArgs& args, const PackedB& b, Epilogue epilogue,
       GemmPlan::Make(threads, args.m, b.k(), b.panels(), KcMax(b.nr()));
 
   std::vector<GemmStatsChunk> chunks;
-  thread_local std::vector<double> scratch;  // grows once, then reused
+  thread_local std::vector<double> scratch;  // grow once, then reused
+  thread_local std::vector<float> scratch_f;
   if (stats) {
     const size_t n = size_t(b.n());
     scratch.assign(3 * n * size_t(plan.tm), 0.0);
+    scratch_f.assign(n * size_t(plan.tm), 0.0f);
     chunks.resize(size_t(plan.tm));
     for (int i = 0; i < plan.tm; ++i) {
       double* base = scratch.data() + 3 * n * size_t(i);
-      chunks[size_t(i)] = {base, base + n, base + 2 * n, 0};
+      chunks[size_t(i)] = {base, base + n, base + 2 * n,
+                           scratch_f.data() + n * size_t(i), 0};
       const GemmRange r = plan.Range(i * plan.tn, args.m, b.panels());
       chunks[size_t(i)].rows = r.m_end - r.m_begin;
     }

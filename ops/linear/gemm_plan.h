@@ -22,6 +22,7 @@ struct GemmStatsChunk {
   double* shift = nullptr;
   double* sum = nullptr;
   double* sumsq = nullptr;
+  float* shift_f = nullptr;  // the shift as float, for the vector sums
   int64_t rows = 0;
 };
 
