@@ -126,9 +126,6 @@ class HwyTrain : public Case {
                            s_.threads);
   }
   static Result<std::unique_ptr<Case>> Make(const CaseSpec& s) {
-    if (s.mode == Mode::kTrainFwdBwd && !s.fused) {
-      return Unimplemented("hwy: the backward pass exists fused only");
-    }
     Data d(s);
     BALLAST_ASSIGN_OR_RETURN(
         ops::TrainBlock b,

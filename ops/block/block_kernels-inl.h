@@ -62,18 +62,36 @@ void ScaleShiftImpl(float* y, int64_t M, int64_t N, const float* scale,
   }
 }
 
-void ReluImpl(float* y, int64_t n_total, int threads) {
-  const DF d;
-  const int64_t L = int64_t(hn::Lanes(d));
+// Calls body(i, valid) for every vector of [0, n_total), in chunks of 1024
+// elements spread over the threads.
+template <class Body>
+HWY_INLINE void ForEachVector(int64_t n_total, int threads, Body body) {
   const int64_t chunks = (n_total + 1023) / 1024;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t L = int64_t(hn::Lanes(DF()));
     const int64_t end = std::min(n_total, (c + 1) * 1024);
     for (int64_t i = c * 1024; i < end; i += L) {
-      const size_t v = Valid(i, end, size_t(L));
-      StorePartial(d, hn::Max(LoadPartial(d, y + i, v), hn::Zero(d)), y + i, v);
+      body(i, Valid(i, end, size_t(L)));
     }
   }
+}
+
+void ReluImpl(const float* x, float* y, int64_t n_total, int threads) {
+  ForEachVector(n_total, threads, [=](int64_t i, size_t v) {
+    const DF d;
+    StorePartial(d, hn::Max(LoadPartial(d, x + i, v), hn::Zero(d)), y + i, v);
+  });
+}
+
+void ReluBackwardImpl(const float* x, const float* dy, float* dx,
+                      int64_t n_total, int threads) {
+  ForEachVector(n_total, threads, [=](int64_t i, size_t v) {
+    const DF d;
+    const auto pos = hn::Gt(LoadPartial(d, x + i, v), hn::Zero(d));
+    StorePartial(d, hn::IfThenElseZero(pos, LoadPartial(d, dy + i, v)), dx + i,
+                 v);
+  });
 }
 
 // Raw dropout draws for elements [i0, i0 + count): one Philox block per 4.
@@ -190,9 +208,33 @@ HWY_INLINE hn::Mask<DF> MaskFromWord(DF d, uint64_t word, size_t off) {
   return hn::LoadMaskBits(d, bytes);
 }
 
+void DropoutBackwardImpl(const uint64_t* mask, const float* dy, float* dx,
+                         int64_t M, int64_t N, double p, int threads) {
+  const float scale = p < 1.0 ? float(1.0 / (1.0 - p)) : 0.0f;
+  const int64_t words = MaskWordsPerRow(N);
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t m = 0; m < M; ++m) {
+    const DF d;
+    const int64_t L = int64_t(hn::Lanes(d));
+    for (int64_t n = 0; n < N; n += L) {
+      const size_t v = Valid(n, N, size_t(L));
+      const auto keep =
+          MaskFromWord(d, mask[m * words + n / 64], size_t(n % 64));
+      const auto g = hn::IfThenElseZero(
+          keep, hn::Mul(LoadPartial(d, dy + m * N + n, v), hn::Set(d, scale)));
+      StorePartial(d, g, dx + m * N + n, v);
+    }
+  }
+}
+
+// BatchNorm backward per block of 64 columns. With a pass mask (the fused
+// path) the incoming gradient is g = d_out·mask/(1 − p); without one (the
+// unfused path, after separate dropout and ReLU backward passes) g = d_out.
 void BnReluDropoutBackwardImpl(const BnBackwardArgs& a, int64_t M, int64_t N,
                                int threads) {
-  const float scale = a.p < 1.0 ? float(1.0 / (1.0 - a.p)) : 0.0f;
+  const float scale = a.pass_mask == nullptr ? 1.0f
+                      : a.p < 1.0            ? float(1.0 / (1.0 - a.p))
+                                             : 0.0f;
   const int64_t words = MaskWordsPerRow(N);
   const float inv_m = 1.0f / float(M);
 #pragma omp parallel for num_threads(threads) schedule(static)
@@ -200,6 +242,13 @@ void BnReluDropoutBackwardImpl(const BnBackwardArgs& a, int64_t M, int64_t N,
     const DF d;
     const int64_t L = int64_t(hn::Lanes(d));
     const int64_t n0 = w * 64, n1 = std::min(N, n0 + 64);
+    const auto Incoming = [&](int64_t m, int64_t n, size_t v, size_t off) {
+      const auto dy =
+          hn::Mul(LoadPartial(d, a.d_out + m * N + n, v), hn::Set(d, scale));
+      if (a.pass_mask == nullptr) return dy;
+      return hn::IfThenElseZero(
+          MaskFromWord(d, a.pass_mask[m * words + w], off), dy);
+    };
     // Pass 1 over the rows of this column block: dβ and dγ.
     for (int64_t n = n0; n < n1; n += L) {
       const size_t v = Valid(n, n1, size_t(L));
@@ -208,10 +257,7 @@ void BnReluDropoutBackwardImpl(const BnBackwardArgs& a, int64_t M, int64_t N,
       const auto rstd = LoadPartial(d, a.rstd + n, v);
       auto sum_g = hn::Zero(d), sum_gx = hn::Zero(d);
       for (int64_t m = 0; m < M; ++m) {
-        const auto pass = MaskFromWord(d, a.pass_mask[m * words + w], off);
-        const auto g = hn::IfThenElseZero(
-            pass,
-            hn::Mul(LoadPartial(d, a.d_out + m * N + n, v), hn::Set(d, scale)));
+        const auto g = Incoming(m, n, v, off);
         const auto xhat =
             hn::Mul(hn::Sub(LoadPartial(d, a.z + m * N + n, v), mean), rstd);
         sum_g = hn::Add(sum_g, g);
@@ -227,10 +273,7 @@ void BnReluDropoutBackwardImpl(const BnBackwardArgs& a, int64_t M, int64_t N,
       const auto mean_gx = hn::Mul(sum_gx, hn::Set(d, inv_m));
       auto sum_dz = hn::Zero(d);
       for (int64_t m = 0; m < M; ++m) {
-        const auto pass = MaskFromWord(d, a.pass_mask[m * words + w], off);
-        const auto g = hn::IfThenElseZero(
-            pass,
-            hn::Mul(LoadPartial(d, a.d_out + m * N + n, v), hn::Set(d, scale)));
+        const auto g = Incoming(m, n, v, off);
         const auto xhat =
             hn::Mul(hn::Sub(LoadPartial(d, a.z + m * N + n, v), mean), rstd);
         const auto dz =

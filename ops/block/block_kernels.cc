@@ -23,6 +23,8 @@ int Threads(int threads) {
 HWY_EXPORT(BiasAddImpl);
 HWY_EXPORT(ScaleShiftImpl);
 HWY_EXPORT(ReluImpl);
+HWY_EXPORT(ReluBackwardImpl);
+HWY_EXPORT(DropoutBackwardImpl);
 HWY_EXPORT(DropoutImpl);
 HWY_EXPORT(BnReluDropoutForwardImpl);
 HWY_EXPORT(BnReluDropoutBackwardImpl);
@@ -42,8 +44,19 @@ void ScaleShift(float* y, int64_t M, int64_t N, const float* scale,
   HWY_DYNAMIC_DISPATCH(ScaleShiftImpl)(y, M, N, scale, shift, Threads(threads));
 }
 
-void Relu(float* y, int64_t n, int threads) {
-  HWY_DYNAMIC_DISPATCH(ReluImpl)(y, n, Threads(threads));
+void Relu(const float* x, float* y, int64_t n, int threads) {
+  HWY_DYNAMIC_DISPATCH(ReluImpl)(x, y, n, Threads(threads));
+}
+
+void ReluBackward(const float* x, const float* dy, float* dx, int64_t n,
+                  int threads) {
+  HWY_DYNAMIC_DISPATCH(ReluBackwardImpl)(x, dy, dx, n, Threads(threads));
+}
+
+void DropoutBackward(const uint64_t* mask, const float* dy, float* dx,
+                     int64_t M, int64_t N, double p, int threads) {
+  HWY_DYNAMIC_DISPATCH(DropoutBackwardImpl)
+  (mask, dy, dx, M, N, p, Threads(threads));
 }
 
 void Dropout(float* y, int64_t M, int64_t N, double p, const RngSlice& rng,

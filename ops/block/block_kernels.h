@@ -20,8 +20,14 @@ void BiasAdd(float* y, int64_t M, int64_t N, const float* bias, int threads);
 // y[m, n] = y[m, n]·scale[n] + shift[n]  (BatchNorm in evaluation)
 void ScaleShift(float* y, int64_t M, int64_t N, const float* scale,
                 const float* shift, int threads);
-// y = max(y, 0) over n elements
-void Relu(float* y, int64_t n, int threads);
+// y = max(x, 0) over n elements (x == y allowed)
+void Relu(const float* x, float* y, int64_t n, int threads);
+// dx = dy where x > 0, else 0
+void ReluBackward(const float* x, const float* dy, float* dx, int64_t n,
+                  int threads);
+// dx = dy·keep/(1 − p) with the mask of Dropout()
+void DropoutBackward(const uint64_t* mask, const float* dy, float* dx,
+                     int64_t M, int64_t N, double p, int threads);
 // Per-column mean and biased variance of z [M, N], two passes in double.
 void ColumnMoments(const float* z, int64_t M, int64_t N, double* mean,
                    double* var, int threads);
@@ -61,9 +67,9 @@ struct BnBackwardArgs {
   const float* z;
   const float* mean;
   const float* rstd;
-  const float* gamma;  // nullptr: γ = 1
-  const float* d_out;  // [M, N] gradient w.r.t. the block output
-  const uint64_t* pass_mask;
+  const float* gamma;         // nullptr: γ = 1
+  const float* d_out;         // [M, N] gradient w.r.t. the block output
+  const uint64_t* pass_mask;  // nullptr: d_out is already the BN gradient
   double p = 0.0;
   float* dz;      // [M, N] gradient w.r.t. z
   float* dgamma;  // [N] (always written, even if affine = false)
@@ -74,7 +80,8 @@ struct BnBackwardArgs {
 //   g = d_out·mask/(1 − p),  dβ = Σ g,  dγ = Σ g·x̂,
 //   dz = γ·rstd·(g − dβ/M − x̂·dγ/M).
 // Column blocks of 64 are independent: each does its reductions and then
-// writes dz while the block is still in cache.
+// writes dz while the block is still in cache. Without a pass mask this is
+// the plain BatchNorm backward (g = d_out) of the unfused path.
 void BnReluDropoutBackward(const BnBackwardArgs& a, int64_t M, int64_t N,
                            int threads);
 

@@ -66,7 +66,7 @@ Status EvalBlock::Run(const float* x, int64_t M, float* y, int threads) const {
   BALLAST_RETURN_IF_ERROR(Gemm(args, packed_, Epilogue::kNone, {}));
   BiasAdd(y, M, N_, bias_.data(), threads);
   ScaleShift(y, M, N_, scale_.data(), shift_.data(), threads);
-  Relu(y, M * N_, threads);
+  Relu(y, y, M * N_, threads);
   return Status::Ok();
 }
 
@@ -159,9 +159,11 @@ Status TrainBlock::Forward(const float* x, int64_t M, float* out,
     scale[size_t(n)] = gamma_[size_t(n)] * rstd_[size_t(n)];
     shift[size_t(n)] = beta_[size_t(n)] - mean_[size_t(n)] * scale[size_t(n)];
   }
-  std::memcpy(out, z_.data(), size_t(M * N_) * sizeof(float));
-  ScaleShift(out, M, N_, scale.data(), shift.data(), threads);
-  Relu(out, M * N_, threads);
+  // bn_ keeps the ReLU input for the unfused backward, as autograd would.
+  bn_.resize(size_t(M * N_));
+  std::memcpy(bn_.data(), z_.data(), size_t(M * N_) * sizeof(float));
+  ScaleShift(bn_.data(), M, N_, scale.data(), shift.data(), threads);
+  Relu(bn_.data(), out, M * N_, threads);
   if (p_ > 0) Dropout(out, M, N_, p_, rng, mask_.data(), threads);
   unfused_forward_ = true;
   return Status::Ok();
@@ -171,10 +173,6 @@ Status TrainBlock::Backward(const float* d_out, float* dx, float* dw, float* db,
                             float* dgamma, float* dbeta, int threads) {
   if (x_ == nullptr) {
     return FailedPrecondition("linear_bn_relu train: Backward before Forward");
-  }
-  if (unfused_forward_) {
-    return FailedPrecondition(
-        "linear_bn_relu train: Backward needs the fused Forward's masks");
   }
   const int64_t M = M_;
   dz_.resize(size_t(M * N_));
@@ -189,6 +187,18 @@ Status TrainBlock::Backward(const float* d_out, float* dx, float* dw, float* db,
                    dgamma,
                    dbeta,
                    db};
+  if (unfused_forward_) {
+    // One trip over memory per op: dropout, ReLU, then BatchNorm.
+    dbn_.resize(size_t(M * N_));
+    const float* g = d_out;
+    if (p_ > 0) {
+      DropoutBackward(mask_.data(), d_out, dbn_.data(), M, N_, p_, threads);
+      g = dbn_.data();
+    }
+    ReluBackward(bn_.data(), g, dbn_.data(), M * N_, threads);
+    a.d_out = dbn_.data();
+    a.pass_mask = nullptr;
+  }
   BnReluDropoutBackward(a, M, N_, threads);
   // dW [N, K] = dZᵀ·X: A(n, m) = dz[m·N + n], B(m, k) = x[m·K + k].
   const PackedB px = PackB(x_, M, K_, K_, 1);

@@ -10,8 +10,9 @@
 //                      one pass for BN + ReLU + dropout (mask bits).
 // Training forward, unfused: GEMM; bias pass; moments pass; BN pass; ReLU
 //                      pass; dropout pass.
-// Training backward (fused): one pass through the masks and BN per column
+// Training backward, fused: one pass through the masks and BN per column
 //                      block, then dW = dZᵀ·X and dX = dZ·W.
+// Training backward, unfused: dropout pass; ReLU pass; BN backward; GEMMs.
 #ifndef BALLAST_OPS_BLOCK_LBR_H_
 #define BALLAST_OPS_BLOCK_LBR_H_
 
@@ -60,7 +61,9 @@ class TrainBlock {
   // x [M, K] → out [M, N]; updates the running statistics (PyTorch's rule).
   Status Forward(const float* x, int64_t M, float* out, const RngSlice& rng,
                  bool fused, int threads);
-  // Gradients for the last Forward (fused path): dx [M, K] (nullptr to
+  // Gradients for the last Forward, on the path it took (fused: one pass
+  // through the masks; unfused: dropout, ReLU and BN backward passes).
+  // dx [M, K] (nullptr to
   // skip), dw [N, K], db [N], dgamma [N], dbeta [N].
   Status Backward(const float* d_out, float* dx, float* dw, float* db,
                   float* dgamma, float* dbeta, int threads);
@@ -83,7 +86,7 @@ class TrainBlock {
   std::vector<float> z_, mean_, rstd_;
   std::vector<double> mean_d_, var_d_;
   std::vector<uint64_t> mask_;
-  std::vector<float> dz_, scratch_scale_, scratch_shift_;
+  std::vector<float> dz_, bn_, dbn_, scratch_scale_, scratch_shift_;
   bool unfused_forward_ = false;
 };
 
