@@ -227,61 +227,89 @@ void DropoutBackwardImpl(const uint64_t* mask, const float* dy, float* dx,
   }
 }
 
-// BatchNorm backward per block of 64 columns. With a pass mask (the fused
-// path) the incoming gradient is g = d_out·mask/(1 − p); without one (the
-// unfused path, after separate dropout and ReLU backward passes) g = d_out.
+// BatchNorm backward in two row-major streaming passes. With a pass mask
+// (the fused path) the incoming gradient is g = d_out·mask/(1 − p); without
+// one (the unfused path, after separate dropout and ReLU backward passes)
+// g = d_out. Each thread owns a range of rows: pass 1 sums g and g·x̂ per
+// column into its own partial row, the partials are reduced in thread order
+// (deterministic for a fixed thread count), and pass 2 writes dz.
 void BnReluDropoutBackwardImpl(const BnBackwardArgs& a, int64_t M, int64_t N,
-                               int threads) {
+                               int threads, float* partial) {
   const float scale = a.pass_mask == nullptr ? 1.0f
                       : a.p < 1.0            ? float(1.0 / (1.0 - a.p))
                                              : 0.0f;
   const int64_t words = MaskWordsPerRow(N);
   const float inv_m = 1.0f / float(M);
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t w = 0; w < words; ++w) {
+#pragma omp parallel num_threads(threads)
+  {
     const DF d;
     const int64_t L = int64_t(hn::Lanes(d));
-    const int64_t n0 = w * 64, n1 = std::min(N, n0 + 64);
-    const auto Incoming = [&](int64_t m, int64_t n, size_t v, size_t off) {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t m0 = M * t / nt, m1 = M * (t + 1) / nt;
+    float* acc_g = partial + 3 * N * t;
+    float* acc_gx = acc_g + N;
+    float* acc_dz = acc_gx + N;
+    const auto incoming = [&](int64_t m, int64_t n, size_t v) {
       const auto dy =
           hn::Mul(LoadPartial(d, a.d_out + m * N + n, v), hn::Set(d, scale));
       if (a.pass_mask == nullptr) return dy;
       return hn::IfThenElseZero(
-          MaskFromWord(d, a.pass_mask[m * words + w], off), dy);
+          MaskFromWord(d, a.pass_mask[m * words + n / 64], size_t(n % 64)), dy);
     };
-    // Pass 1 over the rows of this column block: dβ and dγ.
-    for (int64_t n = n0; n < n1; n += L) {
-      const size_t v = Valid(n, n1, size_t(L));
-      const size_t off = size_t(n - n0);
-      const auto mean = LoadPartial(d, a.mean + n, v);
-      const auto rstd = LoadPartial(d, a.rstd + n, v);
-      auto sum_g = hn::Zero(d), sum_gx = hn::Zero(d);
-      for (int64_t m = 0; m < M; ++m) {
-        const auto g = Incoming(m, n, v, off);
-        const auto xhat =
-            hn::Mul(hn::Sub(LoadPartial(d, a.z + m * N + n, v), mean), rstd);
-        sum_g = hn::Add(sum_g, g);
-        sum_gx = hn::MulAdd(g, xhat, sum_gx);
+    const auto xhat = [&](int64_t m, int64_t n, size_t v) {
+      return hn::Mul(hn::Sub(LoadPartial(d, a.z + m * N + n, v),
+                             LoadPartial(d, a.mean + n, v)),
+                     LoadPartial(d, a.rstd + n, v));
+    };
+    std::fill(acc_g, acc_g + 3 * N, 0.0f);
+    for (int64_t m = m0; m < m1; ++m) {
+      for (int64_t n = 0; n < N; n += L) {
+        const size_t v = Valid(n, N, size_t(L));
+        const auto g = incoming(m, n, v);
+        StorePartial(d, hn::Add(LoadPartial(d, acc_g + n, v), g), acc_g + n, v);
+        StorePartial(
+            d, hn::MulAdd(g, xhat(m, n, v), LoadPartial(d, acc_gx + n, v)),
+            acc_gx + n, v);
       }
-      StorePartial(d, sum_g, a.dbeta + n, v);
-      StorePartial(d, sum_gx, a.dgamma + n, v);
-      // Pass 2: dz = γ·rstd·(g − dβ/M − x̂·dγ/M), and Σ dz for the bias.
-      const auto gamma =
-          a.gamma ? LoadPartial(d, a.gamma + n, v) : hn::Set(d, 1.0f);
-      const auto k = hn::Mul(gamma, rstd);
-      const auto mean_g = hn::Mul(sum_g, hn::Set(d, inv_m));
-      const auto mean_gx = hn::Mul(sum_gx, hn::Set(d, inv_m));
-      auto sum_dz = hn::Zero(d);
-      for (int64_t m = 0; m < M; ++m) {
-        const auto g = Incoming(m, n, v, off);
-        const auto xhat =
-            hn::Mul(hn::Sub(LoadPartial(d, a.z + m * N + n, v), mean), rstd);
-        const auto dz =
-            hn::Mul(k, hn::Sub(hn::Sub(g, mean_g), hn::Mul(xhat, mean_gx)));
+    }
+#pragma omp barrier
+    // Reduce the partials; each thread a range of columns, threads in order.
+    const int64_t c0 = N * t / nt, c1 = N * (t + 1) / nt;
+    for (int64_t n = c0; n < c1; ++n) {
+      float sg = 0, sgx = 0;
+      for (int i = 0; i < nt; ++i) {
+        sg += partial[3 * N * i + n];
+        sgx += partial[3 * N * i + N + n];
+      }
+      a.dbeta[n] = sg;
+      a.dgamma[n] = sgx;
+    }
+#pragma omp barrier
+    // Pass 2: dz = γ·rstd·(g − dβ/M − x̂·dγ/M), and Σ dz for the bias.
+    for (int64_t m = m0; m < m1; ++m) {
+      for (int64_t n = 0; n < N; n += L) {
+        const size_t v = Valid(n, N, size_t(L));
+        const auto gamma =
+            a.gamma ? LoadPartial(d, a.gamma + n, v) : hn::Set(d, 1.0f);
+        const auto k = hn::Mul(gamma, LoadPartial(d, a.rstd + n, v));
+        const auto mean_g =
+            hn::Mul(LoadPartial(d, a.dbeta + n, v), hn::Set(d, inv_m));
+        const auto mean_gx =
+            hn::Mul(LoadPartial(d, a.dgamma + n, v), hn::Set(d, inv_m));
+        const auto dz = hn::Mul(k, hn::Sub(hn::Sub(incoming(m, n, v), mean_g),
+                                           hn::Mul(xhat(m, n, v), mean_gx)));
         StorePartial(d, dz, a.dz + m * N + n, v);
-        sum_dz = hn::Add(sum_dz, dz);
+        StorePartial(d, hn::Add(LoadPartial(d, acc_dz + n, v), dz), acc_dz + n,
+                     v);
       }
-      if (a.dbias) StorePartial(d, sum_dz, a.dbias + n, v);
+    }
+    if (a.dbias) {
+#pragma omp barrier
+      for (int64_t n = c0; n < c1; ++n) {
+        float s = 0;
+        for (int i = 0; i < nt; ++i) s += partial[3 * N * i + 2 * N + n];
+        a.dbias[n] = s;
+      }
     }
   }
 }

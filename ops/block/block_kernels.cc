@@ -89,7 +89,10 @@ void BnReluDropoutForward(const BnForwardArgs& a, int64_t M, int64_t N,
 
 void BnReluDropoutBackward(const BnBackwardArgs& a, int64_t M, int64_t N,
                            int threads) {
-  HWY_DYNAMIC_DISPATCH(BnReluDropoutBackwardImpl)(a, M, N, Threads(threads));
+  const int t = Threads(threads);
+  thread_local std::vector<float> partial;  // grows once, then reused
+  partial.resize(size_t(3 * N * t));
+  HWY_DYNAMIC_DISPATCH(BnReluDropoutBackwardImpl)(a, M, N, t, partial.data());
 }
 
 }  // namespace ballast::ops

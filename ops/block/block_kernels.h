@@ -79,9 +79,9 @@ struct BnBackwardArgs {
 // Through dropout and ReLU (the pass mask), then BatchNorm:
 //   g = d_out·mask/(1 − p),  dβ = Σ g,  dγ = Σ g·x̂,
 //   dz = γ·rstd·(g − dβ/M − x̂·dγ/M).
-// Column blocks of 64 are independent: each does its reductions and then
-// writes dz while the block is still in cache. Without a pass mask this is
-// the plain BatchNorm backward (g = d_out) of the unfused path.
+// Two row-major streaming passes; per-thread partial column sums reduced
+// in thread order. Without a pass mask this is the plain BatchNorm backward
+// (g = d_out) of the unfused path.
 void BnReluDropoutBackward(const BnBackwardArgs& a, int64_t M, int64_t N,
                            int threads);
 

@@ -97,6 +97,7 @@ Result<TrainBlock> TrainBlock::Create(const BlockParams& p, double dropout,
   t.running_mean_.assign(p.running_mean, p.running_mean + p.N);
   t.running_var_.assign(p.running_var, p.running_var + p.N);
   t.packed_w_ = PackB(t.w_.data(), p.K, p.N, 1, p.K);
+  t.packed_wt_ = PackB(t.w_.data(), p.N, p.K, p.K, 1);
   const size_t N = size_t(p.N);
   t.z_.resize(size_t(max_batch) * N);
   t.mean_.resize(N);
@@ -201,14 +202,13 @@ Status TrainBlock::Backward(const float* d_out, float* dx, float* dw, float* db,
   }
   BnReluDropoutBackward(a, M, N_, threads);
   // dW [N, K] = dZᵀ·X: A(n, m) = dz[m·N + n], B(m, k) = x[m·K + k].
-  const PackedB px = PackB(x_, M, K_, K_, 1);
-  BALLAST_RETURN_IF_ERROR(
-      Gemm({dz_.data(), 1, N_, N_, dw, K_, threads}, px, Epilogue::kNone, {}));
+  PackBInto(packed_x_, x_, M, K_, K_, 1, threads);
+  BALLAST_RETURN_IF_ERROR(Gemm({dz_.data(), 1, N_, N_, dw, K_, threads},
+                               packed_x_, Epilogue::kNone, {}));
   if (dx) {
     // dX [M, K] = dZ·W: B(n, k) = w[n·K + k].
-    const PackedB pw = PackB(w_.data(), N_, K_, K_, 1);
-    BALLAST_RETURN_IF_ERROR(
-        Gemm({dz_.data(), N_, 1, M, dx, K_, threads}, pw, Epilogue::kNone, {}));
+    BALLAST_RETURN_IF_ERROR(Gemm({dz_.data(), N_, 1, M, dx, K_, threads},
+                                 packed_wt_, Epilogue::kNone, {}));
   }
   return Status::Ok();
 }

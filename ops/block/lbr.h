@@ -81,7 +81,9 @@ class TrainBlock {
   double eps_ = 1e-5, p_ = 0.0, momentum_ = 0.1;
   std::vector<float> w_, b_, gamma_, beta_, running_mean_, running_var_;
   bool affine_ = true;
-  PackedB packed_w_;          // B = Wᵀ for the forward
+  PackedB packed_w_;   // B = Wᵀ for the forward
+  PackedB packed_wt_;  // B = W for dX = dZ·W
+  PackedB packed_x_;   // B = X for dW = dZᵀ·X, repacked every backward
   const float* x_ = nullptr;  // the last forward's input (caller keeps it)
   std::vector<float> z_, mean_, rstd_;
   std::vector<double> mean_d_, var_d_;

@@ -44,9 +44,10 @@ using VF = hn::Vec<DF>;
 inline int64_t PanelWidth() { return kNV * int64_t(hn::Lanes(DF())); }
 
 void PackBImpl(const float* src, int64_t K, int64_t N, int64_t stride_k,
-               int64_t stride_n, float* dst) {
+               int64_t stride_n, float* dst, int threads) {
   const int64_t nr = PanelWidth();
   const int64_t panels = (N + nr - 1) / nr;
+#pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t p = 0; p < panels; ++p) {
     float* out = dst + p * nr * K;
     const int64_t n0 = p * nr, cols = std::min(nr, N - n0);

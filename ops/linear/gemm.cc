@@ -45,19 +45,28 @@ void PackedB::Free::operator()(float* p) const { std::free(p); }
 
 int64_t GemmPanelWidth() { return HWY_DYNAMIC_DISPATCH(PanelWidth)(); }
 
-PackedB PackB(const float* src, int64_t K, int64_t N, int64_t stride_k,
-              int64_t stride_n) {
-  PackedB b;
+void PackBInto(PackedB& b, const float* src, int64_t K, int64_t N,
+               int64_t stride_k, int64_t stride_n, int threads) {
   b.k_ = K;
   b.n_ = N;
   b.nr_ = GemmPanelWidth();
   const int64_t panels = (N + b.nr_ - 1) / b.nr_;
-  size_t bytes =
-      size_t(panels * b.nr_ * std::max<int64_t>(K, 1)) * sizeof(float);
-  bytes = (bytes + 63) / 64 * 64;
-  b.data_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
-  if (!b.data_) throw std::bad_alloc();
-  HWY_DYNAMIC_DISPATCH(PackBImpl)(src, K, N, stride_k, stride_n, b.data_.get());
+  const size_t floats = size_t(panels * b.nr_ * std::max<int64_t>(K, 1));
+  if (floats > b.capacity_ || !b.data_) {
+    const size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
+    b.data_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+    if (!b.data_) throw std::bad_alloc();
+    b.capacity_ = floats;
+  }
+  const int t = omp_in_parallel() ? 1 : std::max(1, threads);
+  HWY_DYNAMIC_DISPATCH(PackBImpl)
+  (src, K, N, stride_k, stride_n, b.data_.get(), t);
+}
+
+PackedB PackB(const float* src, int64_t K, int64_t N, int64_t stride_k,
+              int64_t stride_n, int threads) {
+  PackedB b;
+  PackBInto(b, src, K, N, stride_k, stride_n, threads);
   return b;
 }
 

@@ -64,17 +64,24 @@ class PackedB {
   bool empty() const { return data_ == nullptr; }
 
  private:
-  friend PackedB PackB(const float*, int64_t, int64_t, int64_t, int64_t);
+  friend void PackBInto(PackedB&, const float*, int64_t, int64_t, int64_t,
+                        int64_t, int);
   struct Free {
     void operator()(float* p) const;
   };
   std::unique_ptr<float[], Free> data_;
   int64_t k_ = 0, n_ = 0, nr_ = 0;
+  size_t capacity_ = 0;  // floats allocated
 };
 
 // Packs B(k, n) = src[k·stride_k + n·stride_n] for k < K, n < N.
+// Panels are packed in parallel on `threads` threads.
 PackedB PackB(const float* src, int64_t K, int64_t N, int64_t stride_k,
-              int64_t stride_n);
+              int64_t stride_n, int threads = 1);
+// The same into `b`, reusing its storage when it is large enough, so that
+// repacking every training step does not allocate.
+void PackBInto(PackedB& b, const float* src, int64_t K, int64_t N,
+               int64_t stride_k, int64_t stride_n, int threads = 1);
 
 // The panel width the current Highway target uses (PackB packs with it).
 int64_t GemmPanelWidth();
