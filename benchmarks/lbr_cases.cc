@@ -295,30 +295,52 @@ Result<std::unique_ptr<Case>> MakeCase(const CaseSpec& s) {
 
 namespace ballast::bench {
 
-Result<double> MedianSecondsPerCall(Case& c, double min_seconds, int samples) {
+Result<int64_t> CalibrateBatch(Case& c, double batch_seconds) {
   using Clock = std::chrono::steady_clock;
-  // Warm-up, and a first estimate of one call.
   auto t0 = Clock::now();
   int warm = 0;
   do {
     BALLAST_RETURN_IF_ERROR(c.Run());
     ++warm;
   } while (std::chrono::duration<double>(Clock::now() - t0).count() <
-               0.05 * min_seconds &&
+               batch_seconds &&
            warm < 1000);
   const double per_call =
       std::chrono::duration<double>(Clock::now() - t0).count() / warm;
-  const int64_t reps = std::max<int64_t>(
-      1, int64_t(min_seconds / samples / std::max(per_call, 1e-9)));
-  std::vector<double> times;
-  for (int s = 0; s < samples; ++s) {
-    t0 = Clock::now();
-    for (int64_t r = 0; r < reps; ++r) BALLAST_RETURN_IF_ERROR(c.Run());
-    times.push_back(std::chrono::duration<double>(Clock::now() - t0).count() /
-                    double(reps));
+  return std::max<int64_t>(1,
+                           int64_t(batch_seconds / std::max(per_call, 1e-9)));
+}
+
+Result<double> TimeBatch(Case& c, int64_t reps) {
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
+  for (int64_t r = 0; r < reps; ++r) BALLAST_RETURN_IF_ERROR(c.Run());
+  return std::chrono::duration<double>(Clock::now() - t0).count() /
+         double(reps);
+}
+
+Result<std::vector<double>> InterleavedMedians(std::vector<Case*> cases,
+                                               double seconds_per_case,
+                                               int rounds) {
+  std::vector<int64_t> reps;
+  for (Case* c : cases) {
+    BALLAST_ASSIGN_OR_RETURN(const int64_t r,
+                             CalibrateBatch(*c, seconds_per_case / rounds));
+    reps.push_back(r);
   }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  std::vector<std::vector<double>> times(cases.size());
+  for (int round = 0; round < rounds; ++round) {
+    for (size_t i = 0; i < cases.size(); ++i) {
+      BALLAST_ASSIGN_OR_RETURN(const double t, TimeBatch(*cases[i], reps[i]));
+      times[i].push_back(t);
+    }
+  }
+  std::vector<double> medians;
+  for (std::vector<double>& t : times) {
+    std::sort(t.begin(), t.end());
+    medians.push_back(t[t.size() / 2]);
+  }
+  return medians;
 }
 
 }  // namespace ballast::bench

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "ballast/status.h"
 
@@ -46,10 +47,17 @@ Result<std::unique_ptr<Case>> MakeCase(const CaseSpec& spec);
 
 namespace ballast::bench {
 
-// Median seconds per call over `samples` timed batches, after a warm-up;
-// each batch repeats the call enough times to last about
-// min_seconds / samples.
-Result<double> MedianSecondsPerCall(Case& c, double min_seconds = 0.3,
-                                    int samples = 9);
+// Warms the case up and returns how many calls make a batch lasting about
+// `batch_seconds`.
+Result<int64_t> CalibrateBatch(Case& c, double batch_seconds);
+// Seconds per call over one batch of `reps` calls.
+Result<double> TimeBatch(Case& c, int64_t reps);
+
+// Times several cases in interleaved rounds — every round runs one batch of
+// each case — and returns each case's median seconds per call. Interleaving
+// spreads the drift of a shared machine evenly over the cases compared.
+Result<std::vector<double>> InterleavedMedians(std::vector<Case*> cases,
+                                               double seconds_per_case,
+                                               int rounds = 9);
 
 }  // namespace ballast::bench
