@@ -259,6 +259,7 @@ struct EvalBlock::Impl {
   EvalMode mode = EvalMode::kFolded;
   int64_t K = 0, N = 0;
   double eps = 1e-5;
+  bool relu = true;
   dnnl::engine eng{dnnl::engine::kind::cpu, 0};
   dnnl::stream strm{eng};
   // Plain parameters: W (W' when folded) [N, K]; the bias b (zeros when
@@ -299,7 +300,9 @@ struct EvalBlock::Impl {
         po.append_binary(dnnl::algorithm::binary_mul, row_md);
         po.append_binary(dnnl::algorithm::binary_add, row_md);
       }
-      po.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+      if (relu) {
+        po.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+      }
       ip_attr.set_post_ops(po);
     }
     const dnnl::inner_product_forward::primitive_desc ip_pd(
@@ -341,15 +344,17 @@ struct EvalBlock::Impl {
            {DNNL_ARG_SCALE_SHIFT,
             Bind(bn_pd.weights_desc(), eng, scale_shift.data())}});
 
-      const dnnl::eltwise_forward::primitive_desc relu_pd(
-          dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference,
-                                      dnnl::algorithm::eltwise_relu, dst_md,
-                                      0.0f, 0.0f),
-          attr, eng);
-      CheckLayout(kEvalOp, "relu data", relu_pd.dst_desc(), dst_md);
-      AddStep<dnnl::eltwise_forward>(
-          e->steps, pds, sp, relu_pd,
-          {{DNNL_ARG_SRC, e->dst}, {DNNL_ARG_DST, e->dst}});
+      if (relu) {
+        const dnnl::eltwise_forward::primitive_desc relu_pd(
+            dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference,
+                                        dnnl::algorithm::eltwise_relu, dst_md,
+                                        0.0f, 0.0f),
+            attr, eng);
+        CheckLayout(kEvalOp, "relu data", relu_pd.dst_desc(), dst_md);
+        AddStep<dnnl::eltwise_forward>(
+            e->steps, pds, sp, relu_pd,
+            {{DNNL_ARG_SRC, e->dst}, {DNNL_ARG_DST, e->dst}});
+      }
     }
     e->scratchpad = AttachScratchpad(e->steps, pds, sp, eng);
     return e;
@@ -374,7 +379,7 @@ Result<std::unique_ptr<EvalBlock>> EvalBlock::Create(const BlockParams& p,
   Status s = Guarded(kEvalOp, [&]() -> Status {
     impl = std::make_unique<Impl>();
     Impl& m = *impl;
-    m.mode = mode, m.K = p.K, m.N = p.N, m.eps = p.eps;
+    m.mode = mode, m.K = p.K, m.N = p.N, m.eps = p.eps, m.relu = p.relu;
     const size_t N = size_t(p.N), NK = size_t(p.N) * size_t(p.K);
     m.w.resize(NK);
     m.bias.assign(N, 0.0f);

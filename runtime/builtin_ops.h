@@ -1,0 +1,13 @@
+// Registration of the built-in ops (runtime/builtin_ops.cc).
+#ifndef BALLAST_RUNTIME_BUILTIN_OPS_H_
+#define BALLAST_RUNTIME_BUILTIN_OPS_H_
+
+#include "ballast/registry.h"
+
+namespace ballast {
+
+Status RegisterBuiltins(Registry& registry);
+
+}  // namespace ballast
+
+#endif  // BALLAST_RUNTIME_BUILTIN_OPS_H_

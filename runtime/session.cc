@@ -1,0 +1,239 @@
+#include "ballast/session.h"
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace ballast {
+
+const char* BackendName(Backend b) {
+  switch (b) {
+    case Backend::kAuto:
+      return "auto";
+    case Backend::kHwy:
+      return "hwy";
+    case Backend::kOnednn:
+      return "onednn";
+    case Backend::kRef:
+      return "ref";
+  }
+  return "?";
+}
+
+Result<Backend> ParseBackend(const std::string& name) {
+  for (Backend b :
+       {Backend::kAuto, Backend::kHwy, Backend::kOnednn, Backend::kRef}) {
+    if (name == BackendName(b)) return b;
+  }
+  return InvalidArgument("backend '" + name +
+                         "' is not one of auto, hwy, onednn, ref");
+}
+
+namespace {
+
+// Two activation buffers of max_batch × widest layer, ping-ponged between
+// nodes; one per concurrent Run.
+struct Workspace {
+  std::vector<float> a, b;
+};
+
+}  // namespace
+
+struct InferenceSession::Impl {
+  SessionOptions options;
+  Graph graph;  // after the passes; kernels may point into its tensors
+  std::vector<PlannedNode> plan;
+  std::vector<std::unique_ptr<OpKernel>> kernels;
+  int64_t in_features = 0, out_features = 0, widest = 0;
+  bool batch_dependent = false;
+  mutable std::mutex pool_mu;
+  mutable std::vector<std::unique_ptr<Workspace>> pool;
+
+  std::unique_ptr<Workspace> Acquire() const {
+    {
+      std::lock_guard<std::mutex> lock(pool_mu);
+      if (!pool.empty()) {
+        auto ws = std::move(pool.back());
+        pool.pop_back();
+        return ws;
+      }
+    }
+    auto ws = std::make_unique<Workspace>();
+    ws->a.resize(size_t(options.max_batch * widest));
+    ws->b.resize(size_t(options.max_batch * widest));
+    return ws;
+  }
+  void Release(std::unique_ptr<Workspace> ws) const {
+    std::lock_guard<std::mutex> lock(pool_mu);
+    pool.push_back(std::move(ws));
+  }
+
+  // rows <= max_batch.
+  Status RunChunk(const float* x, int64_t rows, float* y, Workspace& ws) const {
+    const float* in = x;
+    for (size_t i = 0; i < kernels.size(); ++i) {
+      const bool last = i + 1 == kernels.size();
+      float* out = last ? y : (in == ws.a.data() ? ws.b.data() : ws.a.data());
+      Status s = kernels[i]->Run(in, rows, out);
+      if (!s.ok()) {
+        return s.WithContext("node '" + plan[i].name + "' (" + plan[i].op +
+                             ", " + plan[i].backend + "): ");
+      }
+      in = out;
+    }
+    return Status::Ok();
+  }
+};
+
+namespace {
+
+// Kernel order for a node: the requested backend first, then the
+// registry's priority order; ref never declines.
+Result<std::pair<std::unique_ptr<OpKernel>, std::string>> ChooseKernel(
+    const Registry& reg, const Node& node, const KernelContext& ctx,
+    Backend backend) {
+  const std::vector<KernelSpec>& specs = reg.Kernels(node.op);
+  if (specs.empty()) {
+    return NotFound("node '" + node.name + "': op '" + node.op +
+                    "' has no kernels registered");
+  }
+  std::vector<const KernelSpec*> order;
+  if (backend != Backend::kAuto) {
+    for (const KernelSpec& k : specs) {
+      if (k.backend == BackendName(backend)) order.push_back(&k);
+    }
+  }
+  for (const KernelSpec& k : specs) {
+    if (std::find(order.begin(), order.end(), &k) == order.end()) {
+      order.push_back(&k);
+    }
+  }
+  Status last_error;
+  for (const KernelSpec* k : order) {
+    if (k->supports && !k->supports(node, ctx)) continue;
+    Result<std::unique_ptr<OpKernel>> made = k->create(node, ctx);
+    if (made.ok()) return std::make_pair(std::move(*made), k->backend);
+    last_error = made.status();
+  }
+  return last_error.ok()
+             ? NotFound("node '" + node.name + "': no kernel of op '" +
+                        node.op + "' supports it")
+             : last_error.WithContext("node '" + node.name + "': ");
+}
+
+}  // namespace
+
+InferenceSession::InferenceSession(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)) {}
+InferenceSession::~InferenceSession() = default;
+
+Result<std::unique_ptr<InferenceSession>> InferenceSession::Create(
+    const Graph& graph, const SessionOptions& options) {
+  const Registry& reg =
+      options.registry ? *options.registry : Registry::Builtin();
+  if (options.threads < 1) {
+    return InvalidArgument("session: threads = " +
+                           std::to_string(options.threads) + " must be >= 1");
+  }
+  if (options.max_batch < 1) {
+    return InvalidArgument("session: max_batch = " +
+                           std::to_string(options.max_batch) + " must be >= 1");
+  }
+  BALLAST_RETURN_IF_ERROR(graph.Validate(reg).status());
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  Graph g = graph;
+  for (Node& n : g.nodes) BALLAST_RETURN_IF_ERROR(reg.ApplyDefaults(n));
+  if (options.fold_batchnorm) {
+    BALLAST_ASSIGN_OR_RETURN(g, FoldBatchNorm(g));
+  }
+  if (options.fuse) {
+    BALLAST_ASSIGN_OR_RETURN(g, FuseActivations(g));
+  }
+  if (options.drop_dropout) {
+    BALLAST_ASSIGN_OR_RETURN(g, DropDropout(g));
+  }
+  BALLAST_ASSIGN_OR_RETURN(std::vector<int64_t> widths, g.Validate(reg));
+  impl->graph = std::move(g);
+  impl->in_features = impl->graph.input_features;
+  impl->out_features = widths.back();
+  int64_t in = impl->in_features;
+  impl->widest = in;
+  for (size_t i = 0; i < impl->graph.nodes.size(); ++i) {
+    const Node& node = impl->graph.nodes[i];
+    const OpSchema* schema = reg.FindOp(node.op);
+    if (schema->batch_dependent && schema->batch_dependent(node)) {
+      impl->batch_dependent = true;
+    }
+    const KernelContext ctx{in, widths[i], options.max_batch, options.threads};
+    BALLAST_ASSIGN_OR_RETURN(auto chosen,
+                             ChooseKernel(reg, node, ctx, options.backend));
+    impl->kernels.push_back(std::move(chosen.first));
+    impl->plan.push_back({node.name, node.op, chosen.second, in, widths[i]});
+    impl->widest = std::max(impl->widest, widths[i]);
+    in = widths[i];
+  }
+  // One workspace up front: the first Run allocates nothing.
+  impl->Release(impl->Acquire());
+  return std::unique_ptr<InferenceSession>(
+      new InferenceSession(std::move(impl)));
+}
+
+Status InferenceSession::Run(const float* input, int64_t batch,
+                             float* output) const {
+  const Impl& m = *impl_;
+  if (batch < 0) {
+    return InvalidArgument("session: batch = " + std::to_string(batch) +
+                           " must be >= 0");
+  }
+  if (batch == 0) return Status::Ok();
+  if (input == nullptr || output == nullptr) {
+    return InvalidArgument("session: input and output must not be null");
+  }
+  if (batch > m.options.max_batch && m.batch_dependent) {
+    return InvalidArgument(
+        "session: batch of " + std::to_string(batch) +
+        " rows exceeds "
+        "max_batch = " +
+        std::to_string(m.options.max_batch) +
+        " and the model normalizes with batch statistics (batchnorm1d "
+        "without running statistics), so it cannot be split; raise "
+        "max_batch");
+  }
+  std::unique_ptr<Workspace> ws = m.Acquire();
+  Status status;
+  for (int64_t r0 = 0; r0 < batch && status.ok(); r0 += m.options.max_batch) {
+    const int64_t rows = std::min(m.options.max_batch, batch - r0);
+    status = m.RunChunk(input + r0 * m.in_features, rows,
+                        output + r0 * m.out_features, *ws);
+  }
+  m.Release(std::move(ws));
+  return status;
+}
+
+Result<Tensor> InferenceSession::Run(const Tensor& input) const {
+  if (input.rank() != 2 || input.dim(1) != impl_->in_features) {
+    return InvalidArgument("session: input has shape " +
+                           input.shape().ToString() + "; expected [batch, " +
+                           std::to_string(impl_->in_features) + "]");
+  }
+  Tensor out = Tensor::Zeros({input.dim(0), impl_->out_features});
+  BALLAST_RETURN_IF_ERROR(Run(input.data(), input.dim(0), out.data()));
+  return out;
+}
+
+int64_t InferenceSession::input_features() const { return impl_->in_features; }
+int64_t InferenceSession::output_features() const {
+  return impl_->out_features;
+}
+const SessionOptions& InferenceSession::options() const {
+  return impl_->options;
+}
+const std::vector<PlannedNode>& InferenceSession::plan() const {
+  return impl_->plan;
+}
+const Graph& InferenceSession::optimized_graph() const { return impl_->graph; }
+
+}  // namespace ballast

@@ -1,0 +1,392 @@
+#include "ballast/session.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <thread>
+#include <vector>
+
+#include "ballast/model.h"
+#include "ballast/registry.h"
+#include "ops/onednn/onednn_block.h"
+
+namespace ballast {
+namespace {
+
+bool ops_onednn_available() { return ops::onednn::Available(); }
+
+// Gives every BatchNorm non-trivial statistics and affine parameters, as a
+// trained model would have.
+void Randomize(Graph& g, uint64_t seed) {
+  Generator gen(seed);
+  for (Node& n : g.nodes) {
+    if (n.op != "batchnorm1d") continue;
+    for (auto& [name, t] : n.params) {
+      Tensor fresh = t.Clone();
+      if (name == "running_var") {
+        gen.FillUniform(fresh.span(), 0.3, 3.0);
+      } else {
+        gen.FillUniform(fresh.span(), -0.8, 0.8);
+      }
+      t = fresh;
+    }
+  }
+}
+
+Graph BookMlp(uint64_t seed = 0) {
+  Sequential net(784, seed);
+  net.StandardBlock(256, 0.5).StandardBlock(256, 0.5).Linear(10);
+  Result<Graph> g = net.Build();
+  EXPECT_TRUE(g.ok()) << g.status().ToString();
+  Graph graph = *g;
+  Randomize(graph, seed + 1);
+  return graph;
+}
+
+std::vector<float> RandomInput(int64_t rows, int64_t cols, uint64_t seed) {
+  std::vector<float> x(static_cast<size_t>(rows * cols));
+  Generator(seed).FillNormal(x, 0.0, 1.0);
+  return x;
+}
+
+std::vector<float> RunSession(const Graph& g, const SessionOptions& opt,
+                              const std::vector<float>& x, int64_t rows) {
+  Result<std::unique_ptr<InferenceSession>> s =
+      InferenceSession::Create(g, opt);
+  EXPECT_TRUE(s.ok()) << s.status().ToString();
+  if (!s.ok()) return {};
+  std::vector<float> y(static_cast<size_t>(rows * (*s)->output_features()),
+                       NAN);
+  Status st = (*s)->Run(x.data(), rows, y.data());
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  return y;
+}
+
+// The oracle: every node on the ref backend, no passes.
+SessionOptions Reference() {
+  SessionOptions o;
+  o.backend = Backend::kRef;
+  o.fold_batchnorm = o.fuse = o.drop_dropout = false;
+  return o;
+}
+
+// Evaluation outputs of O(1) logits through three layers: float rounding
+// of dot products of length ≤ 784, amplified by BN scales ≤ ~1.5 per layer.
+double Close(double expected) {
+  return 2e-4 * std::max(1.0, std::fabs(expected));
+}
+
+TEST(SequentialTest, BuildsTheBookModelWithNamedNodes) {
+  Graph g = BookMlp();
+  ASSERT_EQ(g.nodes.size(), 9u);
+  EXPECT_EQ(g.nodes[0].name, "block1.linear");
+  EXPECT_EQ(g.nodes[1].name, "block1.batchnorm1d");
+  EXPECT_EQ(g.nodes[3].op, "dropout");
+  EXPECT_EQ(g.nodes[4].name, "block2.linear");
+  EXPECT_EQ(g.nodes[8].op, "linear");
+  EXPECT_EQ(*g.OutputFeatures(Registry::Builtin()), 10);
+  EXPECT_EQ(g.ParameterCount(),
+            784 * 256 + 256 + 2 * 256 + 256 * 256 + 256 + 2 * 256 + 2570);
+}
+
+TEST(SequentialTest, ReportsBadArgumentsAtBuild) {
+  EXPECT_FALSE(Sequential(0).Linear(3).Build().ok());
+  EXPECT_FALSE(Sequential(4).Linear(0).Build().ok());
+  EXPECT_FALSE(Sequential(4).Dropout(1.5).Build().ok());
+  Result<Graph> g = Sequential(4).StandardBlock(3, 0.1, "swish").Build();
+  ASSERT_FALSE(g.ok());
+  EXPECT_NE(g.status().message().find("'swish'"), std::string::npos);
+}
+
+TEST(GraphTest, ValidationErrorsNameTheNodeAndTheRule) {
+  Graph g = BookMlp();
+  g.nodes[4].params["weight"] = Tensor::Zeros({256, 300});
+  Status s = g.Validate(Registry::Builtin()).status();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("node 'block2.linear' (linear)"),
+            std::string::npos)
+      << s.message();
+  EXPECT_NE(s.message().find("[256, 300]"), std::string::npos);
+  EXPECT_NE(s.message().find("[256, 256]"), std::string::npos);
+
+  g = BookMlp();
+  g.nodes[1].attrs["eps"] = std::string("tiny");
+  s = g.Validate(Registry::Builtin()).status();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("attribute 'eps' must be a float"),
+            std::string::npos);
+
+  g = BookMlp();
+  g.nodes[2].op = "gelu";
+  s = g.Validate(Registry::Builtin()).status();
+  EXPECT_EQ(s.code(), StatusCode::kNotFound);
+  EXPECT_NE(s.message().find("unknown op 'gelu'"), std::string::npos);
+
+  g = BookMlp();
+  g.nodes[3].attrs["p"] = 2.0;
+  EXPECT_FALSE(g.Validate(Registry::Builtin()).ok());
+  g = BookMlp();
+  g.nodes[5].name = g.nodes[0].name;
+  EXPECT_FALSE(g.Validate(Registry::Builtin()).ok());
+}
+
+TEST(PassesTest, FoldingRemovesBatchNormAndKeepsTheOutputs) {
+  Graph g = BookMlp(3);
+  Result<Graph> folded = FoldBatchNorm(g);
+  ASSERT_TRUE(folded.ok());
+  EXPECT_EQ(folded->nodes.size(), 7u);  // two BNs absorbed
+  for (const Node& n : folded->nodes) EXPECT_NE(n.op, "batchnorm1d");
+  Result<Graph> fused = FuseActivations(*folded);
+  ASSERT_TRUE(fused.ok());
+  Result<Graph> dropped = DropDropout(*fused);
+  ASSERT_TRUE(dropped.ok());
+  ASSERT_EQ(dropped->nodes.size(), 3u);  // three linears
+  EXPECT_EQ(dropped->nodes[0].GetString("activation"), "relu");
+  EXPECT_EQ(dropped->nodes[2].GetString("activation", "none"), "none");
+
+  const auto x = RandomInput(33, 784, 5);
+  const auto want = RunSession(g, Reference(), x, 33);
+  SessionOptions o = Reference();  // ref kernels on the folded graph
+  const auto got = RunSession(*dropped, o, x, 33);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_NEAR(got[i], want[i], Close(want[i])) << i;
+  }
+}
+
+TEST(PassesTest, FoldHandlesNoBiasAndNoAffineAndSkipsBatchStatistics) {
+  for (bool bias : {true, false}) {
+    for (bool affine : {true, false}) {
+      Sequential net(20, 9);
+      net.Linear(12, bias).BatchNorm1d(1e-3, 0.1, affine).ReLU().Linear(3);
+      Graph g = *net.Build();
+      Randomize(g, 10);
+      Result<Graph> folded = FoldBatchNorm(g);
+      ASSERT_TRUE(folded.ok());
+      EXPECT_EQ(folded->nodes.size(), 3u);
+      const auto x = RandomInput(8, 20, 11);
+      const auto want = RunSession(g, Reference(), x, 8);
+      const auto got = RunSession(*folded, Reference(), x, 8);
+      for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_NEAR(got[i], want[i], Close(want[i]))
+            << "bias=" << bias << " affine=" << affine;
+      }
+    }
+  }
+  // Not folded: BN without running statistics, and BN not after a Linear.
+  Sequential net(6, 1);
+  net.Linear(5).BatchNorm1d(1e-5, 0.1, true, false).ReLU().BatchNorm1d();
+  Graph g = *net.Build();
+  Result<Graph> folded = FoldBatchNorm(g);
+  ASSERT_TRUE(folded.ok());
+  EXPECT_EQ(folded->nodes.size(), g.nodes.size());
+}
+
+class SessionTest : public ::testing::TestWithParam<
+                        std::tuple<Backend, bool /*passes*/, int /*threads*/>> {
+};
+
+TEST_P(SessionTest, EveryPlanMatchesTheReference) {
+  const auto [backend, passes, threads] = GetParam();
+  Graph g = BookMlp(7);
+  SessionOptions opt;
+  opt.backend = backend;
+  opt.fold_batchnorm = opt.fuse = opt.drop_dropout = passes;
+  opt.threads = threads;
+  opt.max_batch = 64;
+  for (int64_t rows : {1, 7, 64, 150}) {  // 150 > max_batch: chunked
+    const auto x = RandomInput(rows, 784, uint64_t(rows));
+    const auto want = RunSession(g, Reference(), x, rows);
+    const auto got = RunSession(g, opt, x, rows);
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      ASSERT_NEAR(got[i], want[i], Close(want[i]))
+          << "rows=" << rows << " i=" << i;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Plans, SessionTest,
+    ::testing::Combine(::testing::Values(Backend::kAuto, Backend::kHwy,
+                                         Backend::kOnednn, Backend::kRef),
+                       ::testing::Bool(), ::testing::Values(1, 2)));
+
+TEST(SessionTest, RowsAreIndependentSoBatchStatisticsAreNeverUsed) {
+  Graph g = BookMlp(2);
+  Result<std::unique_ptr<InferenceSession>> s = InferenceSession::Create(g);
+  ASSERT_TRUE(s.ok());
+  const auto x = RandomInput(16, 784, 3);
+  std::vector<float> batch(16 * 10), row(10);
+  ASSERT_TRUE((*s)->Run(x.data(), 16, batch.data()).ok());
+  for (int r = 0; r < 16; ++r) {
+    ASSERT_TRUE((*s)->Run(x.data() + r * 784, 1, row.data()).ok());
+    for (int j = 0; j < 10; ++j) {
+      EXPECT_NEAR(row[size_t(j)], batch[size_t(r * 10 + j)], 1e-5);
+    }
+  }
+}
+
+TEST(SessionTest, PlanReportsBackendsAndTheFusedGraph) {
+  Graph g = BookMlp();
+  SessionOptions opt;
+  auto s = InferenceSession::Create(g, opt);
+  ASSERT_TRUE(s.ok());
+  ASSERT_EQ((*s)->plan().size(), 3u);
+  EXPECT_EQ((*s)->plan()[0].backend, "hwy");
+  EXPECT_EQ((*s)->plan()[0].out_features, 256);
+  opt.fold_batchnorm = opt.fuse = opt.drop_dropout = false;
+  s = InferenceSession::Create(g, opt);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ((*s)->plan().size(), 9u);
+  EXPECT_EQ((*s)->plan()[1].op, "batchnorm1d");
+  opt = {};
+  opt.backend = Backend::kOnednn;
+  s = InferenceSession::Create(g, opt);
+  ASSERT_TRUE(s.ok());
+  if (ops_onednn_available()) {
+    for (const PlannedNode& p : (*s)->plan()) EXPECT_EQ(p.backend, "onednn");
+  }
+  opt.backend = Backend::kRef;
+  s = InferenceSession::Create(g, opt);
+  for (const PlannedNode& p : (*s)->plan()) EXPECT_EQ(p.backend, "ref");
+}
+
+TEST(SessionTest, RejectsBadOptionsAndInputs) {
+  Graph g = BookMlp();
+  SessionOptions opt;
+  opt.threads = 0;
+  EXPECT_FALSE(InferenceSession::Create(g, opt).ok());
+  opt = {};
+  opt.max_batch = 0;
+  EXPECT_FALSE(InferenceSession::Create(g, opt).ok());
+  auto s = InferenceSession::Create(g);
+  ASSERT_TRUE(s.ok());
+  Result<Tensor> r = (*s)->Run(Tensor::Zeros({3, 700}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("[batch, 784]"), std::string::npos);
+  EXPECT_FALSE((*s)->Run(nullptr, 2, nullptr).ok());
+  EXPECT_TRUE((*s)->Run(Tensor::Zeros({2, 784})).ok());
+}
+
+TEST(SessionTest, BatchStatisticsModelsRefuseToBeChunked) {
+  Sequential net(6, 1);
+  net.Linear(5).BatchNorm1d(1e-5, 0.1, true, /*track_running_stats=*/false);
+  SessionOptions opt;
+  opt.max_batch = 4;
+  auto s = InferenceSession::Create(*net.Build(), opt);
+  ASSERT_TRUE(s.ok());
+  std::vector<float> x(6 * 6, 1.0f), y(6 * 5);
+  Status st = (*s)->Run(x.data(), 6, y.data());
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("max_batch"), std::string::npos);
+  st = (*s)->Run(x.data(), 1, y.data());
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("more than 1 value per channel"),
+            std::string::npos);
+  EXPECT_TRUE((*s)->Run(x.data(), 4, y.data()).ok());
+}
+
+// A user's op through the public registration API: y = factor·x.
+class ScaleKernel : public OpKernel {
+ public:
+  ScaleKernel(double factor, int64_t width) : factor_(factor), width_(width) {}
+  Status Run(const float* x, int64_t rows, float* y) const override {
+    for (int64_t i = 0; i < rows * width_; ++i) y[i] = float(x[i] * factor_);
+    return Status::Ok();
+  }
+
+ private:
+  double factor_;
+  int64_t width_;
+};
+
+TEST(RegistryTest, UsersRegisterTheirOwnOpAndRunIt) {
+  Registry reg = Registry::WithBuiltins();
+  ASSERT_TRUE(reg.RegisterOp({"scale",
+                              "y = factor·x",
+                              {{"factor", AttrType::kFloat, 1.0, "multiplier"}},
+                              {},
+                              [](const Node&, int64_t in) -> Result<int64_t> {
+                                return in;
+                              },
+                              nullptr})
+                  .ok());
+  ASSERT_TRUE(
+      reg.RegisterKernel("scale", {"ref", nullptr,
+                                   [](const Node& n, const KernelContext& c)
+                                       -> Result<std::unique_ptr<OpKernel>> {
+                                     return std::unique_ptr<OpKernel>(
+                                         new ScaleKernel(n.GetFloat("factor"),
+                                                         c.in_features));
+                                   }})
+          .ok());
+  EXPECT_FALSE(reg.RegisterOp({"scale", "", {}, {}, nullptr, nullptr}).ok());
+  EXPECT_FALSE(reg.RegisterKernel("nope", {"ref", nullptr, nullptr}).ok());
+
+  Sequential net(4, 1);
+  net.Linear(3);
+  Graph g = *net.Build();
+  Node scale;
+  scale.name = "times3";
+  scale.op = "scale";
+  scale.attrs["factor"] = 3.0;
+  g.nodes.push_back(scale);
+  EXPECT_FALSE(InferenceSession::Create(g).ok());  // builtin registry
+  SessionOptions opt;
+  opt.registry = &reg;
+  auto s = InferenceSession::Create(g, opt);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  const std::vector<float> x = {1, 2, 3, 4};
+  std::vector<float> y(3), base(3);
+  ASSERT_TRUE((*s)->Run(x.data(), 1, y.data()).ok());
+  g.nodes.pop_back();
+  auto plain = InferenceSession::Create(g);
+  ASSERT_TRUE((*plain)->Run(x.data(), 1, base.data()).ok());
+  for (int j = 0; j < 3; ++j)
+    EXPECT_FLOAT_EQ(y[size_t(j)], 3 * base[size_t(j)]);
+}
+
+// 8 threads × 1000 runs on one session against serial results.
+TEST(SessionConcurrencyTest, ManyThreadsOneSessionMatchSerialResults) {
+  Graph g = BookMlp(4);
+  for (Backend backend : {Backend::kHwy, Backend::kOnednn}) {
+    SessionOptions opt;
+    opt.backend = backend;
+    opt.max_batch = 8;
+    auto s = InferenceSession::Create(g, opt);
+    ASSERT_TRUE(s.ok());
+    const InferenceSession& session = **s;
+    constexpr int kThreads = 8, kRuns = 1000;
+    std::vector<std::vector<float>> inputs, expected;
+    for (int t = 0; t < kThreads; ++t) {
+      const int64_t rows = 1 + t % 3;
+      inputs.push_back(RandomInput(rows, 784, uint64_t(100 + t)));
+      expected.emplace_back(static_cast<size_t>(rows * 10));
+      ASSERT_TRUE(
+          session.Run(inputs.back().data(), rows, expected.back().data()).ok());
+    }
+    std::vector<int> mismatches(kThreads, 0);
+    std::vector<std::thread> workers;
+    for (int t = 0; t < kThreads; ++t) {
+      workers.emplace_back([&, t] {
+        const int64_t rows = 1 + t % 3;
+        std::vector<float> y(static_cast<size_t>(rows * 10));
+        for (int r = 0; r < kRuns; ++r) {
+          if (!session.Run(inputs[size_t(t)].data(), rows, y.data()).ok() ||
+              y != expected[size_t(t)]) {
+            ++mismatches[size_t(t)];
+          }
+        }
+      });
+    }
+    for (std::thread& w : workers) w.join();
+    for (int t = 0; t < kThreads; ++t) {
+      EXPECT_EQ(mismatches[size_t(t)], 0)
+          << BackendName(backend) << " thread " << t;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace ballast
