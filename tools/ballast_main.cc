@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   ballast::cli::RegisterDemo(app, exit_code);
   ballast::cli::RegisterBench(app, exit_code);
+  ballast::cli::RegisterOps(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "ballast/model.h"
+#include "ballast/session.h"
 #include "benchmarks/lbr_cases.h"
 #include "ops/roof/fma_roof.h"
 #include "tools/commands.h"
@@ -155,6 +157,86 @@ Status RunBench(const BenchOptions& o) {
   return Status::Ok();
 }
 
+// One InferenceSession run on a fixed random batch.
+class SessionCase : public bench::Case {
+ public:
+  SessionCase(std::unique_ptr<InferenceSession> s, int64_t batch)
+      : session_(std::move(s)),
+        batch_(batch),
+        x_(size_t(batch * session_->input_features())),
+        y_(size_t(batch * session_->output_features())) {
+    Generator(1).FillNormal(x_, 0.0, 1.0);
+  }
+  Status Run() override { return session_->Run(x_.data(), batch_, y_.data()); }
+
+ private:
+  std::unique_ptr<InferenceSession> session_;
+  int64_t batch_;
+  std::vector<float> x_, y_;
+};
+
+Status RunBenchMlp(const BenchOptions& o) {
+  Sequential net(784, /*seed=*/0);
+  net.StandardBlock(256, 0.5).StandardBlock(256, 0.5).Linear(10);
+  BALLAST_ASSIGN_OR_RETURN(const Graph graph, net.Build());
+  const std::string model = "mlp-784-256-256-10";
+  std::vector<int> thread_counts =
+      o.threads > 0 ? std::vector<int>{o.threads} : std::vector<int>{1, 2};
+  nlohmann::json out;
+  out["results"] = nlohmann::json::array();
+  fmt::print(
+      "{} in evaluation; median latency per batch (interleaved "
+      "rounds)\n\n{:<9} {:>6} {:>3} {:>12}\n",
+      model, "variant", "batch", "t", "us");
+  for (int t : thread_counts) {
+    for (int64_t batch : {1, 64, 256}) {
+      const std::vector<std::string> variants = {"fused", "unfused", "onednn"};
+      std::vector<std::unique_ptr<bench::Case>> cases;
+      std::vector<std::string> names;
+      for (const std::string& v : variants) {
+        SessionOptions opt;
+        opt.threads = t;
+        opt.max_batch = 256;
+        opt.backend =
+            v == "onednn" ? ballast::Backend::kOnednn : ballast::Backend::kHwy;
+        opt.fold_batchnorm = opt.fuse = opt.drop_dropout = v != "unfused";
+        Result<std::unique_ptr<InferenceSession>> s =
+            InferenceSession::Create(graph, opt);
+        if (!s.ok()) return s.status();
+        if (v == "onednn" && (*s)->plan()[0].backend != "onednn") {
+          fmt::print("{:<9} skipped: oneDNN is not built in\n", v);
+          continue;
+        }
+        cases.push_back(std::make_unique<SessionCase>(std::move(*s), batch));
+        names.push_back(v);
+      }
+      std::vector<bench::Case*> raw;
+      for (auto& c : cases) raw.push_back(c.get());
+      BALLAST_ASSIGN_OR_RETURN(
+          std::vector<double> med,
+          bench::InterleavedMedians(raw, o.quick ? 0.2 : 0.6));
+      for (size_t i = 0; i < raw.size(); ++i) {
+        fmt::print("{:<9} {:>6} {:>3} {:>12.2f}\n", names[i], batch, t,
+                   med[i] * 1e6);
+        out["results"].push_back({{"model", model},
+                                  {"variant", names[i]},
+                                  {"batch", batch},
+                                  {"threads", t},
+                                  {"us", med[i] * 1e6}});
+      }
+      std::fflush(stdout);
+    }
+  }
+  if (!o.json.empty()) {
+    std::ofstream f(o.json);
+    if (!f) return IoError("bench: cannot write '" + o.json + "'");
+    f << out.dump(2) << "\n";
+    if (!f) return IoError("bench: failed writing '" + o.json + "'");
+    fmt::print("\nwrote {}\n", o.json);
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 void RegisterBench(CLI::App& app, int& exit_code) {
@@ -173,6 +255,23 @@ void RegisterBench(CLI::App& app, int& exit_code) {
                    "Only this thread count (default: 1 and 2)")
       ->check(CLI::Range(1, 1024));
   kernels->add_option("--json", opt->json, "Also write the results as JSON");
+  auto mlp_opt = std::make_shared<BenchOptions>();
+  CLI::App* mlp = bench->add_subcommand(
+      "mlp",
+      "Latency of the book's MLP 784-256-256-10 in evaluation, batch 1, 64 "
+      "and 256: fused, unfused and on the oneDNN backend");
+  mlp->add_flag("--quick", mlp_opt->quick, "Shorter timing");
+  mlp->add_option("--threads", mlp_opt->threads,
+                  "Only this thread count (default: 1 and 2)")
+      ->check(CLI::Range(1, 1024));
+  mlp->add_option("--json", mlp_opt->json, "Also write the results as JSON");
+  mlp->callback([mlp_opt, &exit_code] {
+    Status s = RunBenchMlp(*mlp_opt);
+    if (!s.ok()) {
+      std::fprintf(stderr, "ballast bench mlp: %s\n", s.ToString().c_str());
+      exit_code = kExitFailure;
+    }
+  });
   kernels->callback([opt, &exit_code] {
     Status s = RunBench(*opt);
     if (!s.ok()) {

@@ -138,8 +138,10 @@ HWY_NOINLINE void AccumulateStats(const TileCtx& c, int64_t m0, int mr,
   if constexpr (MR > r) {                       \
     const VF av = hn::Set(d, a##r[k * c.a_cs]); \
     c##r##0 = hn::MulAdd(av, b0, c##r##0);      \
-    c##r##1 = hn::MulAdd(av, b1, c##r##1);      \
-    if constexpr (kNV == 4) {                   \
+    if constexpr (NVA > 1) {                    \
+      c##r##1 = hn::MulAdd(av, b1, c##r##1);    \
+    }                                           \
+    if constexpr (NVA == 4) {                   \
       c##r##2 = hn::MulAdd(av, b2, c##r##2);    \
       c##r##3 = hn::MulAdd(av, b3, c##r##3);    \
     }                                           \
@@ -150,31 +152,39 @@ HWY_NOINLINE void AccumulateStats(const TileCtx& c, int64_t m0, int mr,
     float* yr = c.y + (m0 + r) * c.ldy + n0;                        \
     if (!first) {                                                   \
       c##r##0 = hn::Add(c##r##0, LoadPartial(d, yr, v0));           \
-      c##r##1 = hn::Add(c##r##1, LoadPartial(d, yr + L, v1));       \
-      if constexpr (kNV == 4) {                                     \
+      if constexpr (NVA > 1) {                                      \
+        c##r##1 = hn::Add(c##r##1, LoadPartial(d, yr + L, v1));     \
+      }                                                             \
+      if constexpr (NVA == 4) {                                     \
         c##r##2 = hn::Add(c##r##2, LoadPartial(d, yr + 2 * L, v2)); \
         c##r##3 = hn::Add(c##r##3, LoadPartial(d, yr + 3 * L, v3)); \
       }                                                             \
     }                                                               \
     if (last) {                                                     \
       c##r##0 = ApplyEpilogue<E>(d, c##r##0, c, n0, v0);            \
-      c##r##1 = ApplyEpilogue<E>(d, c##r##1, c, n0 + L, v1);        \
-      if constexpr (kNV == 4) {                                     \
+      if constexpr (NVA > 1) {                                      \
+        c##r##1 = ApplyEpilogue<E>(d, c##r##1, c, n0 + L, v1);      \
+      }                                                             \
+      if constexpr (NVA == 4) {                                     \
         c##r##2 = ApplyEpilogue<E>(d, c##r##2, c, n0 + 2 * L, v2);  \
         c##r##3 = ApplyEpilogue<E>(d, c##r##3, c, n0 + 3 * L, v3);  \
       }                                                             \
     }                                                               \
     if (v0) StorePartial(d, c##r##0, yr, v0);                       \
-    if (v1) StorePartial(d, c##r##1, yr + L, v1);                   \
-    if constexpr (kNV == 4) {                                       \
+    if constexpr (NVA > 1) {                                        \
+      if (v1) StorePartial(d, c##r##1, yr + L, v1);                 \
+    }                                                               \
+    if constexpr (NVA == 4) {                                       \
       if (v2) StorePartial(d, c##r##2, yr + 2 * L, v2);             \
       if (v3) StorePartial(d, c##r##3, yr + 3 * L, v3);             \
     }                                                               \
   }
 
 // One MR × NR tile of Y over k in [k0, k0 + kc) of panel p. `first`: no
-// earlier K block (start from zero); `last`: apply the epilogue.
-template <int MR, Epilogue E>
+// earlier K block (start from zero); `last`: apply the epilogue. NVA is the
+// number of panel vectors computed: kNV, or 1 for a last panel whose valid
+// columns fit one vector (N = 10 would otherwise waste 54 of 64 columns).
+template <int MR, Epilogue E, int NVA>
 HWY_NOINLINE void Tile(const TileCtx& c, int64_t m0, int64_t p, int64_t k0,
                        int64_t kc, bool first, bool last, bool first_tile) {
   const DF d;
@@ -199,9 +209,9 @@ HWY_NOINLINE void Tile(const TileCtx& c, int64_t m0, int64_t p, int64_t k0,
     // Small tiles stream the weights: fetch a few rows ahead.
     if constexpr (MR <= 4) hwy::Prefetch(bk + 8 * nr);
     const VF b0 = hn::LoadU(d, bk);
-    const VF b1 = hn::LoadU(d, bk + L);
-    VF b2 = b0, b3 = b0;
-    if constexpr (kNV == 4) {
+    VF b1 = b0, b2 = b0, b3 = b0;
+    if constexpr (NVA > 1) b1 = hn::LoadU(d, bk + L);
+    if constexpr (NVA == 4) {
       b2 = hn::LoadU(d, bk + 2 * L);
       b3 = hn::LoadU(d, bk + 3 * L);
     }
@@ -232,23 +242,34 @@ HWY_NOINLINE void Tile(const TileCtx& c, int64_t m0, int64_t p, int64_t k0,
 #undef BALLAST_GEMM_ROW
 #undef BALLAST_GEMM_STORE_ROW
 
+template <Epilogue E, int NVA>
+void TileRows(const TileCtx& c, int mr, int64_t m0, int64_t p, int64_t k0,
+              int64_t kc, bool first, bool last, bool first_tile) {
+  switch (mr) {
+    case 1:
+      return Tile<1, E, NVA>(c, m0, p, k0, kc, first, last, first_tile);
+    case 2:
+      return Tile<2, E, NVA>(c, m0, p, k0, kc, first, last, first_tile);
+    case 3:
+      return Tile<3, E, NVA>(c, m0, p, k0, kc, first, last, first_tile);
+    case 4:
+      return Tile<4, E, NVA>(c, m0, p, k0, kc, first, last, first_tile);
+    case 5:
+      return Tile<5, E, NVA>(c, m0, p, k0, kc, first, last, first_tile);
+    default:
+      return Tile<6, E, NVA>(c, m0, p, k0, kc, first, last, first_tile);
+  }
+}
+
 template <Epilogue E>
 void TileAnyRows(const TileCtx& c, int mr, int64_t m0, int64_t p, int64_t k0,
                  int64_t kc, bool first, bool last, bool first_tile) {
-  switch (mr) {
-    case 1:
-      return Tile<1, E>(c, m0, p, k0, kc, first, last, first_tile);
-    case 2:
-      return Tile<2, E>(c, m0, p, k0, kc, first, last, first_tile);
-    case 3:
-      return Tile<3, E>(c, m0, p, k0, kc, first, last, first_tile);
-    case 4:
-      return Tile<4, E>(c, m0, p, k0, kc, first, last, first_tile);
-    case 5:
-      return Tile<5, E>(c, m0, p, k0, kc, first, last, first_tile);
-    default:
-      return Tile<6, E>(c, m0, p, k0, kc, first, last, first_tile);
+  const int64_t L = int64_t(hn::Lanes(DF()));
+  const bool one_vector = c.n - p * kNV * L <= L;
+  if (one_vector) {
+    return TileRows<E, 1>(c, mr, m0, p, k0, kc, first, last, first_tile);
   }
+  return TileRows<E, kNV>(c, mr, m0, p, k0, kc, first, last, first_tile);
 }
 
 // The rectangle of work one thread owns: rows [m_begin, m_end) × panels
