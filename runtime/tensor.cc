@@ -125,6 +125,15 @@ Tensor Tensor::Borrow(float* data, const Shape& shape) {
   return t;
 }
 
+Tensor Tensor::View(float* data, const Shape& shape,
+                    std::shared_ptr<void> owner) {
+  Tensor t;
+  t.data_ = data;
+  t.shape_ = shape;
+  t.storage_ = std::move(owner);
+  return t;
+}
+
 Tensor Tensor::Clone() const {
   if (empty()) return Tensor();
   Tensor t = Zeros(shape_, dtype_);

@@ -15,14 +15,14 @@ for arg in "$@"; do
 done
 
 packages=(
-  g++ cmake make git pkg-config ca-certificates clang-format
+  g++ cmake make git pkg-config ca-certificates clang-format clang libclang-rt-14-dev
   libhwy-dev libdnnl-dev ocl-icd-opencl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev libxxhash-dev zlib1g-dev
   dataset-fashion-mnist
 )
 if [ "$with_torch" = 1 ]; then
-  packages+=(python3 python3-numpy python3-torch libopenblas0-openmp)
+  packages+=(python3 python3-numpy python3-torch python3-xxhash libopenblas0-openmp)
 fi
 
 missing=()

@@ -66,6 +66,10 @@ class Tensor {
                                    std::span<const float> values);
   // Borrows `data` (not owned, must outlive every copy of the tensor).
   static Tensor Borrow(float* data, const Shape& shape);
+  // Borrows `data` and keeps `owner` (e.g. a file mapping) alive for as
+  // long as any copy of the tensor exists.
+  static Tensor View(float* data, const Shape& shape,
+                     std::shared_ptr<void> owner);
 
   bool empty() const { return data_ == nullptr; }
   bool is_owning() const { return storage_ != nullptr; }
