@@ -13,6 +13,7 @@ inline constexpr int kExitFailure = 1;
 void RegisterDemo(CLI::App& app, int& exit_code);
 void RegisterBench(CLI::App& app, int& exit_code);
 void RegisterOps(CLI::App& app, int& exit_code);
+void RegisterModelCommands(CLI::App& app, int& exit_code);
 
 }  // namespace ballast::cli
 
