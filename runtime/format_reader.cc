@@ -218,7 +218,7 @@ Result<Model> ParseModel(std::span<const uint8_t> bytes, const LoadOptions& opt,
   auto section_bytes = [&](int i) {
     return bytes.subspan(sections[i].offset, sections[i].size);
   };
-  {
+  if (opt.verify_header_checksum) {
     XXH3_state_t* st = XXH3_createState();
     XXH3_64bits_reset(st);
     XXH3_64bits_update(st, bytes.data(), format::kChecksummedHeaderBytes);

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # CI checks beyond the test suite (run after scripts/test.sh has built build/):
 #  1. install ballast into a prefix, build examples/service against the installed CMake package, run it;
-#  2. the multi-threaded InferenceSession test under ThreadSanitizer. Its sessions use one OpenMP thread
-#     per call (the concurrency comes from std::threads), so libgomp's own synchronization, which TSan
-#     cannot see, never runs; oneDNN (uninstrumented JIT code) is left out of this build.
+#  2. the multi-threaded InferenceSession test under ThreadSanitizer;
+#  3. the libFuzzer target of the .blst reader for 60 s under ASan and UBSan (seeds: tests/fuzz/corpus).
+# The TSan run's sessions use one OpenMP thread per call (the concurrency comes from std::threads), so
+# libgomp's own synchronization, which TSan cannot see, never runs; oneDNN (uninstrumented JIT code) is
+# left out of the TSan and fuzz builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
@@ -23,4 +25,17 @@ cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBALLAST_WITH_ONEDNN
 cmake --build build-tsan -j"$jobs" --target session_test >/dev/null
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
   ./build-tsan/tests/session_test --gtest_filter='SessionConcurrencyTest.*'
+echo "== libFuzzer: the .blst reader, 60 s under ASan + UBSan"
+cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
+  -DBALLAST_WITH_ONEDNN=OFF -DBALLAST_BUILD_TESTS=OFF -DBALLAST_BUILD_BENCHMARKS=OFF \
+  -DBALLAST_BUILD_FUZZERS=ON \
+  -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined,fuzzer-no-link -fno-sanitize-recover=undefined" \
+  -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
+  -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
+cmake --build build-fuzz -j"$jobs" --target format_fuzz >/dev/null
+mkdir -p "$work/corpus"
+cp tests/fuzz/corpus/*.blst "$work/corpus/"
+./build-fuzz/tests/fuzz/format_fuzz -max_total_time=60 -rss_limit_mb=2048 \
+  -malloc_limit_mb=512 -timeout=10 -print_final_stats=1 "$work/corpus" 2>&1 | tail -n 12
+
 echo "ci-extra: all passed"

@@ -15,7 +15,7 @@ for arg in "$@"; do
 done
 
 packages=(
-  g++ cmake make git pkg-config ca-certificates clang-format clang libclang-rt-14-dev
+  g++ cmake make git pkg-config ca-certificates clang-format clang libclang-rt-14-dev libomp-dev
   libhwy-dev libdnnl-dev ocl-icd-opencl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev libxxhash-dev zlib1g-dev

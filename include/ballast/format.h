@@ -67,6 +67,7 @@ struct Model {
 };
 
 struct LoadOptions {
+  bool verify_header_checksum = true;  // off only to fuzz the parsers behind it
   bool verify_tensor_checksums = true;
   bool strict = false;  // NaN or Inf in a tensor is an error, not a warning
   const Registry* registry = nullptr;  // graph validation; nullptr: builtin
