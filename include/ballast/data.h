@@ -1,0 +1,53 @@
+// Training data: IDX files (the MNIST format, gzip or plain) and CSV, held
+// as float rows and int labels, with seeded shuffling and normalization.
+#ifndef BALLAST_DATA_H_
+#define BALLAST_DATA_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ballast/status.h"
+
+namespace ballast {
+
+struct Dataset {
+  int64_t rows = 0, features = 0;
+  std::vector<float> x;         // [rows, features]
+  std::vector<int32_t> labels;  // [rows]
+  int32_t classes = 0;          // 1 + the largest label
+};
+
+// IDX images (u8, [n, h, w] or [n, d]) and labels (u8, [n]); ".gz" files are
+// decompressed. Pixel values are scaled to [0, 1]. Errors name the file.
+Result<Dataset> ReadIdx(const std::string& images_path,
+                        const std::string& labels_path);
+
+// CSV with one row per line; `label_column` (0-based; negative counts from
+// the end) holds integer class labels; a first line that is not numeric is
+// taken as a header and skipped.
+Result<Dataset> ReadCsv(const std::string& path, int label_column = 0);
+
+// Fashion-MNIST (or MNIST) from a directory holding
+// {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]. "fashion-mnist" means
+// Debian's /usr/share/datasets/fashion-mnist (package dataset-fashion-mnist).
+struct TrainTest {
+  Dataset train, test;
+};
+Result<TrainTest> LoadIdxDirectory(const std::string& dir);
+
+// Mean and standard deviation over every value of the training rows (one
+// scalar each, as the book's recipe does), and x ← (x − mean)/std.
+struct Normalization {
+  double mean = 0.0, std = 1.0;
+};
+Normalization ComputeNormalization(const Dataset& d);
+void ApplyNormalization(Dataset& d, const Normalization& n);
+
+// A permutation of [0, n) fixed by (seed, epoch): the same on every run and
+// thread count, so a run resumed at an epoch boundary sees the same order.
+std::vector<int64_t> EpochOrder(int64_t n, uint64_t seed, int64_t epoch);
+
+}  // namespace ballast
+
+#endif  // BALLAST_DATA_H_

@@ -1,0 +1,100 @@
+// Trainer: train a Graph (e.g. from Sequential) on the CPU.
+//
+// Step(x, y) runs the training forward with batch statistics (BatchNorm
+// running statistics updated exactly as PyTorch does; dropout masks from a
+// seeded counter-based RNG), the loss, the backward pass and the optimizer
+// update. With `fuse` on (the default), Linear → BatchNorm1d → ReLU
+// (→ Dropout) runs as one GEMM with a statistics epilogue plus one pass
+// forward, and one pass plus two GEMMs backward. Evaluate() serves the
+// current weights through an InferenceSession (running statistics, folded).
+// The mode is a type: a Trainer always trains, a session always serves.
+#ifndef BALLAST_TRAINER_H_
+#define BALLAST_TRAINER_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ballast/format.h"
+#include "ballast/graph.h"
+#include "ballast/status.h"
+
+namespace ballast {
+
+enum class OptimizerKind { kSgd, kAdam, kAdamW };
+enum class LossKind { kCrossEntropy, kMse };
+
+// PyTorch's update rules (torch.optim.SGD / Adam / AdamW, 1.13).
+struct OptimizerOptions {
+  OptimizerKind kind = OptimizerKind::kSgd;
+  double lr = 0.05;
+  double momentum = 0.0;   // SGD
+  double dampening = 0.0;  // SGD
+  bool nesterov = false;   // SGD
+  double weight_decay = 0.0;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // Adam, AdamW
+};
+
+struct TrainerOptions {
+  OptimizerOptions optimizer;
+  LossKind loss = LossKind::kCrossEntropy;
+  double label_smoothing = 0.0;  // cross-entropy
+  double clip_grad_norm = 0.0;   // > 0: clip the global gradient norm
+  int threads = 1;
+  uint64_t seed = 0;  // dropout stream
+  int64_t max_batch = 256;
+  bool fuse = true;
+};
+
+struct StepResult {
+  double loss = 0.0;
+  int64_t correct = 0;  // cross-entropy: rows whose argmax is the label
+};
+
+struct EvalResult {
+  double loss = 0.0, accuracy = 0.0;
+};
+
+class Trainer {
+ public:
+  static Result<std::unique_ptr<Trainer>> Create(const Graph& graph,
+                                                 const TrainerOptions& options);
+  // Restores a checkpoint written by SaveCheckpoint: weights, running
+  // statistics, optimizer state, step count and RNG offset.
+  static Result<std::unique_ptr<Trainer>> Resume(const Model& checkpoint,
+                                                 const TrainerOptions& options);
+  ~Trainer();
+
+  // x [batch, in]; labels [batch] (cross-entropy) or targets [batch, out]
+  // (MSE, pass nullptr labels). 2 <= batch <= max_batch.
+  Result<StepResult> Step(const float* x, const int32_t* labels,
+                          const float* targets, int64_t batch);
+  // Forward + loss + backward without the update (gradients() then holds
+  // them); for tests and gradient checks.
+  Result<StepResult> ComputeGradients(const float* x, const int32_t* labels,
+                                      const float* targets, int64_t batch);
+  Result<EvalResult> Evaluate(const float* x, const int32_t* labels,
+                              int64_t rows) const;
+
+  // The graph with the current weights and running statistics (copies).
+  Graph CurrentGraph() const;
+  // "node.param" → gradient of the last step.
+  std::map<std::string, Tensor> Gradients() const;
+  void set_lr(double lr);
+  double lr() const;
+  int64_t step() const;
+  // A checkpoint (format flag set): graph, optimizer state, step, RNG offset
+  // and `metadata` merged into the graph metadata.
+  Model Checkpoint(const std::map<std::string, std::string>& metadata) const;
+
+ private:
+  struct Impl;
+  explicit Trainer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ballast
+
+#endif  // BALLAST_TRAINER_H_

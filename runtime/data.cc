@@ -1,0 +1,239 @@
+#include "ballast/data.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "ballast/rng.h"
+
+namespace ballast {
+namespace {
+
+// Whole file, gunzipped when it is gzip (zlib reads plain files too).
+Result<std::vector<uint8_t>> ReadMaybeGzip(const std::string& path) {
+  if (!std::filesystem::exists(path)) {
+    return NotFound("data file '" + path + "' does not exist");
+  }
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (!f) return IoError("cannot open data file '" + path + "'");
+  std::vector<uint8_t> out;
+  uint8_t buf[1 << 16];
+  int n;
+  while ((n = gzread(f, buf, sizeof(buf))) > 0)
+    out.insert(out.end(), buf, buf + n);
+  int err = 0;
+  const char* msg = gzerror(f, &err);
+  gzclose(f);
+  if (n < 0 || (err != Z_OK && err != Z_STREAM_END)) {
+    return DataLoss("data file '" + path +
+                    "' is damaged: " + (msg ? msg : "zlib error"));
+  }
+  return out;
+}
+
+uint32_t BigEndian32(const uint8_t* p) {
+  return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 |
+         p[3];
+}
+
+// Parses an IDX header: u8 data, `rank` dimensions. Returns the dims.
+Result<std::vector<int64_t>> IdxHeader(const std::vector<uint8_t>& b,
+                                       const std::string& path) {
+  if (b.size() < 4 || b[0] != 0 || b[1] != 0) {
+    return DataLoss("'" + path + "' is not an IDX file (bad magic)");
+  }
+  if (b[2] != 0x08) {
+    return DataLoss("'" + path + "': IDX element type 0x" +
+                    std::to_string(b[2]) + " is not unsigned byte (0x08)");
+  }
+  const int rank = b[3];
+  if (rank < 1 || rank > 4 || b.size() < size_t(4 + 4 * rank)) {
+    return DataLoss("'" + path + "': IDX header with " + std::to_string(rank) +
+                    " dimensions is truncated or invalid");
+  }
+  std::vector<int64_t> dims;
+  uint64_t total = 1;
+  for (int i = 0; i < rank; ++i) {
+    dims.push_back(BigEndian32(b.data() + 4 + 4 * i));
+    total *= uint64_t(dims.back());
+  }
+  if (b.size() != size_t(4 + 4 * rank) + total) {
+    return DataLoss("'" + path + "': header promises " + std::to_string(total) +
+                    " bytes of data, the file holds " +
+                    std::to_string(b.size() - size_t(4 + 4 * rank)));
+  }
+  return dims;
+}
+
+}  // namespace
+
+Result<Dataset> ReadIdx(const std::string& images_path,
+                        const std::string& labels_path) {
+  BALLAST_ASSIGN_OR_RETURN(const std::vector<uint8_t> img,
+                           ReadMaybeGzip(images_path));
+  BALLAST_ASSIGN_OR_RETURN(const std::vector<uint8_t> lab,
+                           ReadMaybeGzip(labels_path));
+  BALLAST_ASSIGN_OR_RETURN(const std::vector<int64_t> idims,
+                           IdxHeader(img, images_path));
+  BALLAST_ASSIGN_OR_RETURN(const std::vector<int64_t> ldims,
+                           IdxHeader(lab, labels_path));
+  if (ldims.size() != 1) {
+    return DataLoss("'" + labels_path + "': labels must be 1-D, got " +
+                    std::to_string(ldims.size()) + " dimensions");
+  }
+  if (idims[0] != ldims[0]) {
+    return InvalidArgument("'" + images_path + "' holds " +
+                           std::to_string(idims[0]) + " images but '" +
+                           labels_path + "' holds " + std::to_string(ldims[0]) +
+                           " labels");
+  }
+  Dataset d;
+  d.rows = idims[0];
+  d.features = 1;
+  for (size_t i = 1; i < idims.size(); ++i) d.features *= idims[i];
+  const size_t img_off = 4 + 4 * idims.size(), lab_off = 4 + 4 * ldims.size();
+  d.x.resize(size_t(d.rows * d.features));
+  for (size_t i = 0; i < d.x.size(); ++i)
+    d.x[i] = float(img[img_off + i]) / 255.0f;
+  d.labels.resize(size_t(d.rows));
+  for (int64_t i = 0; i < d.rows; ++i) {
+    d.labels[size_t(i)] = lab[lab_off + size_t(i)];
+    d.classes = std::max(d.classes, d.labels[size_t(i)] + 1);
+  }
+  return d;
+}
+
+Result<Dataset> ReadCsv(const std::string& path, int label_column) {
+  std::ifstream f(path);
+  if (!f) return NotFound("data file '" + path + "' cannot be opened");
+  Dataset d;
+  std::string line;
+  int64_t line_no = 0, cols = -1;
+  while (std::getline(f, line)) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    std::vector<double> values;
+    std::stringstream ss(line);
+    std::string cell;
+    bool numeric = true;
+    while (std::getline(ss, cell, ',')) {
+      const size_t b = cell.find_first_not_of(" \t"),
+                   e = cell.find_last_not_of(" \t");
+      cell = b == std::string::npos ? "" : cell.substr(b, e - b + 1);
+      double v = 0;
+      auto [p, ec] = std::from_chars(cell.data(), cell.data() + cell.size(), v);
+      if (cell.empty() || ec != std::errc() || p != cell.data() + cell.size()) {
+        numeric = false;
+      }
+      values.push_back(v);
+    }
+    if (!numeric) {
+      if (d.rows == 0 && cols < 0) {  // a header line
+        cols = int64_t(values.size());
+        continue;
+      }
+      return InvalidArgument("'" + path + "' line " + std::to_string(line_no) +
+                             ": a value is not a number");
+    }
+    if (cols < 0) cols = int64_t(values.size());
+    if (int64_t(values.size()) != cols) {
+      return InvalidArgument("'" + path + "' line " + std::to_string(line_no) +
+                             ": " + std::to_string(values.size()) +
+                             " columns, expected " + std::to_string(cols));
+    }
+    const int64_t lc = label_column < 0 ? cols + label_column : label_column;
+    if (lc < 0 || lc >= cols) {
+      return InvalidArgument("'" + path + "': label column " +
+                             std::to_string(label_column) + " outside the " +
+                             std::to_string(cols) + " columns");
+    }
+    const double label = values[size_t(lc)];
+    if (label < 0 || label != std::floor(label) || label > 1e6) {
+      return InvalidArgument("'" + path + "' line " + std::to_string(line_no) +
+                             ": label " + std::to_string(label) +
+                             " is not a class index (an integer >= 0)");
+    }
+    for (int64_t c = 0; c < cols; ++c) {
+      if (c != lc) d.x.push_back(float(values[size_t(c)]));
+    }
+    d.labels.push_back(int32_t(label));
+    d.classes = std::max(d.classes, int32_t(label) + 1);
+    ++d.rows;
+  }
+  if (d.rows == 0) return InvalidArgument("'" + path + "' holds no data rows");
+  d.features = cols - 1;
+  return d;
+}
+
+Result<TrainTest> LoadIdxDirectory(const std::string& dir_in) {
+  const std::string dir =
+      dir_in == "fashion-mnist" ? "/usr/share/datasets/fashion-mnist" : dir_in;
+  auto find = [&](const std::string& stem) -> Result<std::string> {
+    for (const char* ext : {".gz", ""}) {
+      const std::string p = dir + "/" + stem + ext;
+      if (std::filesystem::exists(p)) return p;
+    }
+    std::string hint =
+        dir_in == "fashion-mnist"
+            ? " (install Debian's package dataset-fashion-mnist: "
+              "apt-get install dataset-fashion-mnist)"
+            : "";
+    return NotFound("data file '" + dir + "/" + stem + "[.gz]' does not exist" +
+                    hint);
+  };
+  TrainTest tt;
+  BALLAST_ASSIGN_OR_RETURN(const std::string tri,
+                           find("train-images-idx3-ubyte"));
+  BALLAST_ASSIGN_OR_RETURN(const std::string trl,
+                           find("train-labels-idx1-ubyte"));
+  BALLAST_ASSIGN_OR_RETURN(const std::string tei,
+                           find("t10k-images-idx3-ubyte"));
+  BALLAST_ASSIGN_OR_RETURN(const std::string tel,
+                           find("t10k-labels-idx1-ubyte"));
+  BALLAST_ASSIGN_OR_RETURN(tt.train, ReadIdx(tri, trl));
+  BALLAST_ASSIGN_OR_RETURN(tt.test, ReadIdx(tei, tel));
+  if (tt.train.features != tt.test.features) {
+    return InvalidArgument(
+        "'" + dir + "': train rows have " + std::to_string(tt.train.features) +
+        " features, test rows " + std::to_string(tt.test.features));
+  }
+  tt.train.classes = tt.test.classes =
+      std::max(tt.train.classes, tt.test.classes);
+  return tt;
+}
+
+Normalization ComputeNormalization(const Dataset& d) {
+  double s = 0, ss = 0;
+  for (float v : d.x) s += v;
+  const double mean = s / double(d.x.size());
+  for (float v : d.x) ss += (v - mean) * (v - mean);
+  // torch.Tensor.std is the unbiased estimate.
+  const double std =
+      std::sqrt(ss / double(std::max<size_t>(d.x.size() - 1, 1)));
+  return {mean, std > 0 ? std : 1.0};
+}
+
+void ApplyNormalization(Dataset& d, const Normalization& n) {
+  for (float& v : d.x) v = float((v - n.mean) / n.std);
+}
+
+std::vector<int64_t> EpochOrder(int64_t n, uint64_t seed, int64_t epoch) {
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) order[size_t(i)] = i;
+  // Fisher-Yates with draws from the (seed, epoch) stream.
+  Generator g(seed ^ (0x9E3779B97F4A7C15ull * uint64_t(epoch + 1)));
+  for (int64_t i = n - 1; i > 0; --i) {
+    const int64_t j = int64_t(g.NextDouble() * double(i + 1));
+    std::swap(order[size_t(i)], order[size_t(std::min(j, i))]);
+  }
+  return order;
+}
+
+}  // namespace ballast

@@ -1,0 +1,97 @@
+#include "runtime/optimizer.h"
+
+#include <cmath>
+
+namespace ballast {
+namespace {
+
+void Sgd(const OptimizerOptions& o, Param& p) {
+  float* w = p.value.data();
+  const float* g = p.grad.data();
+  const int64_t n = p.value.numel();
+  const float lr = float(o.lr), wd = float(o.weight_decay);
+  const float mom = float(o.momentum), damp = float(o.dampening);
+  if (o.momentum != 0.0 && !p.has_state)
+    p.buf1 = Tensor::Zeros(p.value.shape());
+  float* buf = o.momentum != 0.0 ? p.buf1.data() : nullptr;
+  for (int64_t i = 0; i < n; ++i) {
+    float d = wd != 0.0f ? g[i] + wd * w[i] : g[i];
+    if (buf) {
+      // The first step copies d_p into the buffer (torch.clone).
+      buf[i] = p.has_state ? mom * buf[i] + (1.0f - damp) * d : d;
+      d = o.nesterov ? d + mom * buf[i] : buf[i];
+    }
+    w[i] -= lr * d;
+  }
+  if (buf) p.has_state = true;
+}
+
+// torch.optim._functional._single_tensor_adam (amsgrad off, maximize off).
+void Adam(const OptimizerOptions& o, int64_t step, Param& p, bool decoupled) {
+  if (!p.has_state) {
+    p.buf1 = Tensor::Zeros(p.value.shape());
+    p.buf2 = Tensor::Zeros(p.value.shape());
+    p.has_state = true;
+  }
+  float* w = p.value.data();
+  const float* g = p.grad.data();
+  float* m = p.buf1.data();
+  float* v = p.buf2.data();
+  const int64_t n = p.value.numel();
+  const float lr = float(o.lr), wd = float(o.weight_decay);
+  const float b1 = float(o.beta1), b2 = float(o.beta2), eps = float(o.eps);
+  const double bc1 = 1.0 - std::pow(o.beta1, double(step));
+  const double bc2 = 1.0 - std::pow(o.beta2, double(step));
+  const float step_size = float(o.lr / bc1);
+  const float bc2_sqrt = float(std::sqrt(bc2));
+  for (int64_t i = 0; i < n; ++i) {
+    float grad = g[i];
+    if (wd != 0.0f) {
+      if (decoupled) {
+        w[i] *= 1.0f - lr * wd;
+      } else {
+        grad += wd * w[i];
+      }
+    }
+    m[i] += (1.0f - b1) * (grad - m[i]);  // lerp
+    v[i] = v[i] * b2 + (1.0f - b2) * grad * grad;
+    const float denom = std::sqrt(v[i]) / bc2_sqrt + eps;
+    w[i] += -step_size * (m[i] / denom);
+  }
+}
+
+}  // namespace
+
+void OptimizerStep(const OptimizerOptions& o, int64_t step,
+                   std::vector<Param*>& params) {
+  for (Param* p : params) {
+    switch (o.kind) {
+      case OptimizerKind::kSgd:
+        Sgd(o, *p);
+        break;
+      case OptimizerKind::kAdam:
+        Adam(o, step, *p, /*decoupled=*/false);
+        break;
+      case OptimizerKind::kAdamW:
+        Adam(o, step, *p, /*decoupled=*/true);
+        break;
+    }
+  }
+}
+
+double ClipGradNorm(std::vector<Param*>& params, double max_norm) {
+  double ss = 0;
+  for (Param* p : params) {
+    for (float g : p->grad.span()) ss += double(g) * g;
+  }
+  const double total = std::sqrt(ss);
+  const double coef = max_norm / (total + 1e-6);
+  if (coef < 1.0) {
+    for (Param* p : params) {
+      for (float& g : p->grad.span()) g = float(g * coef);
+    }
+  }
+  return total;
+}
+
+}  // namespace ballast

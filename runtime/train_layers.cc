@@ -1,0 +1,381 @@
+#include "runtime/train_layers.h"
+
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "ops/block/block_kernels.h"
+#include "ops/linear/gemm.h"
+#include "ops/ref/activation.h"
+
+namespace ballast {
+namespace {
+
+Param MakeParam(const Node& n, const std::string& name) {
+  Param p;
+  p.key = n.name + "." + name;
+  p.value = n.Param(name);
+  p.grad = Tensor::Zeros(p.value.shape());
+  return p;
+}
+
+// BatchNorm's running-statistics state, updated with PyTorch's rule.
+struct RunningStats {
+  Tensor mean, var;       // empty when track_running_stats = false
+  double momentum = 0.1;  // < 0: None (cumulative average)
+  double eps = 1e-5;
+  int64_t num_batches = 0;
+
+  void Init(const Node& bn) {
+    if (bn.GetBool("track_running_stats", true)) {
+      mean = bn.Param("running_mean");
+      var = bn.Param("running_var");
+    }
+    momentum = bn.GetFloat("momentum", 0.1);
+    eps = bn.GetFloat("eps", 1e-5);
+  }
+  // mean/var: batch mean and biased variance; fills float mean and rstd.
+  void Update(const double* bmean, const double* bvar, int64_t M, int64_t N,
+              float* mean_f, float* rstd_f) {
+    if (!mean.empty()) {
+      ++num_batches;
+      const double m = momentum < 0 ? 1.0 / double(num_batches) : momentum;
+      const double unbias = double(M) / double(M - 1);
+      float* rm = mean.data();
+      float* rv = var.data();
+      for (int64_t c = 0; c < N; ++c) {
+        rm[c] = float((1 - m) * rm[c] + m * bmean[c]);
+        rv[c] = float((1 - m) * rv[c] + m * bvar[c] * unbias);
+      }
+    }
+    for (int64_t c = 0; c < N; ++c) {
+      mean_f[c] = float(bmean[c]);
+      rstd_f[c] = float(1.0 / std::sqrt(bvar[c] + eps));
+    }
+  }
+};
+
+class LinearLayer : public TrainLayer {
+ public:
+  LinearLayer(const Node& n, const TrainContext& ctx) : ctx_(ctx) {
+    const Tensor& w = n.Param("weight");
+    out = w.dim(0), in = w.dim(1);
+    params_.push_back(MakeParam(n, "weight"));
+    has_bias_ = !n.Param("bias").empty();
+    if (has_bias_) params_.push_back(MakeParam(n, "bias"));
+    zero_bias_.assign(size_t(out), 0.0f);
+    ParamsUpdated();
+  }
+  Status Forward(const float* x, int64_t M, float* y, Generator&) override {
+    x_ = x;
+    ops::EpilogueArgs ep;
+    ep.bias = has_bias_ ? params_[1].value.data() : zero_bias_.data();
+    return ops::Gemm({x, in, 1, M, y, out, ctx_.threads}, packed_w_,
+                     ops::Epilogue::kBias, ep);
+  }
+  Status Backward(const float* dy, float* dx, int64_t M) override {
+    // dW [out, in] = dYᵀ·X; db = Σ_m dY; dX = dY·W.
+    ops::PackBInto(packed_x_, x_, M, in, in, 1, ctx_.threads);
+    BALLAST_RETURN_IF_ERROR(
+        ops::Gemm({dy, 1, out, out, params_[0].grad.data(), in, ctx_.threads},
+                  packed_x_, ops::Epilogue::kNone, {}));
+    if (has_bias_) {
+      float* db = params_[1].grad.data();
+      for (int64_t j = 0; j < out; ++j) db[j] = 0;
+      for (int64_t m = 0; m < M; ++m) {
+        for (int64_t j = 0; j < out; ++j) db[j] += dy[m * out + j];
+      }
+    }
+    if (!dx) return Status::Ok();
+    return ops::Gemm({dy, out, 1, M, dx, in, ctx_.threads}, packed_wt_,
+                     ops::Epilogue::kNone, {});
+  }
+  void ParamsUpdated() override {
+    const float* w = params_[0].value.data();
+    ops::PackBInto(packed_w_, w, in, out, 1, in, ctx_.threads);
+    ops::PackBInto(packed_wt_, w, out, in, in, 1, ctx_.threads);
+  }
+
+ private:
+  TrainContext ctx_;
+  bool has_bias_ = false;
+  std::vector<float> zero_bias_;
+  ops::PackedB packed_w_, packed_wt_, packed_x_;
+  const float* x_ = nullptr;
+};
+
+// Linear → BatchNorm1d (batch statistics) → ReLU → Dropout in one GEMM with
+// a statistics epilogue and one pass forward; one pass and two GEMMs back.
+class FusedBlockLayer : public TrainLayer {
+ public:
+  FusedBlockLayer(const Node& lin, const Node& bn, double p,
+                  const TrainContext& ctx)
+      : ctx_(ctx), p_(p) {
+    const Tensor& w = lin.Param("weight");
+    out = w.dim(0), in = w.dim(1);
+    params_.push_back(MakeParam(lin, "weight"));
+    has_bias_ = !lin.Param("bias").empty();
+    if (has_bias_) params_.push_back(MakeParam(lin, "bias"));
+    affine_ = bn.GetBool("affine", true);
+    if (affine_) {
+      params_.push_back(MakeParam(bn, "weight"));
+      params_.push_back(MakeParam(bn, "bias"));
+    }
+    stats_.Init(bn);
+    const size_t N = size_t(out);
+    zero_bias_.assign(N, 0.0f);
+    ones_.assign(N, 1.0f);
+    mean_d_.resize(N), var_d_.resize(N), mean_.resize(N), rstd_.resize(N);
+    scratch_dg_.resize(N), scratch_db_.resize(N), scratch_dbias_.resize(N);
+    z_.resize(size_t(ctx.max_batch) * N);
+    dz_.resize(size_t(ctx.max_batch) * N);
+    mask_.resize(size_t(ctx.max_batch * ops::MaskWordsPerRow(out)));
+    ParamsUpdated();
+  }
+  Status Forward(const float* x, int64_t M, float* y, Generator& rng) override {
+    x_ = x;
+    ops::EpilogueArgs ep;
+    ep.bias = has_bias_ ? params_[1].value.data() : zero_bias_.data();
+    ep.mean = mean_d_.data();
+    ep.var = var_d_.data();
+    BALLAST_RETURN_IF_ERROR(
+        ops::Gemm({x, in, 1, M, z_.data(), out, ctx_.threads}, packed_w_,
+                  ops::Epilogue::kBiasStats, ep));
+    stats_.Update(mean_d_.data(), var_d_.data(), M, out, mean_.data(),
+                  rstd_.data());
+    const RngSlice slice = p_ > 0 ? rng.Take(M * out) : RngSlice{};
+    ops::BnForwardArgs a{z_.data(),   mean_.data(), rstd_.data(), gamma(),
+                         beta(),      p_,           slice,        y,
+                         mask_.data()};
+    ops::BnReluDropoutForward(a, M, out, ctx_.threads);
+    return Status::Ok();
+  }
+  Status Backward(const float* dy, float* dx, int64_t M) override {
+    const size_t g = has_bias_ ? 2 : 1;
+    ops::BnBackwardArgs a{
+        z_.data(),
+        mean_.data(),
+        rstd_.data(),
+        gamma(),
+        dy,
+        mask_.data(),
+        p_,
+        dz_.data(),
+        affine_ ? params_[g].grad.data() : scratch_dg_.data(),
+        affine_ ? params_[g + 1].grad.data() : scratch_db_.data(),
+        has_bias_ ? params_[1].grad.data() : scratch_dbias_.data()};
+    ops::BnReluDropoutBackward(a, M, out, ctx_.threads);
+    ops::PackBInto(packed_x_, x_, M, in, in, 1, ctx_.threads);
+    BALLAST_RETURN_IF_ERROR(ops::Gemm(
+        {dz_.data(), 1, out, out, params_[0].grad.data(), in, ctx_.threads},
+        packed_x_, ops::Epilogue::kNone, {}));
+    if (!dx) return Status::Ok();
+    return ops::Gemm({dz_.data(), out, 1, M, dx, in, ctx_.threads}, packed_wt_,
+                     ops::Epilogue::kNone, {});
+  }
+  void ParamsUpdated() override {
+    const float* w = params_[0].value.data();
+    ops::PackBInto(packed_w_, w, in, out, 1, in, ctx_.threads);
+    ops::PackBInto(packed_wt_, w, out, in, in, 1, ctx_.threads);
+  }
+  int64_t* num_batches() override { return &stats_.num_batches; }
+
+ private:
+  const float* gamma() const {
+    return affine_ ? params_[has_bias_ ? 2 : 1].value.data() : ones_.data();
+  }
+  const float* beta() const {
+    return affine_ ? params_[has_bias_ ? 3 : 2].value.data()
+                   : zero_bias_.data();
+  }
+
+  TrainContext ctx_;
+  double p_;
+  bool has_bias_ = false, affine_ = true;
+  RunningStats stats_;
+  std::vector<float> zero_bias_, ones_, mean_, rstd_, z_, dz_, scratch_dg_,
+      scratch_db_, scratch_dbias_;
+  std::vector<double> mean_d_, var_d_;
+  std::vector<uint64_t> mask_;
+  ops::PackedB packed_w_, packed_wt_, packed_x_;
+  const float* x_ = nullptr;
+};
+
+class BatchNormLayer : public TrainLayer {
+ public:
+  BatchNormLayer(const Node& bn, int64_t width, const TrainContext& ctx)
+      : ctx_(ctx) {
+    in = out = width;
+    affine_ = bn.GetBool("affine", true);
+    if (affine_) {
+      params_.push_back(MakeParam(bn, "weight"));
+      params_.push_back(MakeParam(bn, "bias"));
+    }
+    stats_.Init(bn);
+    const size_t N = size_t(width);
+    ones_.assign(N, 1.0f), zeros_.assign(N, 0.0f);
+    mean_d_.resize(N), var_d_.resize(N), mean_.resize(N), rstd_.resize(N);
+    scale_.resize(N), shift_.resize(N), sdg_.resize(N), sdb_.resize(N);
+    scratch_dx_.resize(size_t(ctx.max_batch) * N);
+  }
+  Status Forward(const float* x, int64_t M, float* y, Generator&) override {
+    x_ = x;
+    ops::ColumnMoments(x, M, out, mean_d_.data(), var_d_.data(), ctx_.threads);
+    stats_.Update(mean_d_.data(), var_d_.data(), M, out, mean_.data(),
+                  rstd_.data());
+    const float* g = affine_ ? params_[0].value.data() : ones_.data();
+    const float* b = affine_ ? params_[1].value.data() : zeros_.data();
+    for (int64_t c = 0; c < out; ++c) {
+      scale_[size_t(c)] = g[c] * rstd_[size_t(c)];
+      shift_[size_t(c)] = b[c] - mean_[size_t(c)] * scale_[size_t(c)];
+    }
+    std::memcpy(y, x, size_t(M * out) * sizeof(float));
+    ops::ScaleShift(y, M, out, scale_.data(), shift_.data(), ctx_.threads);
+    return Status::Ok();
+  }
+  Status Backward(const float* dy, float* dx, int64_t M) override {
+    ops::BnBackwardArgs a{x_,
+                          mean_.data(),
+                          rstd_.data(),
+                          affine_ ? params_[0].value.data() : nullptr,
+                          dy,
+                          nullptr,
+                          0.0,
+                          dx ? dx : scratch_dx_.data(),
+                          affine_ ? params_[0].grad.data() : sdg_.data(),
+                          affine_ ? params_[1].grad.data() : sdb_.data(),
+                          nullptr};
+    ops::BnReluDropoutBackward(a, M, out, ctx_.threads);
+    return Status::Ok();
+  }
+  int64_t* num_batches() override { return &stats_.num_batches; }
+
+ private:
+  TrainContext ctx_;
+  bool affine_ = true;
+  RunningStats stats_;
+  std::vector<float> ones_, zeros_, mean_, rstd_, scale_, shift_, sdg_, sdb_,
+      scratch_dx_;
+  std::vector<double> mean_d_, var_d_;
+  const float* x_ = nullptr;
+};
+
+class ActivationLayer : public TrainLayer {
+ public:
+  ActivationLayer(const Node& n, int64_t width, const TrainContext& ctx)
+      : ctx_(ctx), op_(n.op), slope_(n.GetFloat("negative_slope", 0.01)) {
+    in = out = width;
+  }
+  Status Forward(const float* x, int64_t M, float* y, Generator&) override {
+    x_ = x, y_ = y;
+    const int64_t n = M * out;
+    if (op_ == "relu")
+      ops::Relu(x, y, n, ctx_.threads);
+    else if (op_ == "leaky_relu")
+      ref::leaky_relu_forward(x, y, n, slope_);
+    else if (op_ == "tanh")
+      ref::tanh_forward(x, y, n);
+    else if (op_ == "sigmoid")
+      ref::sigmoid_forward(x, y, n);
+    else
+      std::memcpy(y, x, size_t(n) * sizeof(float));
+    return Status::Ok();
+  }
+  Status Backward(const float* dy, float* dx, int64_t M) override {
+    if (!dx) return Status::Ok();
+    const int64_t n = M * out;
+    if (op_ == "relu")
+      ops::ReluBackward(x_, dy, dx, n, ctx_.threads);
+    else if (op_ == "leaky_relu")
+      ref::leaky_relu_backward(x_, dy, dx, n, slope_);
+    else if (op_ == "tanh")
+      ref::tanh_backward(y_, dy, dx, n);
+    else if (op_ == "sigmoid")
+      ref::sigmoid_backward(y_, dy, dx, n);
+    else
+      std::memcpy(dx, dy, size_t(n) * sizeof(float));
+    return Status::Ok();
+  }
+
+ private:
+  TrainContext ctx_;
+  std::string op_;
+  double slope_;
+  const float* x_ = nullptr;
+  const float* y_ = nullptr;
+};
+
+class DropoutLayer : public TrainLayer {
+ public:
+  DropoutLayer(const Node& n, int64_t width, const TrainContext& ctx)
+      : ctx_(ctx), p_(n.GetFloat("p", 0.5)) {
+    in = out = width;
+    mask_.resize(size_t(ctx.max_batch * ops::MaskWordsPerRow(width)));
+  }
+  Status Forward(const float* x, int64_t M, float* y, Generator& rng) override {
+    std::memcpy(y, x, size_t(M * out) * sizeof(float));
+    if (p_ > 0)
+      ops::Dropout(y, M, out, p_, rng.Take(M * out), mask_.data(),
+                   ctx_.threads);
+    return Status::Ok();
+  }
+  Status Backward(const float* dy, float* dx, int64_t M) override {
+    if (!dx) return Status::Ok();
+    if (p_ > 0) {
+      ops::DropoutBackward(mask_.data(), dy, dx, M, out, p_, ctx_.threads);
+    } else {
+      std::memcpy(dx, dy, size_t(M * out) * sizeof(float));
+    }
+    return Status::Ok();
+  }
+
+ private:
+  TrainContext ctx_;
+  double p_;
+  std::vector<uint64_t> mask_;
+};
+
+}  // namespace
+
+Result<std::vector<std::unique_ptr<TrainLayer>>> BuildTrainLayers(
+    Graph& graph, bool fuse, const TrainContext& ctx) {
+  std::vector<std::unique_ptr<TrainLayer>> layers;
+  int64_t width = graph.input_features;
+  auto& nodes = graph.nodes;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const Node& n = nodes[i];
+    auto at = [&](size_t k, const char* op) {
+      return k < nodes.size() && nodes[k].op == op;
+    };
+    if (n.op == "linear") {
+      if (n.GetString("activation", "none") != "none") {
+        return Unimplemented(
+            "train: node '" + n.name +
+            "' is a fused inference node; train the unfused graph");
+      }
+      if (fuse && at(i + 1, "batchnorm1d") && at(i + 2, "relu")) {
+        const double p =
+            at(i + 3, "dropout") ? nodes[i + 3].GetFloat("p", 0.5) : 0.0;
+        layers.push_back(
+            std::make_unique<FusedBlockLayer>(n, nodes[i + 1], p, ctx));
+        i += at(i + 3, "dropout") ? 3 : 2;
+      } else {
+        layers.push_back(std::make_unique<LinearLayer>(n, ctx));
+      }
+    } else if (n.op == "batchnorm1d") {
+      layers.push_back(std::make_unique<BatchNormLayer>(n, width, ctx));
+    } else if (n.op == "dropout") {
+      layers.push_back(std::make_unique<DropoutLayer>(n, width, ctx));
+    } else if (n.op == "relu" || n.op == "leaky_relu" || n.op == "tanh" ||
+               n.op == "sigmoid" || n.op == "identity") {
+      layers.push_back(std::make_unique<ActivationLayer>(n, width, ctx));
+    } else {
+      return Unimplemented("train: node '" + n.name + "' has op '" + n.op +
+                           "', which the trainer cannot train");
+    }
+    width = layers.back()->out;
+  }
+  return layers;
+}
+
+}  // namespace ballast

@@ -1,0 +1,52 @@
+// Training-mode layers of the Trainer (internal). Each keeps what its
+// backward pass needs from the forward pass of the same step.
+#ifndef BALLAST_RUNTIME_TRAIN_LAYERS_H_
+#define BALLAST_RUNTIME_TRAIN_LAYERS_H_
+
+#include <memory>
+#include <vector>
+
+#include "ballast/graph.h"
+#include "ballast/rng.h"
+#include "ballast/status.h"
+#include "runtime/optimizer.h"
+
+namespace ballast {
+
+struct TrainContext {
+  int threads = 1;
+  int64_t max_batch = 0;
+};
+
+class TrainLayer {
+ public:
+  virtual ~TrainLayer() = default;
+  // x [M, in] → y [M, out]; x stays valid until Backward.
+  virtual Status Forward(const float* x, int64_t M, float* y,
+                         Generator& rng) = 0;
+  // dy [M, out] → dx [M, in] (nullptr: not needed); fills the grads.
+  virtual Status Backward(const float* dy, float* dx, int64_t M) = 0;
+  // After the optimizer changed the parameters (repack weights).
+  virtual void ParamsUpdated() {}
+  std::vector<Param*> params() {
+    std::vector<Param*> out;
+    for (Param& p : params_) out.push_back(&p);
+    return out;
+  }
+  // BatchNorm's num_batches_tracked, for checkpoints (nullptr: none).
+  virtual int64_t* num_batches() { return nullptr; }
+  int64_t in = 0, out = 0;
+
+ protected:
+  std::vector<Param> params_;
+};
+
+// Splits the graph's nodes into training layers. The nodes' tensors are
+// trained in place (the caller owns a private copy of the graph). With
+// `fuse`, Linear → BatchNorm1d → ReLU (→ Dropout) becomes one fused layer.
+Result<std::vector<std::unique_ptr<TrainLayer>>> BuildTrainLayers(
+    Graph& graph, bool fuse, const TrainContext& ctx);
+
+}  // namespace ballast
+
+#endif  // BALLAST_RUNTIME_TRAIN_LAYERS_H_

@@ -1,0 +1,305 @@
+#include "ballast/trainer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "ballast/registry.h"
+#include "ballast/session.h"
+#include "runtime/optimizer.h"
+#include "runtime/train_layers.h"
+
+namespace ballast {
+
+struct Trainer::Impl {
+  TrainerOptions opt;
+  Graph graph;  // private copy; trained in place
+  std::vector<std::unique_ptr<TrainLayer>> layers;
+  std::vector<Param*> params;
+  std::vector<std::vector<float>> acts;  // output of each layer
+  std::vector<float> grad_a, grad_b;     // ping-pong gradients
+  int64_t in = 0, out = 0, step = 0;
+  Generator rng;
+
+  Impl(const TrainerOptions& o) : opt(o), rng(o.seed) {}
+
+  Status Loss(const float* y, const int32_t* labels, const float* targets,
+              int64_t M, float* dy, StepResult& r) const {
+    const int64_t C = out;
+    double total = 0;
+    if (opt.loss == LossKind::kCrossEntropy) {
+      if (!labels) return InvalidArgument("train: cross-entropy needs labels");
+      const double eps = opt.label_smoothing;
+      for (int64_t m = 0; m < M; ++m) {
+        const int32_t label = labels[m];
+        if (label < 0 || label >= C) {
+          return OutOfRange("train: label " + std::to_string(label) +
+                            " at row " + std::to_string(m) +
+                            " is outside [0, " + std::to_string(C) + ")");
+        }
+        const float* z = y + m * C;
+        double mx = z[0];
+        int64_t arg = 0;
+        for (int64_t c = 1; c < C; ++c) {
+          if (z[c] > mx) mx = z[c], arg = c;
+        }
+        r.correct += arg == label;
+        double se = 0;
+        for (int64_t c = 0; c < C; ++c) se += std::exp(double(z[c]) - mx);
+        const double lse = mx + std::log(se);
+        double mean_neg_logp = 0;
+        for (int64_t c = 0; c < C; ++c) mean_neg_logp += lse - z[c];
+        mean_neg_logp /= double(C);
+        total += (1 - eps) * (lse - z[label]) + eps * mean_neg_logp;
+        for (int64_t c = 0; c < C; ++c) {
+          const double p = std::exp(double(z[c]) - lse);
+          const double t = (c == label ? 1 - eps : 0.0) + eps / double(C);
+          dy[m * C + c] = float((p - t) / double(M));
+        }
+      }
+      r.loss = total / double(M);
+    } else {
+      if (!targets) return InvalidArgument("train: MSE needs targets");
+      const double n = double(M * C);
+      for (int64_t i = 0; i < M * C; ++i) {
+        const double d = double(y[i]) - targets[i];
+        total += d * d;
+        dy[i] = float(2.0 * d / n);
+      }
+      r.loss = total / n;
+    }
+    return Status::Ok();
+  }
+
+  Result<StepResult> ForwardBackward(const float* x, const int32_t* labels,
+                                     const float* targets, int64_t M) {
+    if (M < 2 || M > opt.max_batch) {
+      return InvalidArgument(
+          "train: batch of " + std::to_string(M) +
+          " rows; a training step needs 2 <= rows <= "
+          "max_batch = " +
+          std::to_string(opt.max_batch) +
+          " (BatchNorm needs more than 1 value per channel)");
+    }
+    const float* in_ptr = x;
+    for (size_t i = 0; i < layers.size(); ++i) {
+      BALLAST_RETURN_IF_ERROR(
+          layers[i]->Forward(in_ptr, M, acts[i].data(), rng));
+      in_ptr = acts[i].data();
+    }
+    StepResult r;
+    BALLAST_RETURN_IF_ERROR(Loss(in_ptr, labels, targets, M, grad_a.data(), r));
+    if (!std::isfinite(r.loss)) {
+      return FailedPrecondition("train: the loss is " + std::to_string(r.loss) +
+                                " at step " + std::to_string(step + 1));
+    }
+    float* dy = grad_a.data();
+    float* dx = grad_b.data();
+    for (size_t i = layers.size(); i-- > 0;) {
+      BALLAST_RETURN_IF_ERROR(layers[i]->Backward(dy, i > 0 ? dx : nullptr, M));
+      std::swap(dy, dx);
+    }
+    return r;
+  }
+};
+
+Trainer::Trainer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Trainer::~Trainer() = default;
+
+Result<std::unique_ptr<Trainer>> Trainer::Create(
+    const Graph& graph, const TrainerOptions& options) {
+  if (options.max_batch < 2) {
+    return InvalidArgument("train: max_batch = " +
+                           std::to_string(options.max_batch) + " must be >= 2");
+  }
+  if (options.threads < 1) {
+    return InvalidArgument("train: threads = " +
+                           std::to_string(options.threads) + " must be >= 1");
+  }
+  const OptimizerOptions& o = options.optimizer;
+  if (!(o.lr >= 0) || !(o.momentum >= 0) || !(o.weight_decay >= 0) ||
+      !(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1) ||
+      !(o.eps > 0)) {
+    return InvalidArgument(
+        "train: optimizer options out of range (lr, momentum and "
+        "weight_decay >= 0; betas in [0, 1); eps > 0)");
+  }
+  if (o.nesterov && (o.momentum <= 0 || o.dampening != 0)) {
+    return InvalidArgument(
+        "train: Nesterov momentum requires a momentum and zero dampening");
+  }
+  if (!(options.label_smoothing >= 0 && options.label_smoothing <= 1)) {
+    return InvalidArgument("train: label_smoothing must be in [0, 1]");
+  }
+  BALLAST_ASSIGN_OR_RETURN(const std::vector<int64_t> widths,
+                           graph.Validate(Registry::Builtin()));
+  auto impl = std::make_unique<Impl>(options);
+  impl->graph = graph;
+  for (Node& n : impl->graph.nodes) {
+    BALLAST_RETURN_IF_ERROR(Registry::Builtin().ApplyDefaults(n));
+    for (auto& [name, t] : n.params) t = t.Clone();  // own the tensors
+  }
+  BALLAST_ASSIGN_OR_RETURN(
+      impl->layers, BuildTrainLayers(impl->graph, options.fuse,
+                                     {options.threads, options.max_batch}));
+  impl->in = graph.input_features;
+  impl->out = widths.back();
+  int64_t widest = std::max(impl->in, impl->out);
+  for (auto& l : impl->layers) {
+    impl->acts.emplace_back(size_t(options.max_batch * l->out));
+    widest = std::max(widest, l->out);
+    for (Param* p : l->params()) impl->params.push_back(p);
+  }
+  impl->grad_a.resize(size_t(options.max_batch * widest));
+  impl->grad_b.resize(size_t(options.max_batch * widest));
+  return std::unique_ptr<Trainer>(new Trainer(std::move(impl)));
+}
+
+Result<StepResult> Trainer::ComputeGradients(const float* x,
+                                             const int32_t* labels,
+                                             const float* targets,
+                                             int64_t batch) {
+  return impl_->ForwardBackward(x, labels, targets, batch);
+}
+
+Result<StepResult> Trainer::Step(const float* x, const int32_t* labels,
+                                 const float* targets, int64_t batch) {
+  BALLAST_ASSIGN_OR_RETURN(StepResult r,
+                           impl_->ForwardBackward(x, labels, targets, batch));
+  if (impl_->opt.clip_grad_norm > 0) {
+    ClipGradNorm(impl_->params, impl_->opt.clip_grad_norm);
+  }
+  ++impl_->step;
+  OptimizerStep(impl_->opt.optimizer, impl_->step, impl_->params);
+  for (auto& l : impl_->layers) l->ParamsUpdated();
+  return r;
+}
+
+Graph Trainer::CurrentGraph() const {
+  Graph g = impl_->graph;
+  for (Node& n : g.nodes) {
+    for (auto& [name, t] : n.params) t = t.Clone();
+  }
+  return g;
+}
+
+Result<EvalResult> Trainer::Evaluate(const float* x, const int32_t* labels,
+                                     int64_t rows) const {
+  SessionOptions so;
+  so.threads = impl_->opt.threads;
+  so.max_batch = std::clamp<int64_t>(rows, 1, 1024);
+  BALLAST_ASSIGN_OR_RETURN(auto session,
+                           InferenceSession::Create(impl_->graph, so));
+  const int64_t C = session->output_features();
+  std::vector<float> y(size_t(so.max_batch * C));
+  double loss = 0;
+  int64_t correct = 0;
+  for (int64_t r0 = 0; r0 < rows; r0 += so.max_batch) {
+    const int64_t m = std::min(so.max_batch, rows - r0);
+    BALLAST_RETURN_IF_ERROR(session->Run(x + r0 * impl_->in, m, y.data()));
+    for (int64_t i = 0; i < m; ++i) {
+      const float* z = y.data() + i * C;
+      const int32_t label = labels[r0 + i];
+      if (label < 0 || label >= C) {
+        return OutOfRange("evaluate: label " + std::to_string(label) +
+                          " at row " + std::to_string(r0 + i) +
+                          " is outside [0, " + std::to_string(C) + ")");
+      }
+      double mx = z[0];
+      int64_t arg = 0;
+      for (int64_t c = 1; c < C; ++c) {
+        if (z[c] > mx) mx = z[c], arg = c;
+      }
+      double se = 0;
+      for (int64_t c = 0; c < C; ++c) se += std::exp(double(z[c]) - mx);
+      loss += mx + std::log(se) - z[label];
+      correct += arg == label;
+    }
+  }
+  return EvalResult{loss / double(rows), double(correct) / double(rows)};
+}
+
+std::map<std::string, Tensor> Trainer::Gradients() const {
+  std::map<std::string, Tensor> out;
+  for (Param* p : impl_->params) out[p->key] = p->grad.Clone();
+  return out;
+}
+
+void Trainer::set_lr(double lr) { impl_->opt.optimizer.lr = lr; }
+double Trainer::lr() const { return impl_->opt.optimizer.lr; }
+int64_t Trainer::step() const { return impl_->step; }
+
+Model Trainer::Checkpoint(
+    const std::map<std::string, std::string>& metadata) const {
+  Model m;
+  m.graph = CurrentGraph();
+  m.checkpoint = true;
+  for (const auto& [k, v] : metadata) m.graph.metadata[k] = v;
+  m.graph.metadata["trainer.step"] = std::to_string(impl_->step);
+  m.graph.metadata["trainer.rng_seed"] = std::to_string(impl_->rng.seed());
+  m.graph.metadata["trainer.rng_offset"] = std::to_string(impl_->rng.offset());
+  m.graph.metadata["trainer.lr"] = std::to_string(impl_->opt.optimizer.lr);
+  for (size_t i = 0; i < impl_->layers.size(); ++i) {
+    if (int64_t* nb = impl_->layers[i]->num_batches()) {
+      m.graph.metadata["trainer.num_batches." + std::to_string(i)] =
+          std::to_string(*nb);
+    }
+  }
+  for (Param* p : impl_->params) {
+    if (!p->has_state) continue;
+    if (!p->buf1.empty())
+      m.extra["optimizer/" + p->key + "/buf1"] = p->buf1.Clone();
+    if (!p->buf2.empty())
+      m.extra["optimizer/" + p->key + "/buf2"] = p->buf2.Clone();
+  }
+  return m;
+}
+
+Result<std::unique_ptr<Trainer>> Trainer::Resume(
+    const Model& ck, const TrainerOptions& options) {
+  if (!ck.checkpoint) {
+    return InvalidArgument(
+        "resume: the file is an inference model, not a training "
+        "checkpoint");
+  }
+  BALLAST_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> t,
+                           Create(ck.graph, options));
+  Impl& m = *t->impl_;
+  auto get = [&](const std::string& key) -> Result<uint64_t> {
+    auto it = ck.graph.metadata.find(key);
+    if (it == ck.graph.metadata.end()) {
+      return DataLoss("resume: checkpoint metadata lacks '" + key + "'");
+    }
+    return uint64_t(std::stoull(it->second));
+  };
+  BALLAST_ASSIGN_OR_RETURN(const uint64_t step, get("trainer.step"));
+  BALLAST_ASSIGN_OR_RETURN(const uint64_t seed, get("trainer.rng_seed"));
+  BALLAST_ASSIGN_OR_RETURN(const uint64_t offset, get("trainer.rng_offset"));
+  m.step = int64_t(step);
+  m.rng = Generator(seed);
+  m.rng.set_offset(offset);
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    if (int64_t* nb = m.layers[i]->num_batches()) {
+      BALLAST_ASSIGN_OR_RETURN(const uint64_t v,
+                               get("trainer.num_batches." + std::to_string(i)));
+      *nb = int64_t(v);
+    }
+  }
+  for (Param* p : m.params) {
+    auto b1 = ck.extra.find("optimizer/" + p->key + "/buf1");
+    auto b2 = ck.extra.find("optimizer/" + p->key + "/buf2");
+    if (b1 != ck.extra.end()) p->buf1 = b1->second.Clone(), p->has_state = true;
+    if (b2 != ck.extra.end()) p->buf2 = b2->second.Clone();
+    for (const Tensor* t : {&p->buf1, &p->buf2}) {
+      if (!t->empty() && !(t->shape() == p->value.shape())) {
+        return DataLoss("resume: optimizer state of '" + p->key +
+                        "' has shape " + t->shape().ToString() +
+                        ", the parameter " + p->value.shape().ToString());
+      }
+    }
+  }
+  return t;
+}
+
+}  // namespace ballast
