@@ -41,19 +41,19 @@ Status ReadAttr(io::Reader& r, Node& n) {
   BALLAST_RETURN_IF_ERROR(r.U8(tag, "attribute type"));
   switch (tag) {
     case format::kAttrInt: {
-      int64_t v;
+      int64_t v = 0;
       BALLAST_RETURN_IF_ERROR(r.I64(v, "int attribute"));
       n.attrs[name] = v;
       break;
     }
     case format::kAttrFloat: {
-      double v;
+      double v = 0;
       BALLAST_RETURN_IF_ERROR(r.F64(v, "float attribute"));
       n.attrs[name] = v;
       break;
     }
     case format::kAttrBool: {
-      uint8_t v;
+      uint8_t v = 0;
       BALLAST_RETURN_IF_ERROR(r.U8(v, "bool attribute"));
       if (v > 1) {
         return DataLoss("graph: node '" + n.name + "' attribute '" + name +

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   ballast::cli::RegisterBench(app, exit_code);
   ballast::cli::RegisterOps(app, exit_code);
   ballast::cli::RegisterModelCommands(app, exit_code);
+  ballast::cli::RegisterTrain(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -14,6 +14,7 @@ void RegisterDemo(CLI::App& app, int& exit_code);
 void RegisterBench(CLI::App& app, int& exit_code);
 void RegisterOps(CLI::App& app, int& exit_code);
 void RegisterModelCommands(CLI::App& app, int& exit_code);
+void RegisterTrain(CLI::App& app, int& exit_code);
 
 }  // namespace ballast::cli
 

@@ -1,0 +1,247 @@
+#include "ballast/trainer.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "ballast/data.h"
+#include "ballast/format.h"
+#include "ballast/model.h"
+
+namespace ballast {
+namespace {
+
+// A learnable problem: the label is the argmax of a fixed linear map of x.
+struct Problem {
+  int64_t rows, features, classes;
+  std::vector<float> x;
+  std::vector<int32_t> y;
+};
+
+Problem MakeProblem(int64_t rows, int64_t features, int64_t classes,
+                    uint64_t seed) {
+  Problem p{rows, features, classes,
+            std::vector<float>(size_t(rows * features)),
+            std::vector<int32_t>(size_t(rows))};
+  Generator g(seed);
+  g.FillNormal(p.x, 0.0, 1.0);
+  std::vector<float> map(size_t(features * classes));
+  g.FillNormal(map, 0.0, 1.0);
+  for (int64_t r = 0; r < rows; ++r) {
+    double best = -1e30;
+    for (int64_t c = 0; c < classes; ++c) {
+      double s = 0;
+      for (int64_t f = 0; f < features; ++f) {
+        s += p.x[size_t(r * features + f)] * map[size_t(f * classes + c)];
+      }
+      if (s > best) best = s, p.y[size_t(r)] = int32_t(c);
+    }
+  }
+  return p;
+}
+
+Graph Mlp(int64_t in, int64_t out, double dropout, uint64_t seed) {
+  Sequential net(in, seed);
+  net.StandardBlock(32, dropout).StandardBlock(24, dropout).Linear(out);
+  return *net.Build();
+}
+
+void ExpectBitIdentical(const Graph& a, const Graph& b) {
+  ASSERT_EQ(a.nodes.size(), b.nodes.size());
+  for (size_t i = 0; i < a.nodes.size(); ++i) {
+    for (const auto& [name, t] : a.nodes[i].params) {
+      const Tensor& u = b.nodes[i].Param(name);
+      ASSERT_EQ(t.shape(), u.shape());
+      EXPECT_EQ(0, std::memcmp(t.data(), u.data(), t.nbytes()))
+          << a.nodes[i].name << "." << name;
+    }
+  }
+}
+
+TEST(TrainerTest, LearnsASeparableProblem) {
+  const Problem p = MakeProblem(512, 10, 4, 1);
+  for (bool fuse : {true, false}) {
+    TrainerOptions opt;
+    opt.fuse = fuse;
+    opt.optimizer.lr = 0.1;
+    opt.optimizer.momentum = 0.9;
+    auto t = Trainer::Create(Mlp(10, 4, 0.1, 2), opt);
+    ASSERT_TRUE(t.ok()) << t.status().ToString();
+    double first = 0, last = 0;
+    for (int epoch = 0; epoch < 20; ++epoch) {
+      for (int64_t b = 0; b < 512; b += 64) {
+        Result<StepResult> r =
+            (*t)->Step(p.x.data() + b * 10, p.y.data() + b, nullptr, 64);
+        ASSERT_TRUE(r.ok()) << r.status().ToString();
+        if (epoch == 0 && b == 0) first = r->loss;
+        last = r->loss;
+      }
+    }
+    EXPECT_LT(last, 0.5 * first) << "fuse=" << fuse;
+    Result<EvalResult> ev = (*t)->Evaluate(p.x.data(), p.y.data(), 512);
+    ASSERT_TRUE(ev.ok());
+    EXPECT_GT(ev->accuracy, 0.9) << "fuse=" << fuse;
+  }
+}
+
+// A checkpoint written mid-run and resumed reproduces the uninterrupted run
+// bit for bit (weights, running statistics, optimizer state, dropout RNG).
+TEST(TrainerTest, ResumingFromACheckpointIsBitExact) {
+  const Problem p = MakeProblem(256, 12, 3, 5);
+  for (OptimizerKind kind : {OptimizerKind::kSgd, OptimizerKind::kAdam}) {
+    TrainerOptions opt;
+    opt.optimizer.kind = kind;
+    opt.optimizer.lr = kind == OptimizerKind::kSgd ? 0.05 : 1e-3;
+    opt.optimizer.momentum = kind == OptimizerKind::kSgd ? 0.9 : 0.0;
+    opt.seed = 7;
+    const Graph g = Mlp(12, 3, 0.3, 8);
+    auto run = [&](Trainer& t, int from, int to) {
+      for (int s = from; s < to; ++s) {
+        const int64_t b = (s * 32) % 256;
+        ASSERT_TRUE(
+            t.Step(p.x.data() + b * 12, p.y.data() + b, nullptr, 32).ok());
+      }
+    };
+    auto straight = Trainer::Create(g, opt);
+    ASSERT_TRUE(straight.ok());
+    run(**straight, 0, 10);
+
+    auto first = Trainer::Create(g, opt);
+    ASSERT_TRUE(first.ok());
+    run(**first, 0, 4);
+    Result<std::vector<uint8_t>> bytes =
+        SerializeModel((*first)->Checkpoint({}));
+    ASSERT_TRUE(bytes.ok());
+    Result<Model> ck = ParseModel(*bytes);
+    ASSERT_TRUE(ck.ok()) << ck.status().ToString();
+    EXPECT_TRUE(ck->checkpoint);
+    auto resumed = Trainer::Resume(*ck, opt);
+    ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
+    EXPECT_EQ((*resumed)->step(), 4);
+    run(**resumed, 4, 10);
+    ExpectBitIdentical((*straight)->CurrentGraph(), (*resumed)->CurrentGraph());
+  }
+}
+
+TEST(TrainerTest, ANonFiniteLossStopsWithTheStepNumber) {
+  const Problem p = MakeProblem(64, 6, 3, 9);
+  TrainerOptions opt;
+  opt.optimizer.lr = 1e30;
+  Sequential net(6, 1);
+  net.Linear(8).ReLU().Linear(3);
+  auto t = Trainer::Create(*net.Build(), opt);
+  ASSERT_TRUE(t.ok());
+  Status failure;
+  for (int s = 0; s < 20 && failure.ok(); ++s) {
+    failure = (*t)->Step(p.x.data(), p.y.data(), nullptr, 64).status();
+  }
+  ASSERT_FALSE(failure.ok());
+  EXPECT_NE(failure.message().find("at step"), std::string::npos)
+      << failure.message();
+}
+
+TEST(TrainerTest, RejectsBadBatchesLabelsAndOptions) {
+  const Problem p = MakeProblem(8, 6, 3, 9);
+  auto t = Trainer::Create(Mlp(6, 3, 0.0, 1), {});
+  ASSERT_TRUE(t.ok());
+  Status s = (*t)->Step(p.x.data(), p.y.data(), nullptr, 1).status();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("more than 1 value per channel"),
+            std::string::npos);
+  std::vector<int32_t> bad = p.y;
+  bad[3] = 7;
+  s = (*t)->Step(p.x.data(), bad.data(), nullptr, 8).status();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("label 7 at row 3"), std::string::npos);
+  TrainerOptions opt;
+  opt.optimizer.lr = -1;
+  EXPECT_FALSE(Trainer::Create(Mlp(6, 3, 0.0, 1), opt).ok());
+  opt = {};
+  opt.optimizer.nesterov = true;  // without momentum
+  EXPECT_FALSE(Trainer::Create(Mlp(6, 3, 0.0, 1), opt).ok());
+}
+
+TEST(TrainerTest, MseLossAndGradientClipping) {
+  const Problem p = MakeProblem(64, 6, 2, 3);
+  std::vector<float> targets(64 * 2);
+  for (int64_t r = 0; r < 64; ++r)
+    targets[size_t(r * 2 + p.y[size_t(r)])] = 1.0f;
+  TrainerOptions opt;
+  opt.loss = LossKind::kMse;
+  opt.clip_grad_norm = 0.01;
+  auto t = Trainer::Create(Mlp(6, 2, 0.0, 4), opt);
+  ASSERT_TRUE(t.ok());
+  Result<StepResult> r =
+      (*t)->ComputeGradients(p.x.data(), nullptr, targets.data(), 64);
+  ASSERT_TRUE(r.ok());
+  EXPECT_GT(r->loss, 0.0);
+  ASSERT_TRUE((*t)->Step(p.x.data(), nullptr, targets.data(), 64).ok());
+  double ss = 0;
+  for (const auto& [k, g] : (*t)->Gradients()) {
+    for (float v : g.span()) ss += double(v) * v;
+  }
+  EXPECT_LE(std::sqrt(ss), 0.01 * 1.0001);  // clipped before the update
+}
+
+TEST(DataTest, CsvReaderSkipsAHeaderAndNamesBadCells) {
+  const auto path =
+      std::filesystem::temp_directory_path() / "ballast_data_test.csv";
+  {
+    std::ofstream f(path);
+    f << "label,a,b\n1,0.5,2\n0,1.5,-1\n";
+  }
+  Result<Dataset> d = ReadCsv(path.string(), 0);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->rows, 2);
+  EXPECT_EQ(d->features, 2);
+  EXPECT_EQ(d->classes, 2);
+  EXPECT_EQ(d->x[2], 1.5f);
+  {
+    std::ofstream f(path);
+    f << "1,0.5,2\n0,abc,-1\n";
+  }
+  d = ReadCsv(path.string(), 0);
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("line 2"), std::string::npos);
+  std::filesystem::remove(path);
+}
+
+TEST(DataTest, MissingDataNamesThePathAndThePackage) {
+  Result<TrainTest> d = LoadIdxDirectory("/nonexistent/fashion");
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(
+      d.status().message().find("/nonexistent/fashion/train-images-idx3-ubyte"),
+      std::string::npos);
+}
+
+TEST(DataTest, ReadsDebiansFashionMnist) {
+  if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist")) {
+    GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  }
+  Result<TrainTest> d = LoadIdxDirectory("fashion-mnist");
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->train.rows, 60000);
+  EXPECT_EQ(d->test.rows, 10000);
+  EXPECT_EQ(d->train.features, 784);
+  EXPECT_EQ(d->train.classes, 10);
+  const Normalization n = ComputeNormalization(d->train);
+  EXPECT_NEAR(n.mean, 0.2860, 1e-3);  // Fashion-MNIST's well-known statistics
+  EXPECT_NEAR(n.std, 0.3530, 1e-3);
+}
+
+TEST(DataTest, EpochOrderIsASeededPermutation) {
+  const auto a = EpochOrder(1000, 3, 0), b = EpochOrder(1000, 3, 0),
+             c = EpochOrder(1000, 3, 1);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+  std::vector<int64_t> sorted = a;
+  std::sort(sorted.begin(), sorted.end());
+  for (int64_t i = 0; i < 1000; ++i) ASSERT_EQ(sorted[size_t(i)], i);
+}
+
+}  // namespace
+}  // namespace ballast
