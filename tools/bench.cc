@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "ballast/format.h"
 #include "ballast/model.h"
 #include "ballast/session.h"
 #include "benchmarks/lbr_cases.h"
@@ -29,6 +30,7 @@ struct BenchOptions {
   bool quick = false;
   int threads = 0;  // 0: 1 and 2
   std::string json;
+  std::string model;  // bench mlp: a .blst file instead of the built-in MLP
 };
 
 std::vector<CaseSpec> Cases(const BenchOptions& o) {
@@ -176,10 +178,17 @@ class SessionCase : public bench::Case {
 };
 
 Status RunBenchMlp(const BenchOptions& o) {
-  Sequential net(784, /*seed=*/0);
-  net.StandardBlock(256, 0.5).StandardBlock(256, 0.5).Linear(10);
-  BALLAST_ASSIGN_OR_RETURN(const Graph graph, net.Build());
-  const std::string model = "mlp-784-256-256-10";
+  Graph graph;
+  std::string model = "mlp-784-256-256-10";
+  if (o.model.empty()) {
+    Sequential net(784, /*seed=*/0);
+    net.StandardBlock(256, 0.5).StandardBlock(256, 0.5).Linear(10);
+    BALLAST_ASSIGN_OR_RETURN(graph, net.Build());
+  } else {
+    BALLAST_ASSIGN_OR_RETURN(Model m, LoadModel(o.model));
+    graph = std::move(m.graph);
+    model = o.model;
+  }
   std::vector<int> thread_counts =
       o.threads > 0 ? std::vector<int>{o.threads} : std::vector<int>{1, 2};
   nlohmann::json out;
@@ -265,6 +274,8 @@ void RegisterBench(CLI::App& app, int& exit_code) {
                   "Only this thread count (default: 1 and 2)")
       ->check(CLI::Range(1, 1024));
   mlp->add_option("--json", mlp_opt->json, "Also write the results as JSON");
+  mlp->add_option("--model", mlp_opt->model,
+                  "Time this .blst model instead of a freshly built 784-256-256-10");
   mlp->callback([mlp_opt, &exit_code] {
     Status s = RunBenchMlp(*mlp_opt);
     if (!s.ok()) {
