@@ -86,14 +86,14 @@ class LinearLayer : public TrainLayer {
         for (int64_t j = 0; j < out; ++j) db[j] += dy[m * out + j];
       }
     }
-    if (!dx) return Status::Ok();
+    if (!dx || !needs_dx) return Status::Ok();
     return ops::Gemm({dy, out, 1, M, dx, in, ctx_.threads}, packed_wt_,
                      ops::Epilogue::kNone, {});
   }
   void ParamsUpdated() override {
     const float* w = params_[0].value.data();
     ops::PackBInto(packed_w_, w, in, out, 1, in, ctx_.threads);
-    ops::PackBInto(packed_wt_, w, out, in, in, 1, ctx_.threads);
+    if (needs_dx) ops::PackBInto(packed_wt_, w, out, in, in, 1, ctx_.threads);
   }
 
  private:
@@ -169,14 +169,14 @@ class FusedBlockLayer : public TrainLayer {
     BALLAST_RETURN_IF_ERROR(ops::Gemm(
         {dz_.data(), 1, out, out, params_[0].grad.data(), in, ctx_.threads},
         packed_x_, ops::Epilogue::kNone, {}));
-    if (!dx) return Status::Ok();
+    if (!dx || !needs_dx) return Status::Ok();
     return ops::Gemm({dz_.data(), out, 1, M, dx, in, ctx_.threads}, packed_wt_,
                      ops::Epilogue::kNone, {});
   }
   void ParamsUpdated() override {
     const float* w = params_[0].value.data();
     ops::PackBInto(packed_w_, w, in, out, 1, in, ctx_.threads);
-    ops::PackBInto(packed_wt_, w, out, in, in, 1, ctx_.threads);
+    if (needs_dx) ops::PackBInto(packed_wt_, w, out, in, in, 1, ctx_.threads);
   }
   int64_t* num_batches() override { return &stats_.num_batches; }
 

@@ -36,6 +36,9 @@ class TrainLayer {
   // BatchNorm's num_batches_tracked, for checkpoints (nullptr: none).
   virtual int64_t* num_batches() { return nullptr; }
   int64_t in = 0, out = 0;
+  // False for the first layer: nothing consumes its input gradient, so it
+  // neither computes dX nor keeps W packed for it.
+  bool needs_dx = true;
 
  protected:
   std::vector<Param> params_;

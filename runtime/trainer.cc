@@ -145,6 +145,10 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(
                                      {options.threads, options.max_batch}));
   impl->in = graph.input_features;
   impl->out = widths.back();
+  if (!impl->layers.empty()) {
+    impl->layers.front()->needs_dx = false;
+    impl->layers.front()->ParamsUpdated();
+  }
   int64_t widest = std::max(impl->in, impl->out);
   for (auto& l : impl->layers) {
     impl->acts.emplace_back(size_t(options.max_batch * l->out));
