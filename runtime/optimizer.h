@@ -21,7 +21,7 @@ struct Param {
 
 // Applies one update to every parameter; `step` counts updates from 1.
 void OptimizerStep(const OptimizerOptions& o, int64_t step,
-                   std::vector<Param*>& params);
+                   std::vector<Param*>& params, int threads = 1);
 
 // torch.nn.utils.clip_grad_norm_: scales the gradients by
 // max_norm/(total + 1e-6) when the global L2 norm exceeds max_norm.
