@@ -175,7 +175,8 @@ Result<StepResult> Trainer::Step(const float* x, const int32_t* labels,
     ClipGradNorm(impl_->params, impl_->opt.clip_grad_norm);
   }
   ++impl_->step;
-  OptimizerStep(impl_->opt.optimizer, impl_->step, impl_->params, impl_->opt.threads);
+  OptimizerStep(impl_->opt.optimizer, impl_->step, impl_->params,
+                impl_->opt.threads);
   for (auto& l : impl_->layers) l->ParamsUpdated();
   return r;
 }

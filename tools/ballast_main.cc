@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   ballast::cli::RegisterOps(app, exit_code);
   ballast::cli::RegisterModelCommands(app, exit_code);
   ballast::cli::RegisterTrain(app, exit_code);
+  ballast::cli::RegisterDiagnose(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

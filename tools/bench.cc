@@ -274,8 +274,9 @@ void RegisterBench(CLI::App& app, int& exit_code) {
                   "Only this thread count (default: 1 and 2)")
       ->check(CLI::Range(1, 1024));
   mlp->add_option("--json", mlp_opt->json, "Also write the results as JSON");
-  mlp->add_option("--model", mlp_opt->model,
-                  "Time this .blst model instead of a freshly built 784-256-256-10");
+  mlp->add_option(
+      "--model", mlp_opt->model,
+      "Time this .blst model instead of a freshly built 784-256-256-10");
   mlp->callback([mlp_opt, &exit_code] {
     Status s = RunBenchMlp(*mlp_opt);
     if (!s.ok()) {

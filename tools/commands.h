@@ -15,6 +15,7 @@ void RegisterBench(CLI::App& app, int& exit_code);
 void RegisterOps(CLI::App& app, int& exit_code);
 void RegisterModelCommands(CLI::App& app, int& exit_code);
 void RegisterTrain(CLI::App& app, int& exit_code);
+void RegisterDiagnose(CLI::App& app, int& exit_code);
 
 }  // namespace ballast::cli
 
