@@ -202,8 +202,12 @@ Status WriteArray(const std::string& path, const Array2D& a) {
     return InvalidArgument("'" + path +
                            "': unknown output type; use .npy or .csv");
   }
+  return WriteText(path, bytes);
+}
+
+Status WriteText(const std::string& path, const std::string& text) {
   return WriteFileAtomically(
-      path, {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
+      path, {reinterpret_cast<const uint8_t*>(text.data()), text.size()});
 }
 
 }  // namespace ballast::cli

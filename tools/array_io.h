@@ -1,5 +1,6 @@
 // Reading and writing 2-D float32 arrays as NumPy .npy (float32, C order)
-// or CSV, chosen by the file extension, for `ballast run`.
+// or CSV, chosen by the file extension, for `ballast run`; and the text
+// files the other commands write.
 #ifndef BALLAST_TOOLS_ARRAY_IO_H_
 #define BALLAST_TOOLS_ARRAY_IO_H_
 
@@ -22,6 +23,8 @@ Result<Array2D> ReadArray(const std::string& path);
 Status WriteArray(const std::string& path, const Array2D& a);
 // CSV text of the array (for stdout).
 std::string ToCsv(const Array2D& a);
+// Writes text (JSON, CSV, SVG) atomically: temporary file, fsync, rename.
+Status WriteText(const std::string& path, const std::string& text);
 
 }  // namespace ballast::cli
 

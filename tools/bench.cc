@@ -17,6 +17,7 @@
 #include "ballast/session.h"
 #include "benchmarks/lbr_cases.h"
 #include "ops/roof/fma_roof.h"
+#include "tools/array_io.h"
 #include "tools/commands.h"
 
 namespace ballast::cli {
@@ -25,6 +26,14 @@ namespace {
 using bench::Backend;
 using bench::CaseSpec;
 using bench::Mode;
+
+// Writes `out` to `path` when a path was given.
+Status WriteJsonIfAsked(const std::string& path, const nlohmann::json& out) {
+  if (path.empty()) return Status::Ok();
+  BALLAST_RETURN_IF_ERROR(WriteText(path, out.dump(2) + "\n"));
+  fmt::print("\nwrote {}\n", path);
+  return Status::Ok();
+}
 
 struct BenchOptions {
   bool quick = false;
@@ -149,14 +158,7 @@ Status RunBench(const BenchOptions& o) {
     r["roof_pct"] =
         100.0 * r["gflops"].get<double>() / roof[r["threads"].get<int>()];
   }
-  if (!o.json.empty()) {
-    std::ofstream f(o.json);
-    if (!f) return IoError("bench: cannot write '" + o.json + "'");
-    f << out.dump(2) << "\n";
-    if (!f) return IoError("bench: failed writing '" + o.json + "'");
-    fmt::print("\nwrote {}\n", o.json);
-  }
-  return Status::Ok();
+  return WriteJsonIfAsked(o.json, out);
 }
 
 // One InferenceSession run on a fixed random batch.
@@ -236,14 +238,7 @@ Status RunBenchMlp(const BenchOptions& o) {
       std::fflush(stdout);
     }
   }
-  if (!o.json.empty()) {
-    std::ofstream f(o.json);
-    if (!f) return IoError("bench: cannot write '" + o.json + "'");
-    f << out.dump(2) << "\n";
-    if (!f) return IoError("bench: failed writing '" + o.json + "'");
-    fmt::print("\nwrote {}\n", o.json);
-  }
-  return Status::Ok();
+  return WriteJsonIfAsked(o.json, out);
 }
 
 }  // namespace

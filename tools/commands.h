@@ -4,11 +4,18 @@
 #define BALLAST_TOOLS_COMMANDS_H_
 
 #include <CLI/CLI.hpp>
+#include <string>
+
+#include "ballast/graph.h"
 
 namespace ballast::cli {
 
 // Exit codes: 0 success, 1 a command failed (bad input, I/O), 2 usage error.
 inline constexpr int kExitFailure = 1;
+
+// An attribute value as text: true/false, %g for floats, strings as they
+// are (quoted when `quote_strings`).
+std::string AttrText(const AttrValue& v, bool quote_strings = false);
 
 void RegisterDemo(CLI::App& app, int& exit_code);
 void RegisterBench(CLI::App& app, int& exit_code);

@@ -10,6 +10,7 @@
 
 #include "ballast/diagnose.h"
 #include "ballast/format.h"
+#include "tools/array_io.h"
 #include "tools/commands.h"
 #include "tools/svg_plot.h"
 

@@ -16,18 +16,6 @@
 namespace ballast::cli {
 namespace {
 
-std::string AttrText(const AttrValue& v) {
-  return std::visit(
-      [](const auto& x) -> std::string {
-        using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<T, bool>) return x ? "true" : "false";
-        if constexpr (std::is_same_v<T, std::string>) return x;
-        if constexpr (std::is_same_v<T, double>) return fmt::format("{:g}", x);
-        if constexpr (std::is_same_v<T, int64_t>) return std::to_string(x);
-      },
-      v);
-}
-
 void Fail(const char* cmd, const Status& s, int& exit_code) {
   std::fprintf(stderr, "ballast %s: %s\n", cmd, s.ToString().c_str());
   exit_code = kExitFailure;

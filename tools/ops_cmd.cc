@@ -15,18 +15,6 @@
 namespace ballast::cli {
 namespace {
 
-std::string Show(const AttrValue& v) {
-  return std::visit(
-      [](const auto& x) -> std::string {
-        using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<T, bool>) return x ? "true" : "false";
-        if constexpr (std::is_same_v<T, std::string>) return "\"" + x + "\"";
-        if constexpr (std::is_same_v<T, double>) return fmt::format("{:g}", x);
-        if constexpr (std::is_same_v<T, int64_t>) return std::to_string(x);
-      },
-      v);
-}
-
 bool BackendUsable(const std::string& backend) {
   return backend != "onednn" || ops::onednn::Available();
 }
@@ -50,13 +38,27 @@ void PrintOps() {
     }
     for (const AttrSpec& a : op->attrs) {
       fmt::print("  attr  {} : {} = {}  {}\n", a.name, AttrTypeName(a.type),
-                 Show(a.default_value), a.doc);
+                 AttrText(a.default_value, /*quote_strings=*/true), a.doc);
     }
     fmt::print("\n");
   }
 }
 
 }  // namespace
+
+std::string AttrText(const AttrValue& v, bool quote_strings) {
+  return std::visit(
+      [&](const auto& x) -> std::string {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, bool>) return x ? "true" : "false";
+        if constexpr (std::is_same_v<T, std::string>) {
+          return quote_strings ? "\"" + x + "\"" : x;
+        }
+        if constexpr (std::is_same_v<T, double>) return fmt::format("{:g}", x);
+        if constexpr (std::is_same_v<T, int64_t>) return std::to_string(x);
+      },
+      v);
+}
 
 void RegisterOps(CLI::App& app, int& exit_code) {
   CLI::App* cmd = app.add_subcommand(

@@ -21,6 +21,7 @@
 #include "ballast/model.h"
 #include "ballast/trainer.h"
 #include "ballast/version.h"
+#include "tools/array_io.h"
 #include "tools/commands.h"
 #include "tools/svg_plot.h"
 
@@ -313,8 +314,7 @@ Status RunTrain(const TrainCli& o) {
                          l.seconds, l.train_loss, l.train_acc, l.test_loss,
                          l.test_acc);
     }
-    BALLAST_RETURN_IF_ERROR(WriteFileAtomically(
-        o.log, {reinterpret_cast<const uint8_t*>(csv.data()), csv.size()}));
+    BALLAST_RETURN_IF_ERROR(WriteText(o.log, csv));
   }
   if (!o.json.empty()) {
     nlohmann::json j;
@@ -327,8 +327,7 @@ Status RunTrain(const TrainCli& o) {
     }
     j["total_seconds"] = total_seconds;
     const std::string s = j.dump(2) + "\n";
-    BALLAST_RETURN_IF_ERROR(WriteFileAtomically(
-        o.json, {reinterpret_cast<const uint8_t*>(s.data()), s.size()}));
+    BALLAST_RETURN_IF_ERROR(WriteText(o.json, s));
   }
   if (!o.plot.empty()) {
     std::vector<double> loss, acc;
@@ -337,8 +336,7 @@ Status RunTrain(const TrainCli& o) {
     const std::string svg = LinePlotSvg(
         "training: " + o.arch, "epoch",
         {{"train loss", loss, false}, {"test accuracy", acc, true}});
-    BALLAST_RETURN_IF_ERROR(WriteFileAtomically(
-        o.plot, {reinterpret_cast<const uint8_t*>(svg.data()), svg.size()}));
+    BALLAST_RETURN_IF_ERROR(WriteText(o.plot, svg));
   }
   return Status::Ok();
 }

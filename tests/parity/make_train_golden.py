@@ -12,6 +12,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
+sys.path.insert(0, HERE)
 try:
     import torch
     import torch.nn as nn
@@ -20,26 +21,16 @@ except ImportError as e:
     print(f"skipped: {e} (install python3-torch python3-xxhash)")
     sys.exit(77)
 from export_torch import export  # noqa: E402
+from torch_blocks import StandardBlock  # noqa: E402
 
 
 # The Linear before each BatchNorm has no bias: such a bias has a zero gradient in exact arithmetic, so
 # its computed gradient is rounding noise, which Adam's normalization turns into steps of ±lr in any
-# implementation; no two libraries can agree on where it goes.
-class StandardBlock(nn.Module):
-    def __init__(self, i, o, p=0.0):
-        super().__init__()
-        self.linear = nn.Linear(i, o, bias=False)
-        self.bn = nn.BatchNorm1d(o)
-        self.relu = nn.ReLU()
-        self.dropout = nn.Dropout(p)
-
-    def forward(self, x):
-        return self.dropout(self.relu(self.bn(self.linear(x))))
-
-
+# implementation; no two libraries can agree on where it goes. Dropout p = 0.
 def make_model():
     torch.manual_seed(3)
-    return nn.Sequential(StandardBlock(20, 16), StandardBlock(16, 12), nn.Linear(12, 5))
+    return nn.Sequential(StandardBlock(20, 16, p=0.0, bias=False),
+                         StandardBlock(16, 12, p=0.0, bias=False), nn.Linear(12, 5))
 
 
 def state(model):

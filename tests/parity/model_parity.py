@@ -11,6 +11,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
+sys.path.insert(0, HERE)
 
 try:
     import numpy as np
@@ -22,20 +23,9 @@ except ImportError as e:
     sys.exit(77)
 
 from export_torch import ExportError, export  # noqa: E402
+from torch_blocks import StandardBlock  # noqa: E402
 
 TOL = 1e-5  # relative: |ballast - torch| <= TOL * max(1, |torch|)
-
-
-class StandardBlock(nn.Module):
-    def __init__(self, i, o, p=0.5):
-        super().__init__()
-        self.linear = nn.Linear(i, o)
-        self.bn = nn.BatchNorm1d(o)
-        self.relu = nn.ReLU()
-        self.dropout = nn.Dropout(p)
-
-    def forward(self, x):
-        return self.dropout(self.relu(self.bn(self.linear(x))))
 
 
 def models():
