@@ -11,6 +11,8 @@ void Sgd(const OptimizerOptions& o, Param& p, int threads) {
   float* w = p.value.data();
   const float* g = p.grad.data();
   const int64_t n = p.value.numel();
+  // A parallel region costs more than updating a bias or BN vector.
+  if (n < (int64_t{1} << 15)) threads = 1;
   const float lr = float(o.lr), wd = float(o.weight_decay);
   const float mom = float(o.momentum), damp = float(o.dampening);
   if (o.momentum == 0.0) {
