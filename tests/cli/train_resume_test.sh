@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# `ballast train` end to end on a small CSV: checkpoints every epoch, and a run resumed from the epoch-1
+# checkpoint ends bit-identical to the uninterrupted run (same predictions, byte for byte).
+#   train_resume_test.sh BALLAST WORK_DIR
+set -euo pipefail
+ballast=$1
+work=$2
+rm -rf "$work" && mkdir -p "$work"
+# 600 rows, 8 features, label = which of two fixed projections is larger (deterministic, no RNG).
+awk 'BEGIN {
+  srand(1);
+  for (r = 0; r < 600; r++) {
+    s1 = 0; s2 = 0; line = "";
+    for (f = 0; f < 8; f++) {
+      v = sin(r * 1.7 + f * 2.3) * 2 + cos(r * 0.3 * (f + 1));
+      s1 += v * ((f % 3) - 1); s2 += v * ((f % 2) - 0.5);
+      line = line "," sprintf("%.6f", v);
+    }
+    print (s1 > s2 ? 1 : 0) line;
+  }
+}' > "$work/data.csv"
+common=(--data "$work/data.csv" --arch 8-16-16-2 --batch 32 --epochs 3 --lr 0.05 --seed 3)
+"$ballast" train "${common[@]}" --checkpoint-dir "$work/ck" --out "$work/straight.blst" \
+  --json "$work/straight.json" --log "$work/straight.csv" --plot "$work/straight.svg" >/dev/null
+test -f "$work/ck/epoch-1.blst" && test -f "$work/ck/epoch-3.blst"
+"$ballast" info "$work/ck/epoch-1.blst" --verify | grep -q "training checkpoint"
+"$ballast" train "${common[@]}" --resume "$work/ck/epoch-1.blst" --out "$work/resumed.blst" >/dev/null
+head -n 20 "$work/data.csv" | cut -d, -f2- > "$work/x.csv"
+"$ballast" run "$work/straight.blst" --input "$work/x.csv" > "$work/y_straight.csv"
+"$ballast" run "$work/resumed.blst" --input "$work/x.csv" > "$work/y_resumed.csv"
+cmp "$work/y_straight.csv" "$work/y_resumed.csv"
+grep -q '"total_seconds"' "$work/straight.json"
+grep -q '<svg' "$work/straight.svg"
+test "$(wc -l < "$work/straight.csv")" -eq 4
+# Bad input is an error naming the problem, and nothing already saved is lost.
+if "$ballast" train --data "$work/missing.csv" --arch 8-2 --epochs 1 2>"$work/err.txt"; then
+  echo "a missing data file was accepted"; exit 1
+fi
+grep -q "missing.csv" "$work/err.txt"
+if "$ballast" train --data "$work/data.csv" --arch 9-16-2 --epochs 1 2>"$work/err.txt"; then
+  echo "a wrong --arch was accepted"; exit 1
+fi
+grep -q "8 features" "$work/err.txt"
+echo "train/resume CLI: all passed"
