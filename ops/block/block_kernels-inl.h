@@ -94,28 +94,85 @@ void ReluBackwardImpl(const float* x, const float* dy, float* dx,
   });
 }
 
-// Raw dropout draws for elements [i0, i0 + count): one Philox block per 4.
-HWY_INLINE void DropoutBits(const RngSlice& rng, int64_t i0, size_t count,
-                            int32_t* out) {
-  int64_t i = i0;
-  const int64_t end = i0 + int64_t(count);
-  while (i < end) {
-    const auto block = Philox4x32(rng.seed, rng.first_block + uint64_t(i) / 4);
-    for (int64_t w = i % 4; w < 4 && i < end; ++w, ++i) {
-      out[i - i0] = int32_t(block[size_t(w)] >> 8);
+// Philox4x32-10 (see Philox4x32 in runtime/rng.cc, its scalar twin) for
+// `blocks` consecutive counters from `counter`, one block per 64-bit lane;
+// the words of block b land in out[4b .. 4b + 3]. Each 32×32→64 multiply is
+// a MulEven on the low halves of the lanes.
+HWY_NOINLINE void PhiloxBlocks(uint64_t key, uint64_t counter, size_t blocks,
+                               uint32_t* out) {
+#if HWY_TARGET == HWY_SCALAR
+  // One lane: no 64→32-bit lane view; the scalar twin is the same thing.
+  for (size_t b = 0; b < blocks; ++b) {
+    const auto w = Philox4x32(key, counter + b);
+    for (size_t i = 0; i < 4; ++i) out[4 * b + i] = w[i];
+  }
+#else
+  using D64 = hn::ScalableTag<uint64_t>;
+  const D64 d64;
+  const hn::Repartition<uint32_t, D64> d32;
+  const size_t L = hn::Lanes(d64);
+  HWY_ALIGN uint64_t w0[hn::MaxLanes(d64)];
+  HWY_ALIGN uint64_t w1[hn::MaxLanes(d64)];
+  HWY_ALIGN uint64_t w2[hn::MaxLanes(d64)];
+  HWY_ALIGN uint64_t w3[hn::MaxLanes(d64)];
+  const auto low = hn::Set(d64, uint64_t{0xFFFFFFFFu});
+  const auto m0 = hn::BitCast(d32, hn::Set(d64, uint64_t{0xD2511F53u}));
+  const auto m1 = hn::BitCast(d32, hn::Set(d64, uint64_t{0xCD9E8D57u}));
+  for (size_t b0 = 0; b0 < blocks; b0 += L) {
+    const auto ctr = hn::Iota(d64, counter + b0);
+    auto c0 = hn::And(ctr, low), c1 = hn::ShiftRight<32>(ctr);
+    auto c2 = hn::Zero(d64), c3 = hn::Zero(d64);
+    uint32_t k0 = uint32_t(key), k1 = uint32_t(key >> 32);
+    for (int round = 0; round < 10; ++round) {
+      const auto p0 = hn::MulEven(hn::BitCast(d32, c0), m0);
+      const auto p1 = hn::MulEven(hn::BitCast(d32, c2), m1);
+      c0 = hn::Xor(hn::Xor(hn::ShiftRight<32>(p1), c1),
+                   hn::Set(d64, uint64_t{k0}));
+      c1 = hn::And(p1, low);
+      c2 = hn::Xor(hn::Xor(hn::ShiftRight<32>(p0), c3),
+                   hn::Set(d64, uint64_t{k1}));
+      c3 = hn::And(p0, low);
+      k0 += 0x9E3779B9u;
+      k1 += 0xBB67AE85u;
+    }
+    hn::Store(c0, d64, w0), hn::Store(c1, d64, w1);
+    hn::Store(c2, d64, w2), hn::Store(c3, d64, w3);
+    const size_t n = std::min(L, blocks - b0);
+    for (size_t b = 0; b < n; ++b) {
+      uint32_t* o = out + 4 * (b0 + b);
+      o[0] = uint32_t(w0[b]), o[1] = uint32_t(w1[b]);
+      o[2] = uint32_t(w2[b]), o[3] = uint32_t(w3[b]);
     }
   }
+#endif
 }
 
-// Keep mask for the `valid` lanes at element i0 (p > 0).
-HWY_INLINE hn::Mask<DF> KeepMask(DF d, const RngSlice& rng, int64_t i0,
-                                 size_t valid, int32_t threshold) {
-  const DI di;
-  HWY_ALIGN int32_t bits[hn::MaxLanes(di)] = {};
-  DropoutBits(rng, i0, valid, bits);
-  return hn::RebindMask(d,
-                        hn::Gt(hn::Load(di, bits), hn::Set(di, threshold - 1)));
+// Raw dropout draws for elements [i0, i0 + count), count <= 64: element i
+// is word i % 4 of block first_block + i / 4.
+HWY_INLINE void DropoutBits(const RngSlice& rng, int64_t i0, size_t count,
+                            int32_t* out) {
+  const uint64_t first = uint64_t(i0) / 4;
+  const size_t blocks = size_t((uint64_t(i0) + count - 1) / 4 - first + 1);
+  HWY_ALIGN uint32_t words[4 * (64 / 4 + 2)];
+  PhiloxBlocks(rng.seed, rng.first_block + first, blocks, words);
+  const size_t skip = size_t(uint64_t(i0) % 4);
+  for (size_t j = 0; j < count; ++j) out[j] = int32_t(words[skip + j] >> 8);
 }
+
+// Draws of a mask word: the (at most 64) elements from i0, once per word so
+// that the vectorized Philox runs on full vectors.
+struct WordBits {
+  HWY_ALIGN int32_t bits[64 + hn::MaxLanes(DI())] = {};
+  void Draw(const RngSlice& rng, int64_t i0, size_t count) {
+    DropoutBits(rng, i0, count, bits);
+  }
+  // Keep mask for the lanes at offset `off` of the word (p > 0).
+  hn::Mask<DF> Keep(DF d, size_t off, int32_t threshold) const {
+    const DI di;
+    return hn::RebindMask(
+        d, hn::Gt(hn::LoadU(di, bits + off), hn::Set(di, threshold - 1)));
+  }
+};
 
 // Packs a mask's `valid` lanes into bits [offset, offset + valid) of *word.
 HWY_INLINE void AppendMaskBits(DF d, hn::Mask<DF> m, size_t valid,
@@ -153,10 +210,14 @@ void DropoutImpl(float* y, int64_t M, int64_t N, double p, const RngSlice& rng,
   for (int64_t m = 0; m < M; ++m) {
     const DF d;
     float* row = y + m * N;
+    WordBits draws;
     ForEachMaskWord(
         N, mask + m * MaskWordsPerRow(N),
         [&](int64_t n, size_t v, size_t off, uint64_t* word) {
-          const auto keep = KeepMask(d, rng, m * N + n, v, threshold);
+          if (off == 0) {
+            draws.Draw(rng, m * N + n, size_t(std::min<int64_t>(64, N - n)));
+          }
+          const auto keep = draws.Keep(d, off, threshold);
           const auto r = hn::IfThenElseZero(
               keep, hn::Mul(LoadPartial(d, row + n, v), hn::Set(d, scale)));
           StorePartial(d, r, row + n, v);
@@ -175,6 +236,7 @@ void BnReluDropoutForwardImpl(const BnForwardArgs& a, int64_t M, int64_t N,
     const DF d;
     const float* z = a.z + m * N;
     float* out = a.out + m * N;
+    WordBits draws;
     ForEachMaskWord(
         N, a.pass_mask + m * MaskWordsPerRow(N),
         [&](int64_t n, size_t v, size_t off, uint64_t* word) {
@@ -190,7 +252,11 @@ void BnReluDropoutForwardImpl(const BnForwardArgs& a, int64_t M, int64_t N,
           auto pass = hn::Gt(bn, hn::Zero(d));
           auto r = hn::IfThenElseZero(pass, bn);
           if (dropout) {
-            const auto keep = KeepMask(d, a.rng, m * N + n, v, threshold);
+            if (off == 0) {
+              draws.Draw(a.rng, m * N + n,
+                         size_t(std::min<int64_t>(64, N - n)));
+            }
+            const auto keep = draws.Keep(d, off, threshold);
             pass = hn::And(pass, keep);
             r = hn::IfThenElseZero(keep, hn::Mul(r, hn::Set(d, scale)));
           }
