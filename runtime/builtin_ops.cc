@@ -136,18 +136,15 @@ class OnednnLinear : public OpKernel {
         threads_(ctx.threads),
         relu_(n.GetString("activation", "none") == "relu"),
         w_(n.Param("weight").span().begin(), n.Param("weight").span().end()),
-        b_(size_t(N_), 0.0f),
-        mean_(size_t(N_), 0.0f),
-        var_(size_t(N_), 1.0f - 1e-5f) {
+        b_(size_t(N_), 0.0f) {
     const Tensor& b = n.Param("bias");
     if (!b.empty()) std::memcpy(b_.data(), b.data(), b.nbytes());
   }
   Result<std::unique_ptr<ops::onednn::EvalBlock>> Create() const {
-    // A Linear is the block with an identity BatchNorm: mean 0,
-    // var + ε = 1, no γ/β; the ReLU only when fused into this node.
-    ops::onednn::BlockParams p{w_.data(), b_.data(),    nullptr,
-                               nullptr,   mean_.data(), var_.data(),
-                               K_,        N_,           1e-5};
+    // The folded inner product without running statistics is a plain
+    // Linear; the ReLU only when fused into this node.
+    ops::onednn::BlockParams p{w_.data(), b_.data(), nullptr, nullptr,
+                               nullptr,   nullptr,   K_,      N_};
     p.relu = relu_;
     return ops::onednn::EvalBlock::Create(p, ops::onednn::EvalMode::kFolded);
   }
@@ -160,7 +157,7 @@ class OnednnLinear : public OpKernel {
   int64_t K_, N_;
   int threads_;
   bool relu_;
-  std::vector<float> w_, b_, mean_, var_;
+  std::vector<float> w_, b_;
   mutable std::mutex mu_;
   mutable std::vector<std::unique_ptr<ops::onednn::EvalBlock>> free_;
 };

@@ -369,7 +369,11 @@ int64_t EvalBlock::N() const { return impl_->N; }
 
 Result<std::unique_ptr<EvalBlock>> EvalBlock::Create(const BlockParams& p,
                                                      EvalMode mode) {
-  BALLAST_RETURN_IF_ERROR(CheckParams(kEvalOp, p, /*need_stats=*/true));
+  // kFolded without running statistics is a plain Linear (no BatchNorm).
+  const bool plain_linear =
+      mode == EvalMode::kFolded && !p.running_mean && !p.running_var;
+  BALLAST_RETURN_IF_ERROR(
+      CheckParams(kEvalOp, p, /*need_stats=*/!plain_linear));
   if (mode != EvalMode::kFolded && mode != EvalMode::kPostOps &&
       mode != EvalMode::kUnfused) {
     return InvalidArgument(std::string(kEvalOp) + ": unknown mode " +
@@ -383,6 +387,11 @@ Result<std::unique_ptr<EvalBlock>> EvalBlock::Create(const BlockParams& p,
     const size_t N = size_t(p.N), NK = size_t(p.N) * size_t(p.K);
     m.w.resize(NK);
     m.bias.assign(N, 0.0f);
+    if (plain_linear) {
+      std::copy(p.w, p.w + NK, m.w.begin());
+      if (p.b) std::copy(p.b, p.b + N, m.bias.begin());
+      return Status::Ok();
+    }
     if (mode == EvalMode::kFolded) {
       ref::fold_batchnorm(p.w, p.b, p.gamma, p.beta, p.running_mean,
                           p.running_var, p.eps, p.K, p.N, m.w.data(),

@@ -80,8 +80,9 @@ struct BlockParams {
   const float* running_var = nullptr;   // [N]; TrainBlock: nullptr means 1
   int64_t K = 0, N = 0;                 // in and out features
   double eps = 1e-5;
-  bool relu = true;  // EvalBlock: false leaves out the ReLU (a plain Linear
-                     // when BN is the identity: no γ/β, mean 0, var 1 − ε)
+  // EvalBlock: false leaves out the ReLU. kFolded with running_mean and
+  // running_var both nullptr (and no γ/β) is a plain Linear, W and b as given.
+  bool relu = true;
 };
 
 // Evaluation of one block: y = relu(BN_eval(x·Wᵀ + b)).

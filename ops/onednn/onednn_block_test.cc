@@ -242,6 +242,43 @@ TEST(OnednnEvalTest, UnfusedMatchesTheReference) {
   CheckEvalMode(EvalMode::kUnfused);
 }
 
+// Folded without running statistics: a plain Linear (the session's onednn
+// kernel for linear nodes), with and without the ReLU.
+TEST(OnednnEvalTest, FoldedWithoutStatisticsIsAPlainLinear) {
+  SKIP_WITHOUT_ONEDNN();
+  for (bool relu : {false, true}) {
+    for (auto [K, N] : {std::pair<int64_t, int64_t>{33, 17}, {784, 256}}) {
+      Params P(K, N, /*affine=*/false, /*bias=*/true, uint64_t(K + N));
+      BlockParams p = P.p;
+      p.running_mean = p.running_var = nullptr;
+      p.relu = relu;
+      auto block = EvalBlock::Create(p, EvalMode::kFolded);
+      ASSERT_TRUE(block.ok()) << block.status().ToString();
+      for (int64_t M : {1, 5, 64}) {
+        Generator g{uint64_t(M)};
+        Buffer x(static_cast<size_t>(M * K)), y(static_cast<size_t>(M * N));
+        x.FillUniform(g);
+        ASSERT_TRUE((*block)->Run(x.data(), M, y.data(), 1).ok());
+        std::vector<double> xd(x.data(), x.data() + M * K),
+            wd(P.w.begin(), P.w.end()), bd(P.b.begin(), P.b.end()),
+            want(size_t(M * N));
+        ref::linear_forward(xd.data(), wd.data(), bd.data(), want.data(), M, K,
+                            N);
+        if (relu) ref::relu_forward(want.data(), want.data(), M * N);
+        for (int64_t i = 0; i < M * N; ++i) {
+          ASSERT_NEAR(y[size_t(i)], want[size_t(i)], Tol::Dot(K, double(K) + 1))
+              << "relu=" << relu << " M=" << M << " K=" << K << " i=" << i;
+        }
+      }
+    }
+  }
+  // One statistic without the other is still an error.
+  Params P(8, 4, false, true, 1);
+  BlockParams half = P.p;
+  half.running_var = nullptr;
+  EXPECT_FALSE(EvalBlock::Create(half, EvalMode::kFolded).ok());
+}
+
 TEST(OnednnEvalTest, ModesAgreeAndRunsAreRepeatable) {
   SKIP_WITHOUT_ONEDNN();
   const Params P(257, 31, true, true, 99);
