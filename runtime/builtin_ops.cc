@@ -266,10 +266,12 @@ class HwyBatchNorm : public OpKernel {
           "batch's: expected more than 1 value per channel, got " +
           Str(rows) + " row");
     }
-    std::vector<double> mean(static_cast<size_t>(N_)),
-        var(static_cast<size_t>(N_));
-    std::vector<float> scale(static_cast<size_t>(N_)),
-        shift(static_cast<size_t>(N_));
+    // Per calling thread, grown once: Run may be called concurrently and
+    // allocates nothing in the steady state.
+    thread_local std::vector<double> mean, var;
+    thread_local std::vector<float> scale, shift;
+    mean.resize(size_t(N_)), var.resize(size_t(N_));
+    scale.resize(size_t(N_)), shift.resize(size_t(N_));
     ops::ColumnMoments(x, rows, N_, mean.data(), var.data(), threads_);
     for (int64_t c = 0; c < N_; ++c) {
       const double s = gamma_[size_t(c)] / std::sqrt(var[size_t(c)] + eps_);

@@ -72,6 +72,8 @@ class Tensor {
                      std::shared_ptr<void> owner);
 
   bool empty() const { return data_ == nullptr; }
+  // True when the tensor keeps its storage alive: owning tensors and Views
+  // (whose owner is, e.g., a file mapping); false for Borrow.
   bool is_owning() const { return storage_ != nullptr; }
   DType dtype() const { return dtype_; }
   const Shape& shape() const { return shape_; }

@@ -3,6 +3,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -64,22 +65,24 @@ void Dropout(float* y, int64_t M, int64_t N, double p, const RngSlice& rng,
   HWY_DYNAMIC_DISPATCH(DropoutImpl)(y, M, N, p, rng, mask, Threads(threads));
 }
 
-// Two passes per column in double: exact enough to be the unfused baseline.
+// Two passes per column in double, accumulating in the outputs (no
+// scratch): exact enough to be the unfused baseline.
 void ColumnMoments(const float* z, int64_t M, int64_t N, double* mean,
                    double* var, int threads) {
-  std::vector<double> sum(size_t(N), 0.0), ss(size_t(N), 0.0);
+  (void)threads;
+  std::fill(mean, mean + N, 0.0);
+  std::fill(var, var + N, 0.0);
   for (int64_t m = 0; m < M; ++m) {
-    for (int64_t n = 0; n < N; ++n) sum[size_t(n)] += z[m * N + n];
+    for (int64_t n = 0; n < N; ++n) mean[n] += z[m * N + n];
   }
-  for (int64_t n = 0; n < N; ++n) mean[n] = sum[size_t(n)] / double(M);
+  for (int64_t n = 0; n < N; ++n) mean[n] /= double(M);
   for (int64_t m = 0; m < M; ++m) {
     for (int64_t n = 0; n < N; ++n) {
-      const double dv = z[m * N + n] - mean[n];
-      ss[size_t(n)] += dv * dv;
+      const double d = z[m * N + n] - mean[n];
+      var[n] += d * d;
     }
   }
-  for (int64_t n = 0; n < N; ++n) var[n] = ss[size_t(n)] / double(M);
-  (void)threads;
+  for (int64_t n = 0; n < N; ++n) var[n] /= double(M);
 }
 
 void BnReluDropoutForward(const BnForwardArgs& a, int64_t M, int64_t N,

@@ -32,7 +32,7 @@ void DropoutBackward(const uint64_t* mask, const float* dy, float* dx,
 void ColumnMoments(const float* z, int64_t M, int64_t N, double* mean,
                    double* var, int threads);
 // Inverted dropout in place over [M, N] with the same keep rule and bit
-// layout as the fused pass (see DropoutMaskWordsPerRow).
+// layout as the fused pass (see MaskWordsPerRow).
 void Dropout(float* y, int64_t M, int64_t N, double p, const RngSlice& rng,
              uint64_t* mask, int threads);
 

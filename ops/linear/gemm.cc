@@ -154,8 +154,8 @@ Status Gemm(const GemmArgs& args, const PackedB& b, Epilogue epilogue,
   const GemmPlan plan =
       GemmPlan::Make(threads, args.m, b.k(), b.panels(), KcMax(b.nr()));
 
-  std::vector<GemmStatsChunk> chunks;
-  thread_local std::vector<double> scratch;  // grow once, then reused
+  thread_local std::vector<GemmStatsChunk> chunks;  // grow once, reused
+  thread_local std::vector<double> scratch;         // grow once, then reused
   thread_local std::vector<float> scratch_f;
   if (stats) {
     const size_t n = size_t(b.n());

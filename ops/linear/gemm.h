@@ -8,8 +8,9 @@
 // pack B from W with PackB(w, K, N, /*stride_k=*/1, /*stride_n=*/K).
 //
 // The micro-kernel keeps MR rows × NR columns of accumulators in registers,
-// walks K in blocks of KC (chosen from the L1 size so a panel block stays in
-// L1), and applies the epilogue on the last block. M <= 4 takes a small-M
+// walks K in blocks of KC (a panel block takes at most a quarter of L2;
+// measured faster here than L1-sized blocks, whose C-tile reloads cost more),
+// and applies the epilogue on the last block. M <= 4 takes a small-M
 // path that streams each packed panel once over the whole K.
 //
 // Threads: the caller's count; the work is split over column panels first
