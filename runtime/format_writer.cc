@@ -139,9 +139,10 @@ Status WriteFileAtomically(const std::string& path,
   namespace fs = std::filesystem;
   const fs::path target(path);
   const fs::path dir = target.has_parent_path() ? target.parent_path() : ".";
-  std::string tmp = (dir / ("." + target.filename().string() + ".tmp-" +
-                            std::to_string(getpid())))
-                        .string();
+  std::string name = target.filename().string();
+  name.insert(name.begin(), '.');
+  name += ".tmp-" + std::to_string(getpid());
+  const std::string tmp = (dir / name).string();
   const int fd =
       ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {

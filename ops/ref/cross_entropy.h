@@ -26,6 +26,16 @@ inline Status CheckLabels(const int32_t* labels, int64_t M, int64_t C) {
   return Status::Ok();
 }
 
+// Largest of z[0..C). A comparison rather than std::fmax: g++ 12 for aarch64
+// stops with an internal compiler error vectorizing an fmax reduction. A NaN
+// logit makes the loss NaN either way (it reaches the sum of exponentials).
+template <typename T>
+double RowMax(const T* z, int64_t C) {
+  double mx = double(z[0]);
+  for (int64_t c = 1; c < C; ++c) mx = double(z[c]) > mx ? double(z[c]) : mx;
+  return mx;
+}
+
 // logits [M, C], labels [M] → *loss (mean).
 template <typename T>
 Status cross_entropy_forward(const T* logits, const int32_t* labels, int64_t M,
@@ -34,8 +44,7 @@ Status cross_entropy_forward(const T* logits, const int32_t* labels, int64_t M,
   double total = 0.0;
   for (int64_t m = 0; m < M; ++m) {
     const T* z = logits + m * C;
-    double mx = double(z[0]);
-    for (int64_t c = 1; c < C; ++c) mx = std::fmax(mx, double(z[c]));
+    const double mx = RowMax(z, C);
     double se = 0.0;
     for (int64_t c = 0; c < C; ++c) se += std::exp(double(z[c]) - mx);
     total += mx + std::log(se) - double(z[labels[m]]);
@@ -52,8 +61,7 @@ Status cross_entropy_backward(const T* logits, const int32_t* labels, int64_t M,
   const double scale = double(dloss) / double(M);
   for (int64_t m = 0; m < M; ++m) {
     const T* z = logits + m * C;
-    double mx = double(z[0]);
-    for (int64_t c = 1; c < C; ++c) mx = std::fmax(mx, double(z[c]));
+    const double mx = RowMax(z, C);
     double se = 0.0;
     for (int64_t c = 0; c < C; ++c) se += std::exp(double(z[c]) - mx);
     for (int64_t c = 0; c < C; ++c) {
