@@ -21,7 +21,8 @@ bool BackendUsable(const std::string& backend) {
 
 void PrintOps() {
   const Registry& reg = Registry::Builtin();
-  fmt::print("SIMD target (hwy backend): {}\n", ops::CurrentSimdTarget());
+  fmt::print("SIMD target (hwy backend): {} (supported here: {})\n",
+             ops::CurrentSimdTarget(), ops::SupportedSimdTargets());
   fmt::print("oneDNN backend: {}\n\n",
              ops::onednn::Available() ? "available" : "not built");
   for (const std::string& name : reg.OpNames()) {

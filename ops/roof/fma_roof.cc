@@ -51,5 +51,14 @@ const char* CurrentSimdTarget() {
   return hwy::TargetName(targets & -targets);
 }
 
+std::string SupportedSimdTargets() {
+  std::string names;
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    if (!names.empty()) names += ' ';
+    names += hwy::TargetName(target);
+  }
+  return names;
+}
+
 }  // namespace ballast::ops
 #endif  // HWY_ONCE
