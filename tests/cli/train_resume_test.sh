@@ -2,9 +2,12 @@
 # `ballast train` end to end on a small CSV: checkpoints every epoch, and a run resumed from the epoch-1
 # checkpoint ends bit-identical to the uninterrupted run (same predictions, byte for byte).
 #   train_resume_test.sh BALLAST WORK_DIR
+# BALLAST_EMULATOR, when set, is a command that runs BALLAST (qemu-aarch64 for a cross build).
 set -euo pipefail
 ballast=$1
 work=$2
+read -ra emulator <<< "${BALLAST_EMULATOR:-}"
+run_ballast() { "${emulator[@]}" "$ballast" "$@"; }
 rm -rf "$work" && mkdir -p "$work"
 # 600 rows, 8 features, label = which of two fixed projections is larger (deterministic, no RNG).
 awk 'BEGIN {
@@ -20,24 +23,24 @@ awk 'BEGIN {
   }
 }' > "$work/data.csv"
 common=(--data "$work/data.csv" --arch 8-16-16-2 --batch 32 --epochs 3 --lr 0.05 --seed 3)
-"$ballast" train "${common[@]}" --checkpoint-dir "$work/ck" --out "$work/straight.blst" \
+run_ballast train "${common[@]}" --checkpoint-dir "$work/ck" --out "$work/straight.blst" \
   --json "$work/straight.json" --log "$work/straight.csv" --plot "$work/straight.svg" >/dev/null
 test -f "$work/ck/epoch-1.blst" && test -f "$work/ck/epoch-3.blst"
-"$ballast" info "$work/ck/epoch-1.blst" --verify | grep -q "training checkpoint"
-"$ballast" train "${common[@]}" --resume "$work/ck/epoch-1.blst" --out "$work/resumed.blst" >/dev/null
+run_ballast info "$work/ck/epoch-1.blst" --verify | grep -q "training checkpoint"
+run_ballast train "${common[@]}" --resume "$work/ck/epoch-1.blst" --out "$work/resumed.blst" >/dev/null
 head -n 20 "$work/data.csv" | cut -d, -f2- > "$work/x.csv"
-"$ballast" run "$work/straight.blst" --input "$work/x.csv" > "$work/y_straight.csv"
-"$ballast" run "$work/resumed.blst" --input "$work/x.csv" > "$work/y_resumed.csv"
+run_ballast run "$work/straight.blst" --input "$work/x.csv" > "$work/y_straight.csv"
+run_ballast run "$work/resumed.blst" --input "$work/x.csv" > "$work/y_resumed.csv"
 cmp "$work/y_straight.csv" "$work/y_resumed.csv"
 grep -q '"total_seconds"' "$work/straight.json"
 grep -q '<svg' "$work/straight.svg"
 test "$(wc -l < "$work/straight.csv")" -eq 4
 # Bad input is an error naming the problem, and nothing already saved is lost.
-if "$ballast" train --data "$work/missing.csv" --arch 8-2 --epochs 1 2>"$work/err.txt"; then
+if run_ballast train --data "$work/missing.csv" --arch 8-2 --epochs 1 2>"$work/err.txt"; then
   echo "a missing data file was accepted"; exit 1
 fi
 grep -q "missing.csv" "$work/err.txt"
-if "$ballast" train --data "$work/data.csv" --arch 9-16-2 --epochs 1 2>"$work/err.txt"; then
+if run_ballast train --data "$work/data.csv" --arch 9-16-2 --epochs 1 2>"$work/err.txt"; then
   echo "a wrong --arch was accepted"; exit 1
 fi
 grep -q "8 features" "$work/err.txt"
