@@ -43,6 +43,30 @@ using VF = hn::Vec<DF>;
 
 inline int64_t PanelWidth() { return kNV * int64_t(hn::Lanes(DF())); }
 
+// One panel of B = Wᵀ: out[k·nr + j] = w[j·stride_n + k] for j < cols, zero
+// past cols. K is walked in blocks of 16, so each row of W is read a cache
+// line at a time while the line is hot. Reading one float of each of the nr
+// rows per k instead thrashes L1 when the row stride is a multiple of 1 KiB
+// (the rows then share a few cache sets); this is 2-3× faster there, and also
+// faster than a vector gather of the rows (measured with pack_bench).
+inline void PackTransposedPanel(const float* HWY_RESTRICT w, int64_t K,
+                                int64_t cols, int64_t stride_n, int64_t nr,
+                                float* HWY_RESTRICT out) {
+  constexpr int64_t kBlock = 16;
+  for (int64_t k0 = 0; k0 < K; k0 += kBlock) {
+    const int64_t kb = std::min(kBlock, K - k0);
+    for (int64_t j = 0; j < cols; ++j) {
+      const float* s = w + j * stride_n + k0;
+      float* o = out + k0 * nr + j;
+      for (int64_t kk = 0; kk < kb; ++kk) o[kk * nr] = s[kk];
+    }
+    for (int64_t kk = 0; kk < kb; ++kk) {
+      float* o = out + (k0 + kk) * nr;
+      for (int64_t c = cols; c < nr; ++c) o[c] = 0.0f;
+    }
+  }
+}
+
 void PackBImpl(const float* src, int64_t K, int64_t N, int64_t stride_k,
                int64_t stride_n, float* dst, int threads) {
   const int64_t nr = PanelWidth();
@@ -51,6 +75,10 @@ void PackBImpl(const float* src, int64_t K, int64_t N, int64_t stride_k,
   for (int64_t p = 0; p < panels; ++p) {
     float* out = dst + p * nr * K;
     const int64_t n0 = p * nr, cols = std::min(nr, N - n0);
+    if (stride_k == 1 && stride_n != 1) {
+      PackTransposedPanel(src + n0 * stride_n, K, cols, stride_n, nr, out);
+      continue;
+    }
     for (int64_t k = 0; k < K; ++k) {
       const float* s = src + k * stride_k + n0 * stride_n;
       float* o = out + k * nr;
