@@ -224,6 +224,28 @@ void ApplyNormalization(Dataset& d, const Normalization& n) {
   for (float& v : d.x) v = float((v - n.mean) / n.std);
 }
 
+Status GatherBatch(const Dataset& d, std::span<const int64_t> rows, float* x,
+                   int32_t* labels, int threads) {
+  const int64_t n = int64_t(rows.size()), f = d.features;
+  for (int64_t i = 0; i < n; ++i) {
+    if (rows[size_t(i)] < 0 || rows[size_t(i)] >= d.rows) {
+      return OutOfRange("batch row " + std::to_string(i) + ": example " +
+                        std::to_string(rows[size_t(i)]) +
+                        " is outside the data set's " + std::to_string(d.rows) +
+                        " rows");
+    }
+  }
+  // A parallel region costs more than copying a few small rows.
+  if (n * f < (int64_t{1} << 14)) threads = 1;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t row = rows[size_t(i)];
+    std::memcpy(x + i * f, d.x.data() + row * f, size_t(f) * sizeof(float));
+    labels[i] = d.labels[size_t(row)];
+  }
+  return Status::Ok();
+}
+
 std::vector<int64_t> EpochOrder(int64_t n, uint64_t seed, int64_t epoch) {
   std::vector<int64_t> order(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) order[size_t(i)] = i;

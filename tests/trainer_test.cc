@@ -243,5 +243,32 @@ TEST(DataTest, EpochOrderIsASeededPermutation) {
   for (int64_t i = 0; i < 1000; ++i) ASSERT_EQ(sorted[size_t(i)], i);
 }
 
+TEST(DataTest, GatherBatchCopiesTheChosenRowsOnAnyThreadCount) {
+  Dataset d;
+  d.rows = 300, d.features = 100, d.classes = 7;
+  for (int64_t i = 0; i < d.rows * d.features; ++i) d.x.push_back(float(i));
+  for (int64_t r = 0; r < d.rows; ++r) d.labels.push_back(int32_t(r % 7));
+  const std::vector<int64_t> order = EpochOrder(d.rows, 1, 0);
+  const std::span<const int64_t> rows(order.data(), 200);
+  for (int threads : {1, 2}) {
+    std::vector<float> x(200 * 100, -1.0f);
+    std::vector<int32_t> y(200, -1);
+    ASSERT_TRUE(GatherBatch(d, rows, x.data(), y.data(), threads).ok());
+    for (size_t i = 0; i < rows.size(); ++i) {
+      EXPECT_EQ(y[i], int32_t(rows[i] % 7));
+      for (size_t f = 0; f < 100; ++f) {
+        ASSERT_EQ(x[i * 100 + f], float(rows[i] * 100 + int64_t(f)))
+            << "row " << i << ", threads " << threads;
+      }
+    }
+  }
+  const std::vector<int64_t> bad = {0, 300};
+  std::vector<float> x(200);
+  std::vector<int32_t> y(2);
+  const Status s = GatherBatch(d, bad, x.data(), y.data());
+  EXPECT_EQ(s.code(), StatusCode::kOutOfRange);
+  EXPECT_NE(s.message().find("example 300"), std::string::npos) << s.ToString();
+}
+
 }  // namespace
 }  // namespace ballast

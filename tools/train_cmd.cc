@@ -232,12 +232,11 @@ Status RunTrain(const TrainCli& o) {
     double loss_sum = 0;
     int64_t correct = 0;
     for (int64_t b = 0; b < batches; ++b) {
-      for (int64_t i = 0; i < o.batch; ++i) {
-        const int64_t row = order[size_t(b * o.batch + i)];
-        std::copy_n(data.train.x.begin() + row * data.train.features,
-                    data.train.features, xb.begin() + i * data.train.features);
-        yb[size_t(i)] = data.train.labels[size_t(row)];
-      }
+      BALLAST_RETURN_IF_ERROR(
+          GatherBatch(data.train,
+                      std::span<const int64_t>(order).subspan(
+                          size_t(b * o.batch), size_t(o.batch)),
+                      xb.data(), yb.data(), o.threads));
       Result<StepResult> r =
           trainer->Step(xb.data(), yb.data(), nullptr, o.batch);
       if (!r.ok()) {

@@ -4,6 +4,7 @@
 #define BALLAST_DATA_H_
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,12 @@ struct Normalization {
 };
 Normalization ComputeNormalization(const Dataset& d);
 void ApplyNormalization(Dataset& d, const Normalization& n);
+
+// Copies the examples `rows` (indices into d) into x [rows.size(), features]
+// and labels [rows.size()], on `threads` threads: the batch a training step
+// reads. An index outside [0, d.rows) is an error naming it.
+Status GatherBatch(const Dataset& d, std::span<const int64_t> rows, float* x,
+                   int32_t* labels, int threads = 1);
 
 // A permutation of [0, n) fixed by (seed, epoch): the same on every run and
 // thread count, so a run resumed at an epoch boundary sees the same order.
