@@ -71,6 +71,9 @@ void PackBImpl(const float* src, int64_t K, int64_t N, int64_t stride_k,
                int64_t stride_n, float* dst, int threads) {
   const int64_t nr = PanelWidth();
   const int64_t panels = (N + nr - 1) / nr;
+  // Waking a second thread costs more than packing a small matrix (the last
+  // Linear's 10 × 256 weights, repacked after every training step).
+  if (K * N < (int64_t{1} << 14)) threads = 1;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t p = 0; p < panels; ++p) {
     float* out = dst + p * nr * K;

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Issue-6 training race, side by side in one run: the book's recipe on Fashion-MNIST (784-256-256-10,
+# dropout 0.5, SGD 0.05/0.9, batch 128, 5 epochs) in PyTorch on 1 thread (../shared/peers, or the copy
+# of its recipe given as $PEER), then `ballast train` on 1 and 2 threads, for ROUNDS rounds
+# (interleaved, so a noisy neighbour hits all three alike). Prints every epoch time and the medians.
+#   scripts/bench-train.sh [ROUNDS=3]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3}
+peer=${PEER:-../shared/peers/torch_fmnist_train.py}
+ballast=build/tools/ballast
+[ -x "$ballast" ] || { echo "bench-train.sh: build first (scripts/build.sh)" >&2; exit 1; }
+[ -f "$peer" ] || { echo "bench-train.sh: no PyTorch peer script at $peer (set PEER)" >&2; exit 1; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+for r in $(seq "$rounds"); do
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=1 /usr/bin/python3 "$peer" |
+    sed -n 's/^epoch [0-9]*: \([0-9.]*\)s.*acc \([0-9.]*\)%.*/\1 \2/p' >> "$tmp/torch"
+  for t in 1 2; do
+    "$ballast" train --epochs 5 --threads "$t" |
+      sed -n 's/^epoch .*test acc \([0-9.]*\)%, \([0-9.]*\) s,.*/\2 \1/p' >> "$tmp/ballast$t"
+  done
+  echo "round $r/$rounds done" >&2
+done
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+for f in torch ballast1 ballast2; do
+  printf '%-9s epoch seconds: %s | median %s s | last-epoch test accuracy %s%%\n' "$f" \
+    "$(cut -d' ' -f1 "$tmp/$f" | tr '\n' ' ')" "$(cut -d' ' -f1 "$tmp/$f" | median)" \
+    "$(tail -n1 "$tmp/$f" | cut -d' ' -f2)"
+done
+t=$(cut -d' ' -f1 "$tmp/torch" | median)
+b1=$(cut -d' ' -f1 "$tmp/ballast1" | median)
+b2=$(cut -d' ' -f1 "$tmp/ballast2" | median)
+awk -v t="$t" -v b1="$b1" -v b2="$b2" 'BEGIN {
+  printf "ballast 1 thread / PyTorch 1 thread: %.0f%% (target <= 40%%)\n", 100 * b1 / t;
+  printf "ballast 2 threads speed-up over 1: %.2fx (target >= 1.8x)\n", b1 / b2 }'
