@@ -19,22 +19,10 @@ packages=(
   libcli11-dev nlohmann-json3-dev libfmt-dev:arm64 libxxhash-dev:arm64 zlib1g-dev:arm64
 )
 
-missing=()
-for p in "${packages[@]}"; do
-  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
-  [ "$status" = "installed" ] || missing+=("$p")
-done
-[ ${#missing[@]} -eq 0 ] && exit 0
-
-if [ "$(id -u)" -ne 0 ]; then
-  echo "install-arm64-deps.sh: missing packages (${missing[*]}); run as root or install them with apt-get" >&2
-  exit 1
-fi
-echo "install-arm64-deps.sh: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+# The :arm64 packages need the architecture known to dpkg (only root can add it; without it they show
+# as missing and ensure_packages says so).
+if [ "$(id -u)" -eq 0 ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
   dpkg --add-architecture arm64
 fi
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-echo "install-arm64-deps.sh: done"
+source "$(dirname "$0")/lib/apt.sh"
+ensure_packages install-arm64-deps.sh "${packages[@]}"

@@ -25,19 +25,5 @@ if [ "$with_torch" = 1 ]; then
   packages+=(python3 python3-numpy python3-torch python3-xxhash libopenblas0-openmp)
 fi
 
-missing=()
-for p in "${packages[@]}"; do
-  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
-  [ "$status" = "installed" ] || missing+=("$p")
-done
-[ ${#missing[@]} -eq 0 ] && exit 0
-
-if [ "$(id -u)" -ne 0 ]; then
-  echo "install-deps.sh: missing packages (${missing[*]}); run as root or install them with apt-get" >&2
-  exit 1
-fi
-echo "install-deps.sh: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-echo "install-deps.sh: done"
+source "$(dirname "$0")/lib/apt.sh"
+ensure_packages install-deps.sh "${packages[@]}"
