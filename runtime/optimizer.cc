@@ -1,5 +1,6 @@
 #include "runtime/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace ballast {
@@ -93,6 +94,39 @@ void OptimizerStep(const OptimizerOptions& o, int64_t step,
         break;
     }
   }
+}
+
+Tensor Transposed(const Tensor& t) {
+  const int64_t rows = t.dim(0), cols = t.dim(1);
+  Tensor out = Tensor::Zeros({cols, rows});
+  const float* src = t.data();
+  float* dst = out.data();
+  // 16 × 16 blocks: both sides touch whole cache lines.
+  constexpr int64_t kB = 16;
+  for (int64_t r0 = 0; r0 < rows; r0 += kB) {
+    for (int64_t c0 = 0; c0 < cols; c0 += kB) {
+      for (int64_t r = r0; r < std::min(rows, r0 + kB); ++r) {
+        for (int64_t c = c0; c < std::min(cols, c0 + kB); ++c) {
+          dst[c * rows + r] = src[r * cols + c];
+        }
+      }
+    }
+  }
+  return out;
+}
+
+Tensor ToGraphLayout(const Param& p, const Tensor& t) {
+  return p.transposed ? Transposed(t) : t.Clone();
+}
+
+Tensor FromGraphLayout(const Param& p, const Tensor& t) {
+  return p.transposed ? Transposed(t) : t.Clone();
+}
+
+void SyncToGraph(Param& p) {
+  if (!p.transposed) return;
+  const Tensor t = Transposed(p.value);
+  std::copy(t.data(), t.data() + t.numel(), p.graph_value.data());
 }
 
 double ClipGradNorm(std::vector<Param*>& params, double max_norm) {

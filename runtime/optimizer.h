@@ -10,14 +10,30 @@
 
 namespace ballast {
 
-// One trainable tensor: its value (shared with the trainer's graph), its
-// gradient and the optimizer's state for it.
+// One trainable tensor: its value, its gradient and the optimizer's state
+// for it, all in the layout the layer computes in. Usually that is the
+// graph's layout and `value` shares the graph's storage. A Linear weight
+// W [out, in] is instead kept transposed, Wᵀ [in, out], so that its GEMMs
+// read it in place; `graph_value` is then the graph's tensor, which
+// SyncToGraph refreshes. The optimizers are elementwise, so layout does not
+// change an update.
 struct Param {
   std::string key;  // "node.param"
   Tensor value, grad;
   Tensor buf1, buf2;  // SGD: momentum buffer; Adam: exp_avg, exp_avg_sq
   bool has_state = false;
+  bool transposed = false;
+  Tensor graph_value;  // transposed only: the graph's [out, in] tensor
 };
+
+// A 2-D tensor transposed (a copy).
+Tensor Transposed(const Tensor& t);
+// `t` (value, grad or a buffer of p) in the graph's layout, as a copy.
+Tensor ToGraphLayout(const Param& p, const Tensor& t);
+// A graph-layout tensor in p's layout, as a copy.
+Tensor FromGraphLayout(const Param& p, const Tensor& t);
+// Writes a transposed param's value into the graph's tensor.
+void SyncToGraph(Param& p);
 
 // Applies one update to every parameter; `step` counts updates from 1.
 void OptimizerStep(const OptimizerOptions& o, int64_t step,

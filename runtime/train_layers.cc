@@ -19,6 +19,48 @@ Param MakeParam(const Node& n, const std::string& name) {
   return p;
 }
 
+// A Linear weight W [out, in] kept as Wᵀ [in, out]: the forward GEMM reads
+// it in place as B, and the weight gradient comes out as dWᵀ = Xᵀ·dZ with
+// both operands read in place, so neither packs anything.
+Param MakeTransposedWeight(const Node& n) {
+  Param p;
+  p.key = n.name + ".weight";
+  p.graph_value = n.Param("weight");
+  p.value = Transposed(p.graph_value);
+  p.grad = Tensor::Zeros(p.value.shape());
+  p.transposed = true;
+  return p;
+}
+
+// The Linear GEMMs on Wᵀ [in, out] (see MakeTransposedWeight).
+struct LinearGemms {
+  int64_t in = 0, out = 0;
+  int threads = 1;
+  ops::PackedB packed_w;  // B = W for dX = dZ·W, packed after each update
+
+  // y [M, out] = x·W + epilogue.
+  Status Forward(const float* wt, const float* x, int64_t M, float* y,
+                 ops::Epilogue e, const ops::EpilogueArgs& ep) const {
+    return ops::Gemm({x, in, 1, M, y, out, threads},
+                     ops::RowMajorB{wt, in, out, out}, e, ep);
+  }
+  // dWᵀ [in, out] = Xᵀ·dZ: A(i, m) = x[m·in + i], B = dZ [M, out].
+  Status WeightGrad(const float* x, const float* dz, int64_t M,
+                    float* dwt) const {
+    return ops::Gemm({x, 1, in, in, dwt, out, threads},
+                     ops::RowMajorB{dz, M, out, out}, ops::Epilogue::kNone, {});
+  }
+  // dX [M, in] = dZ·W.
+  Status InputGrad(const float* dz, int64_t M, float* dx) const {
+    return ops::Gemm({dz, out, 1, M, dx, in, threads}, packed_w,
+                     ops::Epilogue::kNone, {});
+  }
+  // B(o, i) = W[o][i] = Wᵀ[i·out + o].
+  void Repack(const float* wt) {
+    ops::PackBInto(packed_w, wt, out, in, 1, out, threads);
+  }
+};
+
 // BatchNorm's running-statistics state, updated with PyTorch's rule.
 struct RunningStats {
   Tensor mean, var;       // empty when track_running_stats = false
@@ -57,10 +99,11 @@ struct RunningStats {
 
 class LinearLayer : public TrainLayer {
  public:
-  LinearLayer(const Node& n, const TrainContext& ctx) : ctx_(ctx) {
+  LinearLayer(const Node& n, const TrainContext& ctx) {
     const Tensor& w = n.Param("weight");
     out = w.dim(0), in = w.dim(1);
-    params_.push_back(MakeParam(n, "weight"));
+    gemms_ = {in, out, ctx.threads, {}};
+    params_.push_back(MakeTransposedWeight(n));
     has_bias_ = !n.Param("bias").empty();
     if (has_bias_) params_.push_back(MakeParam(n, "bias"));
     zero_bias_.assign(size_t(out), 0.0f);
@@ -70,15 +113,13 @@ class LinearLayer : public TrainLayer {
     x_ = x;
     ops::EpilogueArgs ep;
     ep.bias = has_bias_ ? params_[1].value.data() : zero_bias_.data();
-    return ops::Gemm({x, in, 1, M, y, out, ctx_.threads}, packed_w_,
-                     ops::Epilogue::kBias, ep);
+    return gemms_.Forward(params_[0].value.data(), x, M, y,
+                          ops::Epilogue::kBias, ep);
   }
   Status Backward(const float* dy, float* dx, int64_t M) override {
-    // dW [out, in] = dYᵀ·X; db = Σ_m dY; dX = dY·W.
-    ops::PackBInto(packed_x_, x_, M, in, in, 1, ctx_.threads);
+    // dWᵀ = Xᵀ·dY; db = Σ_m dY; dX = dY·W.
     BALLAST_RETURN_IF_ERROR(
-        ops::Gemm({dy, 1, out, out, params_[0].grad.data(), in, ctx_.threads},
-                  packed_x_, ops::Epilogue::kNone, {}));
+        gemms_.WeightGrad(x_, dy, M, params_[0].grad.data()));
     if (has_bias_) {
       float* db = params_[1].grad.data();
       for (int64_t j = 0; j < out; ++j) db[j] = 0;
@@ -87,20 +128,16 @@ class LinearLayer : public TrainLayer {
       }
     }
     if (!dx || !needs_dx) return Status::Ok();
-    return ops::Gemm({dy, out, 1, M, dx, in, ctx_.threads}, packed_wt_,
-                     ops::Epilogue::kNone, {});
+    return gemms_.InputGrad(dy, M, dx);
   }
   void ParamsUpdated() override {
-    const float* w = params_[0].value.data();
-    ops::PackBInto(packed_w_, w, in, out, 1, in, ctx_.threads);
-    if (needs_dx) ops::PackBInto(packed_wt_, w, out, in, in, 1, ctx_.threads);
+    if (needs_dx) gemms_.Repack(params_[0].value.data());
   }
 
  private:
-  TrainContext ctx_;
+  LinearGemms gemms_;
   bool has_bias_ = false;
   std::vector<float> zero_bias_;
-  ops::PackedB packed_w_, packed_wt_, packed_x_;
   const float* x_ = nullptr;
 };
 
@@ -113,7 +150,8 @@ class FusedBlockLayer : public TrainLayer {
       : ctx_(ctx), p_(p) {
     const Tensor& w = lin.Param("weight");
     out = w.dim(0), in = w.dim(1);
-    params_.push_back(MakeParam(lin, "weight"));
+    gemms_ = {in, out, ctx.threads, {}};
+    params_.push_back(MakeTransposedWeight(lin));
     has_bias_ = !lin.Param("bias").empty();
     if (has_bias_) params_.push_back(MakeParam(lin, "bias"));
     affine_ = bn.GetBool("affine", true);
@@ -138,9 +176,9 @@ class FusedBlockLayer : public TrainLayer {
     ep.bias = has_bias_ ? params_[1].value.data() : zero_bias_.data();
     ep.mean = mean_d_.data();
     ep.var = var_d_.data();
-    BALLAST_RETURN_IF_ERROR(
-        ops::Gemm({x, in, 1, M, z_.data(), out, ctx_.threads}, packed_w_,
-                  ops::Epilogue::kBiasStats, ep));
+    BALLAST_RETURN_IF_ERROR(gemms_.Forward(params_[0].value.data(), x, M,
+                                           z_.data(), ops::Epilogue::kBiasStats,
+                                           ep));
     stats_.Update(mean_d_.data(), var_d_.data(), M, out, mean_.data(),
                   rstd_.data());
     const RngSlice slice = p_ > 0 ? rng.Take(M * out) : RngSlice{};
@@ -165,18 +203,13 @@ class FusedBlockLayer : public TrainLayer {
         affine_ ? params_[g + 1].grad.data() : scratch_db_.data(),
         has_bias_ ? params_[1].grad.data() : scratch_dbias_.data()};
     ops::BnReluDropoutBackward(a, M, out, ctx_.threads);
-    ops::PackBInto(packed_x_, x_, M, in, in, 1, ctx_.threads);
-    BALLAST_RETURN_IF_ERROR(ops::Gemm(
-        {dz_.data(), 1, out, out, params_[0].grad.data(), in, ctx_.threads},
-        packed_x_, ops::Epilogue::kNone, {}));
+    BALLAST_RETURN_IF_ERROR(
+        gemms_.WeightGrad(x_, dz_.data(), M, params_[0].grad.data()));
     if (!dx || !needs_dx) return Status::Ok();
-    return ops::Gemm({dz_.data(), out, 1, M, dx, in, ctx_.threads}, packed_wt_,
-                     ops::Epilogue::kNone, {});
+    return gemms_.InputGrad(dz_.data(), M, dx);
   }
   void ParamsUpdated() override {
-    const float* w = params_[0].value.data();
-    ops::PackBInto(packed_w_, w, in, out, 1, in, ctx_.threads);
-    if (needs_dx) ops::PackBInto(packed_wt_, w, out, in, in, 1, ctx_.threads);
+    if (needs_dx) gemms_.Repack(params_[0].value.data());
   }
   int64_t* num_batches() override { return &stats_.num_batches; }
 
@@ -197,7 +230,7 @@ class FusedBlockLayer : public TrainLayer {
       scratch_db_, scratch_dbias_;
   std::vector<double> mean_d_, var_d_;
   std::vector<uint64_t> mask_;
-  ops::PackedB packed_w_, packed_wt_, packed_x_;
+  LinearGemms gemms_;
   const float* x_ = nullptr;
 };
 

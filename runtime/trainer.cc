@@ -24,6 +24,11 @@ struct Trainer::Impl {
 
   Impl(const TrainerOptions& o) : opt(o), rng(o.seed) {}
 
+  // Brings the graph's tensors up to date with the params kept transposed.
+  void SyncGraph() {
+    for (Param* p : params) SyncToGraph(*p);
+  }
+
   Status Loss(const float* y, const int32_t* labels, const float* targets,
               int64_t M, float* dy, StepResult& r) const {
     const int64_t C = out;
@@ -182,6 +187,7 @@ Result<StepResult> Trainer::Step(const float* x, const int32_t* labels,
 }
 
 Graph Trainer::CurrentGraph() const {
+  impl_->SyncGraph();
   Graph g = impl_->graph;
   for (Node& n : g.nodes) {
     for (auto& [name, t] : n.params) t = t.Clone();
@@ -194,6 +200,7 @@ Result<EvalResult> Trainer::Evaluate(const float* x, const int32_t* labels,
   SessionOptions so;
   so.threads = impl_->opt.threads;
   so.max_batch = std::clamp<int64_t>(rows, 1, 1024);
+  impl_->SyncGraph();
   BALLAST_ASSIGN_OR_RETURN(auto session,
                            InferenceSession::Create(impl_->graph, so));
   const int64_t C = session->output_features();
@@ -227,7 +234,7 @@ Result<EvalResult> Trainer::Evaluate(const float* x, const int32_t* labels,
 
 std::map<std::string, Tensor> Trainer::Gradients() const {
   std::map<std::string, Tensor> out;
-  for (Param* p : impl_->params) out[p->key] = p->grad.Clone();
+  for (Param* p : impl_->params) out[p->key] = ToGraphLayout(*p, p->grad);
   return out;
 }
 
@@ -254,9 +261,9 @@ Model Trainer::Checkpoint(
   for (Param* p : impl_->params) {
     if (!p->has_state) continue;
     if (!p->buf1.empty())
-      m.extra["optimizer/" + p->key + "/buf1"] = p->buf1.Clone();
+      m.extra["optimizer/" + p->key + "/buf1"] = ToGraphLayout(*p, p->buf1);
     if (!p->buf2.empty())
-      m.extra["optimizer/" + p->key + "/buf2"] = p->buf2.Clone();
+      m.extra["optimizer/" + p->key + "/buf2"] = ToGraphLayout(*p, p->buf2);
   }
   return m;
 }
@@ -292,16 +299,21 @@ Result<std::unique_ptr<Trainer>> Trainer::Resume(
     }
   }
   for (Param* p : m.params) {
-    auto b1 = ck.extra.find("optimizer/" + p->key + "/buf1");
-    auto b2 = ck.extra.find("optimizer/" + p->key + "/buf2");
-    if (b1 != ck.extra.end()) p->buf1 = b1->second.Clone(), p->has_state = true;
-    if (b2 != ck.extra.end()) p->buf2 = b2->second.Clone();
-    for (const Tensor* t : {&p->buf1, &p->buf2}) {
-      if (!t->empty() && !(t->shape() == p->value.shape())) {
+    const Shape shape =
+        p->transposed ? p->graph_value.shape() : p->value.shape();
+    const std::pair<const char*, Tensor*> bufs[] = {{"buf1", &p->buf1},
+                                                    {"buf2", &p->buf2}};
+    for (const auto& [name, buf] : bufs) {
+      auto it = ck.extra.find("optimizer/" + p->key + "/" + name);
+      if (it == ck.extra.end()) continue;
+      const Tensor& t = it->second;
+      if (!(t.shape() == shape)) {
         return DataLoss("resume: optimizer state of '" + p->key +
-                        "' has shape " + t->shape().ToString() +
-                        ", the parameter " + p->value.shape().ToString());
+                        "' has shape " + t.shape().ToString() +
+                        ", the parameter " + shape.ToString());
       }
+      *buf = FromGraphLayout(*p, t);
+      p->has_state = true;
     }
   }
   return t;

@@ -126,6 +126,43 @@ TEST(TrainerTest, ResumingFromACheckpointIsBitExact) {
   }
 }
 
+// The trainer keeps Linear weights transposed inside; what it hands out —
+// gradients, graph, optimizer state in checkpoints — is in the graph's
+// layout. After one SGD step with momentum the momentum buffer is the
+// gradient itself, and the weight moved by −lr·gradient.
+TEST(TrainerTest, GradientsWeightsAndOptimizerStateComeOutInTheGraphLayout) {
+  const Problem p = MakeProblem(64, 12, 3, 11);
+  TrainerOptions opt;
+  opt.optimizer.lr = 0.5;
+  opt.optimizer.momentum = 0.9;
+  const Graph g = Mlp(12, 3, 0.0, 12);
+  auto t = Trainer::Create(g, opt);
+  ASSERT_TRUE(t.ok());
+  ASSERT_TRUE((*t)->Step(p.x.data(), p.y.data(), nullptr, 64).ok());
+  const std::map<std::string, Tensor> grads = (*t)->Gradients();
+  const Model ck = (*t)->Checkpoint({});
+  const Graph after = (*t)->CurrentGraph();
+  int weights = 0;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node& n = g.nodes[i];
+    if (n.op != "linear") continue;
+    const std::string key = n.name + ".weight";
+    const Tensor& w0 = n.Param("weight");
+    const Tensor& w1 = after.nodes[i].Param("weight");
+    const Tensor& grad = grads.at(key);
+    const Tensor& buf = ck.extra.at("optimizer/" + key + "/buf1");
+    ASSERT_EQ(grad.shape(), w0.shape()) << key;
+    ASSERT_EQ(buf.shape(), w0.shape()) << key;
+    EXPECT_EQ(0, std::memcmp(buf.data(), grad.data(), grad.nbytes())) << key;
+    for (int64_t j = 0; j < w0.numel(); ++j) {
+      ASSERT_EQ(w1.data()[j], w0.data()[j] - 0.5f * grad.data()[j])
+          << key << " element " << j;
+    }
+    ++weights;
+  }
+  EXPECT_EQ(weights, 3);
+}
+
 TEST(TrainerTest, ANonFiniteLossStopsWithTheStepNumber) {
   const Problem p = MakeProblem(64, 6, 3, 9);
   TrainerOptions opt;

@@ -42,6 +42,7 @@ using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
 
 inline int64_t PanelWidth() { return kNV * int64_t(hn::Lanes(DF())); }
+inline int64_t VectorLanes() { return int64_t(hn::Lanes(DF())); }
 
 // One panel of B = Wᵀ: out[k·nr + j] = w[j·stride_n + k] for j < cols, zero
 // past cols. K is walked in blocks of 16, so each row of W is read a cache
@@ -101,7 +102,7 @@ struct TileCtx {
   int64_t a_rs, a_cs;
   float* y;
   int64_t ldy, n;
-  const PackedB* b;
+  BPanels b;
   EpilogueArgs ep;
   GemmStatsChunk* stats;  // kBiasStats: the chunk of this thread's rows
 };
@@ -222,7 +223,8 @@ HWY_NOINLINE void Tile(const TileCtx& c, int64_t m0, int64_t p, int64_t k0,
   const int64_t L = int64_t(hn::Lanes(d));
   const int64_t nr = kNV * L;
   const int64_t n0 = p * nr;
-  const float* bp = c.b->panel(p) + k0 * nr;
+  int64_t ldb;
+  const float* bp = c.b.Row(p, k0, &ldb);
   const float* a0 = c.a + (m0 + 0) * c.a_rs + k0 * c.a_cs;
   const float* a1 = c.a + (m0 + (MR > 1 ? 1 : 0)) * c.a_rs + k0 * c.a_cs;
   const float* a2 = c.a + (m0 + (MR > 2 ? 2 : 0)) * c.a_rs + k0 * c.a_cs;
@@ -236,9 +238,9 @@ HWY_NOINLINE void Tile(const TileCtx& c, int64_t m0, int64_t p, int64_t k0,
   VF c40 = c00, c41 = c00, c42 = c00, c43 = c00;
   VF c50 = c00, c51 = c00, c52 = c00, c53 = c00;
   for (int64_t k = 0; k < kc; ++k) {
-    const float* bk = bp + k * nr;
+    const float* bk = bp + k * ldb;
     // Small tiles stream the weights: fetch a few rows ahead.
-    if constexpr (MR <= 4) hwy::Prefetch(bk + 8 * nr);
+    if constexpr (MR <= 4) hwy::Prefetch(bk + 8 * ldb);
     const VF b0 = hn::LoadU(d, bk);
     VF b1 = b0, b2 = b0, b3 = b0;
     if constexpr (NVA > 1) b1 = hn::LoadU(d, bk + L);
@@ -307,7 +309,7 @@ void TileAnyRows(const TileCtx& c, int mr, int64_t m0, int64_t p, int64_t k0,
 // [p_begin, p_end), K in blocks of plan.kc.
 template <Epilogue E>
 void GemmRect(const TileCtx& c, const GemmPlan& plan, const GemmRange& r) {
-  const int64_t K = c.b->k();
+  const int64_t K = c.b.k;
   for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += plan.kc) {
     const int64_t kc = std::min(plan.kc, K - k0);
     const bool first = k0 == 0, last = k0 + kc >= K;
@@ -322,15 +324,15 @@ void GemmRect(const TileCtx& c, const GemmPlan& plan, const GemmRange& r) {
 }
 
 template <Epilogue E>
-void GemmTyped(const GemmArgs& args, const PackedB& b, const EpilogueArgs& ep,
+void GemmTyped(const GemmArgs& args, const BPanels& b, const EpilogueArgs& ep,
                const GemmPlan& plan, GemmStatsChunk* chunks) {
   TileCtx base{args.a,
                args.a_row_stride,
                args.a_col_stride,
                args.y,
                args.ldy,
-               b.n(),
-               &b,
+               b.n,
+               b,
                ep,
                nullptr};
   if (plan.threads <= 1) {
@@ -348,7 +350,7 @@ void GemmTyped(const GemmArgs& args, const PackedB& b, const EpilogueArgs& ep,
   }
 }
 
-void GemmImpl(const GemmArgs& args, const PackedB& b, Epilogue e,
+void GemmImpl(const GemmArgs& args, const BPanels& b, Epilogue e,
               const EpilogueArgs& ep, const GemmPlan& plan,
               GemmStatsChunk* chunks) {
   switch (e) {

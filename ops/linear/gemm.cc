@@ -4,6 +4,7 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@ namespace ballast::ops {
 
 HWY_EXPORT(PackBImpl);
 HWY_EXPORT(PanelWidth);
+HWY_EXPORT(VectorLanes);
 HWY_EXPORT(GemmImpl);
 
 const char* EpilogueName(Epilogue e) {
@@ -112,25 +114,17 @@ void MergeStats(const std::vector<GemmStatsChunk>& chunks, int64_t n,
   }
 }
 
-}  // namespace
-
-Status Gemm(const GemmArgs& args, const PackedB& b, Epilogue epilogue,
-            const EpilogueArgs& ep) {
-  if (b.empty()) return InvalidArgument("gemm: weights are not packed");
-  if (b.nr() != GemmPanelWidth()) {
-    return FailedPrecondition(
-        "gemm: weights were packed for panels of " + std::to_string(b.nr()) +
-        " columns but the current SIMD target uses " +
-        std::to_string(GemmPanelWidth()) + "; pack them again");
-  }
+// Checks the arguments and runs the kernel over B's panels.
+Status GemmPanels(const GemmArgs& args, const BPanels& b, Epilogue epilogue,
+                  const EpilogueArgs& ep) {
   if (args.m < 0) {
     return InvalidArgument("gemm: M = " + std::to_string(args.m) +
                            " must be >= 0");
   }
-  if (args.ldy < b.n()) {
+  if (args.ldy < b.n) {
     return InvalidArgument("gemm: output row stride " +
                            std::to_string(args.ldy) +
-                           " is below N = " + std::to_string(b.n()));
+                           " is below N = " + std::to_string(b.n));
   }
   const bool scale_shift = epilogue == Epilogue::kScaleShift ||
                            epilogue == Epilogue::kScaleShiftRelu;
@@ -143,22 +137,22 @@ Status Gemm(const GemmArgs& args, const PackedB& b, Epilogue epilogue,
     return InvalidArgument(
         "gemm: epilogue bias_stats needs mean and var outputs");
   }
-  if (args.m == 0 || b.n() == 0) {
+  if (args.m == 0 || b.n == 0) {
     if (stats) {
-      for (int64_t j = 0; j < b.n(); ++j) ep.mean[j] = ep.var[j] = 0.0;
+      for (int64_t j = 0; j < b.n; ++j) ep.mean[j] = ep.var[j] = 0.0;
     }
     return Status::Ok();
   }
   // Inside a parallel region the call runs single-threaded: no nesting.
   const int threads = omp_in_parallel() ? 1 : std::max(1, args.threads);
   const GemmPlan plan =
-      GemmPlan::Make(threads, args.m, b.k(), b.panels(), KcMax(b.nr()));
+      GemmPlan::Make(threads, args.m, b.k, b.panels(), KcMax(b.nr));
 
   thread_local std::vector<GemmStatsChunk> chunks;  // grow once, reused
   thread_local std::vector<double> scratch;         // grow once, then reused
   thread_local std::vector<float> scratch_f;
   if (stats) {
-    const size_t n = size_t(b.n());
+    const size_t n = size_t(b.n);
     scratch.assign(3 * n * size_t(plan.tm), 0.0);
     scratch_f.assign(n * size_t(plan.tm), 0.0f);
     chunks.resize(size_t(plan.tm));
@@ -172,8 +166,49 @@ Status Gemm(const GemmArgs& args, const PackedB& b, Epilogue epilogue,
   }
   HWY_DYNAMIC_DISPATCH(GemmImpl)
   (args, b, epilogue, ep, plan, stats ? chunks.data() : nullptr);
-  if (stats) MergeStats(chunks, b.n(), ep.mean, ep.var);
+  if (stats) MergeStats(chunks, b.n, ep.mean, ep.var);
   return Status::Ok();
+}
+
+}  // namespace
+
+Status Gemm(const GemmArgs& args, const PackedB& b, Epilogue epilogue,
+            const EpilogueArgs& ep) {
+  if (b.empty()) return InvalidArgument("gemm: weights are not packed");
+  if (b.nr() != GemmPanelWidth()) {
+    return FailedPrecondition(
+        "gemm: weights were packed for panels of " + std::to_string(b.nr()) +
+        " columns but the current SIMD target uses " +
+        std::to_string(GemmPanelWidth()) + "; pack them again");
+  }
+  const BPanels panels{b.panel(0), b.k(),  b.n(),
+                       b.nr(),     b.nr(), b.nr() * b.k()};
+  return GemmPanels(args, panels, epilogue, ep);
+}
+
+Status Gemm(const GemmArgs& args, const RowMajorB& b, Epilogue epilogue,
+            const EpilogueArgs& ep) {
+  if (b.k < 0 || b.n < 0 || b.ld < b.n || (b.data == nullptr && b.k * b.n)) {
+    return InvalidArgument("gemm: row-major B of " + std::to_string(b.k) +
+                           " x " + std::to_string(b.n) + " with row stride " +
+                           std::to_string(b.ld) +
+                           " (needs a stride >= columns and data)");
+  }
+  BPanels panels{b.data, b.k, b.n, GemmPanelWidth(), b.ld, GemmPanelWidth()};
+  // The kernel reads a panel as whole vectors: NR columns, or one vector for
+  // a last panel of at most one. A last panel of any other width would read
+  // past the row, so it is packed (zero-padded) first.
+  const int64_t last = panels.panels() - 1;
+  const int64_t cols = b.n - last * panels.nr;
+  thread_local std::vector<float> edge;  // grows once, then reused
+  if (b.n > 0 && cols != panels.nr &&
+      cols != HWY_DYNAMIC_DISPATCH(VectorLanes)()) {
+    edge.resize(size_t(panels.nr * std::max<int64_t>(b.k, 1)));
+    HWY_DYNAMIC_DISPATCH(PackBImpl)
+    (b.data + last * panels.nr, b.k, cols, b.ld, 1, edge.data(), 1);
+    panels.edge = edge.data();
+  }
+  return GemmPanels(args, panels, epilogue, ep);
 }
 
 }  // namespace ballast::ops

@@ -97,9 +97,21 @@ struct GemmArgs {
   int threads = 1;
 };
 
+// B read in place from row-major storage: B(k, n) = data[k·ld + n], ld >= n.
+// The kernel reads full panels where they lie, so nothing is packed: the
+// choice for a B that changes every call (the trainer's weights after each
+// update, a batch of activations). A last panel narrower than the kernel
+// reads is copied into a small per-thread buffer per call.
+struct RowMajorB {
+  const float* data = nullptr;
+  int64_t k = 0, n = 0, ld = 0;
+};
+
 // Y = epilogue(A·B). Fails when B was packed for another target's panel
 // width, or on inconsistent sizes.
 Status Gemm(const GemmArgs& args, const PackedB& b, Epilogue epilogue,
+            const EpilogueArgs& ep);
+Status Gemm(const GemmArgs& args, const RowMajorB& b, Epilogue epilogue,
             const EpilogueArgs& ep);
 
 }  // namespace ballast::ops

@@ -10,6 +10,29 @@ namespace ballast::ops {
 inline constexpr int kGemmMR = 6;          // rows per register tile
 inline constexpr int64_t kGemmSmallM = 4;  // M <= this streams whole panels
 
+// B as the micro-kernel walks it: NR-column panels of K rows. Packed B
+// (PackedB) has ld = nr and panels one after another; B read in place from a
+// row-major matrix has ld = its row stride and panel p at column p·nr, with a
+// last panel narrower than the kernel reads packed into `edge` per call.
+struct BPanels {
+  const float* data = nullptr;
+  int64_t k = 0, n = 0, nr = 0;
+  int64_t ld = 0;               // floats from row k to row k + 1 of a panel
+  int64_t panel_stride = 0;     // floats from panel p to panel p + 1
+  const float* edge = nullptr;  // the last panel packed (ld nr), or nullptr
+
+  int64_t panels() const { return nr ? (n + nr - 1) / nr : 0; }
+  // Row k of panel p; *stride receives the row stride from there.
+  const float* Row(int64_t p, int64_t row, int64_t* stride) const {
+    if (edge != nullptr && p == panels() - 1) {
+      *stride = nr;
+      return edge + row * nr;
+    }
+    *stride = ld;
+    return data + p * panel_stride + row * ld;
+  }
+};
+
 // Rows and column panels one thread owns; m_chunk indexes the statistics
 // chunk of its rows.
 struct GemmRange {

@@ -1,6 +1,8 @@
 #include "ops/linear/gemm.h"
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <set>
@@ -23,6 +25,7 @@ struct Case {
   Epilogue e = Epilogue::kBiasRelu;
   int threads = 1;
   size_t misalign = 0;
+  bool row_major_b = false;  // B = Wᵀ read in place (RowMajorB), not packed
 };
 
 // The oracle: ref::linear_forward in double plus the epilogue, and
@@ -75,7 +78,8 @@ void RunCase(const Case& c) {
   SCOPED_TRACE(::testing::Message()
                << "M=" << c.m << " K=" << c.k << " N=" << c.n
                << " epilogue=" << EpilogueName(c.e) << " threads=" << c.threads
-               << " misalign=" << c.misalign);
+               << " misalign=" << c.misalign
+               << (c.row_major_b ? " B row-major" : " B packed"));
   Generator g(uint64_t(c.m * 1000003 + c.k * 1009 + c.n));
   Buffer x(size_t(c.m * c.k), c.misalign), w(size_t(c.n * c.k), c.misalign),
       bias(size_t(c.n), c.misalign), scale(size_t(c.n)), shift(size_t(c.n)),
@@ -87,12 +91,25 @@ void RunCase(const Case& c) {
   Reference(c, x.ToVector(), w.ToVector(), bias.ToVector(), scale.ToVector(),
             shift.ToVector(), slope, ref, mag);
 
-  PackedB packed = PackB(w.data(), c.k, c.n, 1, c.k);
   std::vector<double> mean(size_t(c.n)), var(size_t(c.n));
   EpilogueArgs ep{bias.data(), scale.data(), shift.data(),
                   slope,       mean.data(),  var.data()};
   GemmArgs args{x.data(), c.k, 1, c.m, y.data(), c.n, c.threads};
-  ASSERT_TRUE(Gemm(args, packed, c.e, ep).ok());
+  if (c.row_major_b) {
+    // Wᵀ [K, N] with a row stride past N and NaN in the gap (Buffer's fill):
+    // nothing outside the matrix may reach the result.
+    const int64_t ld = c.n + 3;
+    Buffer wt(size_t(c.k * ld), c.misalign);
+    for (int64_t k = 0; k < c.k; ++k) {
+      for (int64_t j = 0; j < c.n; ++j) {
+        wt[size_t(k * ld + j)] = w[size_t(j * c.k + k)];
+      }
+    }
+    ASSERT_TRUE(Gemm(args, RowMajorB{wt.data(), c.k, c.n, ld}, c.e, ep).ok());
+  } else {
+    PackedB packed = PackB(w.data(), c.k, c.n, 1, c.k);
+    ASSERT_TRUE(Gemm(args, packed, c.e, ep).ok());
+  }
   for (int64_t i = 0; i < c.m * c.n; ++i) {
     ASSERT_NEAR(y[size_t(i)], ref[size_t(i)], Tol::Dot(c.k, mag[size_t(i)]))
         << "at row " << i / c.n << " column " << i % c.n;
@@ -128,8 +145,10 @@ TEST(GemmTest, EverySizeAroundTheVectorWidthOnEveryTarget) {
     for (int64_t m : kMs) {
       for (int64_t kn : kKNs) {
         // Each of K and N swept with the other small and odd.
-        RunCase({m, kn, 17, Epilogue::kBiasRelu, 1, 0});
-        RunCase({m, 33, kn, Epilogue::kBiasRelu, 1, 0});
+        for (bool row_major : {false, true}) {
+          RunCase({m, kn, 17, Epilogue::kBiasRelu, 1, 0, row_major});
+          RunCase({m, 33, kn, Epilogue::kBiasRelu, 1, 0, row_major});
+        }
       }
     }
   });
@@ -138,7 +157,10 @@ TEST(GemmTest, EverySizeAroundTheVectorWidthOnEveryTarget) {
 TEST(GemmTest, EveryEpilogueOnEveryTarget) {
   ForEachTarget([](const char*) {
     for (Epilogue e : kEpilogues) {
-      for (int64_t m : {1, 5, 64, 129}) RunCase({m, 257, 31, e, 1, 0});
+      for (int64_t m : {1, 5, 64, 129}) {
+        RunCase({m, 257, 31, e, 1, 0});
+        RunCase({m, 257, 31, e, 1, 0, true});
+      }
     }
   });
 }
@@ -147,10 +169,12 @@ TEST(GemmTest, TwoThreadsMisalignedPointersAndLargeShapes) {
   ForEachTarget([](const char*) {
     for (int threads : {1, 2}) {
       for (Epilogue e : {Epilogue::kBiasRelu, Epilogue::kBiasStats}) {
-        RunCase({129, 1024, 257, e, threads, 1});
-        RunCase({64, 784, 255, e, threads, 3});
-        RunCase({2, 1024, 1024, e, threads, 0});
-        RunCase({17, 15, 1024, e, threads, 1});
+        for (bool row_major : {false, true}) {
+          RunCase({129, 1024, 257, e, threads, 1, row_major});
+          RunCase({64, 784, 255, e, threads, 3, row_major});
+          RunCase({2, 1024, 1024, e, threads, 0, row_major});
+          RunCase({17, 15, 1024, e, threads, 1, row_major});
+        }
       }
     }
   });
@@ -226,6 +250,82 @@ TEST(GemmTest, StridedOperandsComputeTransposedProducts) {
   }
 }
 
+TEST(GemmTest, RowMajorOperandsComputeTheTransposedWeightGradient) {
+  // dWᵀ [K, N] = Xᵀ·dZ with both read in place: A(k, m) = X[m][k], B = dZ.
+  ForEachTarget([](const char*) {
+    for (int threads : {1, 2}) {
+      for (int64_t n : {10, 16, 256}) {
+        const int64_t m = 128, k = 37;
+        Generator g(static_cast<uint64_t>(n));
+        Buffer dz(size_t(m * n)), x(size_t(m * k)), dwt(size_t(k * n));
+        dz.FillUniform(g), x.FillUniform(g);
+        ASSERT_TRUE(Gemm({x.data(), 1, k, k, dwt.data(), n, threads},
+                         RowMajorB{dz.data(), m, n, n}, Epilogue::kNone, {})
+                        .ok());
+        std::vector<float> ref(size_t(n * k));
+        ref::linear_backward<float>(x.data(), nullptr, dz.data(), nullptr,
+                                    ref.data(), nullptr, m, k, n);
+        for (int64_t j = 0; j < n; ++j) {
+          for (int64_t i = 0; i < k; ++i) {
+            ASSERT_NEAR(dwt[size_t(i * n + j)], ref[size_t(j * k + i)],
+                        Tol::Dot(m, double(m)))
+                << "dW[" << j << "][" << i << "], N=" << n;
+          }
+        }
+      }
+    }
+  });
+}
+
+// n floats that end where an unreadable page begins: reading one float past
+// the end faults.
+class GuardedFloats {
+ public:
+  explicit GuardedFloats(size_t n) {
+    const size_t page = size_t(sysconf(_SC_PAGESIZE));
+    const size_t bytes = (n * sizeof(float) + page - 1) / page * page;
+    size_ = bytes + page;
+    void* p = mmap(nullptr, size_, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return;
+    base_ = static_cast<char*>(p);
+    if (mprotect(base_ + bytes, page, PROT_NONE) != 0) return;
+    data_ = reinterpret_cast<float*>(base_ + bytes) - n;
+  }
+  ~GuardedFloats() {
+    if (base_) munmap(base_, size_);
+  }
+  float* data() { return data_; }
+
+ private:
+  char* base_ = nullptr;
+  size_t size_ = 0;
+  float* data_ = nullptr;
+};
+
+TEST(GemmTest, RowMajorBNeverReadsPastItsLastRowAndMatchesPackedBitForBit) {
+  ForEachTarget([](const char*) {
+    for (int64_t n : {1, 10, 16, 17, 40, 64, 70, 784}) {
+      const int64_t m = 7, k = 5;
+      SCOPED_TRACE(::testing::Message() << "N=" << n);
+      Generator g(static_cast<uint64_t>(n));
+      Buffer x(size_t(m * k)), y_packed(size_t(m * n)), y_row(size_t(m * n));
+      x.FillUniform(g);
+      GuardedFloats wt(size_t(k * n));  // Wᵀ [K, N], tight rows
+      ASSERT_NE(wt.data(), nullptr);
+      g.FillUniform({wt.data(), size_t(k * n)}, -1, 1);
+      const GemmArgs a{x.data(), k, 1, m, y_row.data(), n, 1};
+      ASSERT_TRUE(
+          Gemm(a, RowMajorB{wt.data(), k, n, n}, Epilogue::kNone, {}).ok());
+      const PackedB packed = PackB(wt.data(), k, n, n, 1);
+      ASSERT_TRUE(Gemm({x.data(), k, 1, m, y_packed.data(), n, 1}, packed,
+                       Epilogue::kNone, {})
+                      .ok());
+      EXPECT_EQ(y_row.ToVector(), y_packed.ToVector());
+    }
+  });
+}
+
 TEST(GemmTest, RejectsWeightsPackedForAnotherTargetAndBadArguments) {
   std::vector<float> w(64 * 8, 1.0f), x(8, 1.0f), y(64);
   PackedB packed = PackB(w.data(), 8, 64, 1, 8);
@@ -250,6 +350,12 @@ TEST(GemmTest, RejectsWeightsPackedForAnotherTargetAndBadArguments) {
   EXPECT_FALSE(Gemm({x.data(), 8, 1, 1, y.data(), 64, 1}, packed,
                     Epilogue::kScaleShift, {})
                    .ok());
+  // A row-major B whose row stride is below its width.
+  const Status s = Gemm({x.data(), 8, 1, 1, y.data(), 64, 1},
+                        RowMajorB{w.data(), 8, 64, 32}, Epilogue::kNone, {});
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("row stride 32"), std::string::npos)
+      << s.ToString();
 }
 
 }  // namespace

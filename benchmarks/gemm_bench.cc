@@ -1,0 +1,129 @@
+// The GEMMs of one training step of the book's MLP (784-256-256-10, batch
+// 128) and the eval shape of issue 3, on ballast's GEMM with B packed once
+// (outside the timing) or read in place (RowMajorB, where B is row-major),
+// and, beside them, on oneDNN's dnnl_sgemm with the same operand layouts.
+// GFLOP/s counts 2·M·K·N.
+//
+//   build/benchmarks/gemm_bench --benchmark_filter=threads:1
+#include <benchmark/benchmark.h>
+
+#include <iterator>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ops/linear/gemm.h"
+#ifdef BALLAST_HAVE_ONEDNN
+#include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
+#endif
+
+namespace ballast::ops {
+namespace {
+
+// A GEMM Y[M, N] = A·B as the trainer calls it. a_t: A is stored transposed
+// ([K, M], as dZ is for dW = dZᵀ·X). b_t: B(k, n) = src[n·K + k] (Wᵀ of the
+// forward), else src[k·N + n] (W of dX = dZ·W, X of dW).
+struct Shape {
+  const char* name;
+  int64_t m, k, n;
+  bool a_t, b_t;
+};
+
+constexpr Shape kShapes[] = {
+    {"fwd_784x256", 128, 784, 256, false, true},
+    {"fwd_256x256", 128, 256, 256, false, true},
+    {"fwd_256x10", 128, 256, 10, false, true},
+    {"dw_784x256", 256, 128, 784, true, false},
+    {"dw_256x256", 256, 128, 256, true, false},
+    {"dw_256x10", 10, 128, 256, true, false},
+    {"dwt_784x256", 784, 128, 256, true, false},  // dWᵀ = Xᵀ·dZ
+    {"dwt_256x256", 256, 128, 256, true, false},
+    {"dwt_256x10", 256, 128, 10, true, false},
+    {"fwd_t_784x256", 128, 784, 256, false, false},  // X·Wᵀ, Wᵀ stored
+    {"dx_256x256", 128, 256, 256, false, false},
+    {"eval_1024", 512, 1024, 1024, false, true},
+};
+
+std::vector<float> Random(int64_t n, uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = u(gen);
+  return v;
+}
+
+void RunBallast(benchmark::State& state, const Shape& s, int threads,
+                bool in_place) {
+  if (in_place && s.b_t) {
+    state.SkipWithError("B is transposed: only packed B");
+    return;
+  }
+  const std::vector<float> a = Random(s.m * s.k, 1), b = Random(s.k * s.n, 2);
+  std::vector<float> y(size_t(s.m * s.n));
+  const PackedB packed = s.b_t ? PackB(b.data(), s.k, s.n, 1, s.k)
+                               : PackB(b.data(), s.k, s.n, s.n, 1);
+  const RowMajorB row_major{b.data(), s.k, s.n, s.n};
+  const GemmArgs args{a.data(), s.a_t ? 1 : s.k, s.a_t ? s.m : 1, s.m, y.data(),
+                      s.n,      threads};
+  for (auto _ : state) {
+    const Status st = in_place ? Gemm(args, row_major, Epilogue::kNone, {})
+                               : Gemm(args, packed, Epilogue::kNone, {});
+    if (!st.ok()) state.SkipWithError(st.message().c_str());
+    benchmark::DoNotOptimize(y.data());
+  }
+}
+
+void RunOneDnn(benchmark::State& state, const Shape& s, int threads) {
+#ifdef BALLAST_HAVE_ONEDNN
+  omp_set_num_threads(threads);  // oneDNN uses the OpenMP pool
+  const std::vector<float> a = Random(s.m * s.k, 1), b = Random(s.k * s.n, 2);
+  std::vector<float> y(size_t(s.m * s.n));
+  for (auto _ : state) {
+    dnnl_sgemm(s.a_t ? 'T' : 'N', s.b_t ? 'T' : 'N', s.m, s.n, s.k, 1.0f,
+               a.data(), s.a_t ? s.m : s.k, b.data(), s.b_t ? s.k : s.n, 0.0f,
+               y.data(), s.n);
+    benchmark::DoNotOptimize(y.data());
+  }
+#else
+  (void)s, (void)threads;
+  state.SkipWithError("built without oneDNN");
+#endif
+}
+
+constexpr const char* kBackends[] = {"ballast packed B", "ballast in-place B",
+                                     "onednn"};
+
+// Args: shape index, threads, backend (kBackends) — the backends of a shape
+// run back to back, so machine noise hits them alike.
+void BM_Gemm(benchmark::State& state) {
+  const Shape& s = kShapes[state.range(0)];
+  const int threads = int(state.range(1));
+  if (state.range(2) < 2) {
+    RunBallast(state, s, threads, state.range(2) == 1);
+  } else {
+    RunOneDnn(state, s, threads);
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      2.0 * double(s.m * s.k * s.n) * double(state.iterations()),
+      benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  state.SetLabel(std::string(s.name) + " " + kBackends[state.range(2)]);
+}
+
+void Shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"shape", "threads", "backend"});
+  for (int threads : {1, 2}) {
+    for (int i = 0; i < int(std::size(kShapes)); ++i) {
+      for (int backend : {0, 1, 2}) {
+        if (backend != 1 || !kShapes[i].b_t) b->Args({i, threads, backend});
+      }
+    }
+  }
+}
+
+BENCHMARK(BM_Gemm)->Apply(Shapes)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+}  // namespace ballast::ops
+
+BENCHMARK_MAIN();
