@@ -188,7 +188,8 @@ Status Gemm(const GemmArgs& args, const PackedB& b, Epilogue epilogue,
 
 Status Gemm(const GemmArgs& args, const RowMajorB& b, Epilogue epilogue,
             const EpilogueArgs& ep) {
-  if (b.k < 0 || b.n < 0 || b.ld < b.n || (b.data == nullptr && b.k * b.n)) {
+  if (b.k < 0 || b.n < 0 || b.ld < b.n ||
+      (b.data == nullptr && b.k * b.n != 0)) {
     return InvalidArgument("gemm: row-major B of " + std::to_string(b.k) +
                            " x " + std::to_string(b.n) + " with row stride " +
                            std::to_string(b.ld) +
