@@ -17,8 +17,9 @@ struct Trainer::Impl {
   Graph graph;  // private copy; trained in place
   std::vector<std::unique_ptr<TrainLayer>> layers;
   std::vector<Param*> params;
-  std::vector<std::vector<float>> acts;  // output of each layer
-  std::vector<float> grad_a, grad_b;     // ping-pong gradients
+  std::vector<std::vector<Param*>> layer_params;  // params of each layer
+  std::vector<std::vector<float>> acts;           // output of each layer
+  std::vector<float> grad_a, grad_b;              // ping-pong gradients
   int64_t in = 0, out = 0, step = 0;
   Generator rng;
 
@@ -77,8 +78,14 @@ struct Trainer::Impl {
     return Status::Ok();
   }
 
+  // Forward, loss and backward. With `update`, each layer's parameters are
+  // updated right after its backward pass (its gradient is then still in
+  // cache); the result is the same as updating all of them at the end,
+  // because a layer's update never feeds the backward of the layers before it
+  // (their dX used the weights packed before the update).
   Result<StepResult> ForwardBackward(const float* x, const int32_t* labels,
-                                     const float* targets, int64_t M) {
+                                     const float* targets, int64_t M,
+                                     bool update) {
     if (M < 2 || M > opt.max_batch) {
       return InvalidArgument(
           "train: batch of " + std::to_string(M) +
@@ -101,9 +108,14 @@ struct Trainer::Impl {
     }
     float* dy = grad_a.data();
     float* dx = grad_b.data();
+    if (update) ++step;
     for (size_t i = layers.size(); i-- > 0;) {
       BALLAST_RETURN_IF_ERROR(layers[i]->Backward(dy, i > 0 ? dx : nullptr, M));
       std::swap(dy, dx);
+      if (update) {
+        OptimizerStep(opt.optimizer, step, layer_params[i], opt.threads);
+        layers[i]->ParamsUpdated();
+      }
     }
     return r;
   }
@@ -158,6 +170,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(
   for (auto& l : impl->layers) {
     impl->acts.emplace_back(size_t(options.max_batch * l->out));
     widest = std::max(widest, l->out);
+    impl->layer_params.push_back(l->params());
     for (Param* p : l->params()) impl->params.push_back(p);
   }
   impl->grad_a.resize(size_t(options.max_batch * widest));
@@ -169,20 +182,22 @@ Result<StepResult> Trainer::ComputeGradients(const float* x,
                                              const int32_t* labels,
                                              const float* targets,
                                              int64_t batch) {
-  return impl_->ForwardBackward(x, labels, targets, batch);
+  return impl_->ForwardBackward(x, labels, targets, batch, /*update=*/false);
 }
 
 Result<StepResult> Trainer::Step(const float* x, const int32_t* labels,
                                  const float* targets, int64_t batch) {
-  BALLAST_ASSIGN_OR_RETURN(StepResult r,
-                           impl_->ForwardBackward(x, labels, targets, batch));
-  if (impl_->opt.clip_grad_norm > 0) {
+  // Clipping needs every gradient before any update.
+  const bool clip = impl_->opt.clip_grad_norm > 0;
+  BALLAST_ASSIGN_OR_RETURN(
+      StepResult r, impl_->ForwardBackward(x, labels, targets, batch, !clip));
+  if (clip) {
     ClipGradNorm(impl_->params, impl_->opt.clip_grad_norm);
+    ++impl_->step;
+    OptimizerStep(impl_->opt.optimizer, impl_->step, impl_->params,
+                  impl_->opt.threads);
+    for (auto& l : impl_->layers) l->ParamsUpdated();
   }
-  ++impl_->step;
-  OptimizerStep(impl_->opt.optimizer, impl_->step, impl_->params,
-                impl_->opt.threads);
-  for (auto& l : impl_->layers) l->ParamsUpdated();
   return r;
 }
 

@@ -13,8 +13,19 @@ ballast=build/tools/ballast
 [ -f "$peer" ] || { echo "bench-train.sh: no PyTorch peer script at $peer (set PEER)" >&2; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# Give the peer OpenBLAS's best kernel. OpenBLAS 0.3.21 names the CPUs it knows; on one it does not
+# (a newer Xeon, say) it falls back to its generic SSE3 kernel ("Prescott"), 4-5x slower than its
+# AVX-512 one. Then pick the kernel by the CPU's flags, as OPENBLAS_CORETYPE allows.
+core=$(OPENBLAS_VERBOSE=2 env -u OPENBLAS_CORETYPE /usr/bin/python3 -c 'import torch; torch.ones(64, 64) @ torch.ones(64, 64)' 2>&1 |
+  sed -n 's/^Core: //p' | head -n1)
+peer_core=()
+if [ "$core" = Prescott ] || [ "$core" = Core2 ] || [ -z "$core" ]; then
+  if grep -qw avx512f /proc/cpuinfo; then peer_core=(OPENBLAS_CORETYPE=SkylakeX)
+  elif grep -qw avx2 /proc/cpuinfo; then peer_core=(OPENBLAS_CORETYPE=Haswell); fi
+fi
+echo "PyTorch's OpenBLAS detects core '${core:-?}'${peer_core:+; running it with ${peer_core[*]}}" >&2
 for r in $(seq "$rounds"); do
-  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=1 /usr/bin/python3 "$peer" |
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "${peer_core[@]}" OMP_NUM_THREADS=1 /usr/bin/python3 "$peer" |
     sed -n 's/^epoch [0-9]*: \([0-9.]*\)s.*acc \([0-9.]*\)%.*/\1 \2/p' >> "$tmp/torch"
   for t in 1 2; do
     "$ballast" train --epochs 5 --threads "$t" |

@@ -94,27 +94,27 @@ void ReluBackwardImpl(const float* x, const float* dy, float* dx,
   });
 }
 
-// Philox4x32-10 (see Philox4x32 in runtime/rng.cc, its scalar twin) for
-// `blocks` consecutive counters from `counter`, one block per 64-bit lane;
-// the words of block b land in out[4b .. 4b + 3]. Each 32×32→64 multiply is
-// a MulEven on the low halves of the lanes.
-HWY_NOINLINE void PhiloxBlocks(uint64_t key, uint64_t counter, size_t blocks,
-                               uint32_t* out) {
+// Dropout draws (word >> 8, 24 bits) of Philox4x32-10 (see Philox4x32 in
+// runtime/rng.cc, its scalar twin) for `blocks` consecutive counters from
+// `counter`, one block per 64-bit lane. The draws of block b land in
+// out[2b] (words 0 | 1 << 32) and out[2b + 1] (words 2 | 3 << 32), so that
+// read as int32 they are in element order. Stores whole vectors: `out`
+// holds 2·blocks rounded up to 2·lanes. Each 32×32→64 multiply is a MulEven
+// on the low halves of the lanes.
+HWY_NOINLINE void PhiloxDraws(uint64_t key, uint64_t counter, size_t blocks,
+                              uint64_t* HWY_RESTRICT out) {
 #if HWY_TARGET == HWY_SCALAR
   // One lane: no 64→32-bit lane view; the scalar twin is the same thing.
   for (size_t b = 0; b < blocks; ++b) {
     const auto w = Philox4x32(key, counter + b);
-    for (size_t i = 0; i < 4; ++i) out[4 * b + i] = w[i];
+    out[2 * b] = uint64_t(w[0] >> 8) | uint64_t(w[1] >> 8) << 32;
+    out[2 * b + 1] = uint64_t(w[2] >> 8) | uint64_t(w[3] >> 8) << 32;
   }
 #else
   using D64 = hn::ScalableTag<uint64_t>;
   const D64 d64;
   const hn::Repartition<uint32_t, D64> d32;
   const size_t L = hn::Lanes(d64);
-  HWY_ALIGN uint64_t w0[hn::MaxLanes(d64)];
-  HWY_ALIGN uint64_t w1[hn::MaxLanes(d64)];
-  HWY_ALIGN uint64_t w2[hn::MaxLanes(d64)];
-  HWY_ALIGN uint64_t w3[hn::MaxLanes(d64)];
   const auto low = hn::Set(d64, uint64_t{0xFFFFFFFFu});
   const auto m0 = hn::BitCast(d32, hn::Set(d64, uint64_t{0xD2511F53u}));
   const auto m1 = hn::BitCast(d32, hn::Set(d64, uint64_t{0xCD9E8D57u}));
@@ -135,28 +135,29 @@ HWY_NOINLINE void PhiloxBlocks(uint64_t key, uint64_t counter, size_t blocks,
       k0 += 0x9E3779B9u;
       k1 += 0xBB67AE85u;
     }
-    hn::Store(c0, d64, w0), hn::Store(c1, d64, w1);
-    hn::Store(c2, d64, w2), hn::Store(c3, d64, w3);
-    const size_t n = std::min(L, blocks - b0);
-    for (size_t b = 0; b < n; ++b) {
-      uint32_t* o = out + 4 * (b0 + b);
-      o[0] = uint32_t(w0[b]), o[1] = uint32_t(w1[b]);
-      o[2] = uint32_t(w2[b]), o[3] = uint32_t(w3[b]);
-    }
+    // Each word is in the low half of its lane: draw = word >> 8.
+    const auto w01 =
+        hn::Or(hn::ShiftRight<8>(c0), hn::ShiftLeft<32>(hn::ShiftRight<8>(c1)));
+    const auto w23 =
+        hn::Or(hn::ShiftRight<8>(c2), hn::ShiftLeft<32>(hn::ShiftRight<8>(c3)));
+    hn::StoreInterleaved2(w01, w23, d64, out + 2 * b0);
   }
 #endif
 }
 
-// Raw dropout draws for elements [i0, i0 + count), count <= 64: element i
-// is word i % 4 of block first_block + i / 4.
+// Dropout draws for elements [i0, i0 + count), count <= 64: element i is
+// word i % 4 of block first_block + i / 4, shifted right by 8.
 HWY_INLINE void DropoutBits(const RngSlice& rng, int64_t i0, size_t count,
                             int32_t* out) {
   const uint64_t first = uint64_t(i0) / 4;
   const size_t blocks = size_t((uint64_t(i0) + count - 1) / 4 - first + 1);
-  HWY_ALIGN uint32_t words[4 * (64 / 4 + 2)];
-  PhiloxBlocks(rng.seed, rng.first_block + first, blocks, words);
+  constexpr size_t kMaxBlocks = 64 / 4 + 1;
+  HWY_ALIGN uint64_t
+      draws[2 * (kMaxBlocks + hn::MaxLanes(hn::ScalableTag<uint64_t>()))];
+  PhiloxDraws(rng.seed, rng.first_block + first, blocks, draws);
   const size_t skip = size_t(uint64_t(i0) % 4);
-  for (size_t j = 0; j < count; ++j) out[j] = int32_t(words[skip + j] >> 8);
+  std::memcpy(out, reinterpret_cast<const char*>(draws) + 4 * skip,
+              count * sizeof(int32_t));
 }
 
 // Draws of a mask word: the (at most 64) elements from i0, once per word so
