@@ -37,6 +37,7 @@ struct LinearGemms {
   int64_t in = 0, out = 0;
   int threads = 1;
   ops::PackedB packed_w;  // B = W for dX = dZ·W, packed after each update
+  ops::PackedB packed_dz;
 
   // y [M, out] = x·W + epilogue.
   Status Forward(const float* wt, const float* x, int64_t M, float* y,
@@ -44,11 +45,14 @@ struct LinearGemms {
     return ops::Gemm({x, in, 1, M, y, out, threads},
                      ops::RowMajorB{wt, in, out, out}, e, ep);
   }
-  // dWᵀ [in, out] = Xᵀ·dZ: A(i, m) = x[m·in + i], B = dZ [M, out].
-  Status WeightGrad(const float* x, const float* dz, int64_t M,
-                    float* dwt) const {
-    return ops::Gemm({x, 1, in, in, dwt, out, threads},
-                     ops::RowMajorB{dz, M, out, out}, ops::Epilogue::kNone, {});
+  // dWᵀ [in, out] = Xᵀ·dZ: A(i, m) = x[m·in + i], B = dZ [M, out]. dZ is
+  // packed (M·out floats, a fraction of X): every row tile of the GEMM
+  // rereads a panel of it, which must stay in L1, and read in place with a
+  // row stride of 1 KiB (out = 256) its rows fall into a few cache sets.
+  Status WeightGrad(const float* x, const float* dz, int64_t M, float* dwt) {
+    ops::PackBInto(packed_dz, dz, M, out, out, 1, threads);
+    return ops::Gemm({x, 1, in, in, dwt, out, threads}, packed_dz,
+                     ops::Epilogue::kNone, {});
   }
   // dX [M, in] = dZ·W.
   Status InputGrad(const float* dz, int64_t M, float* dx) const {
@@ -102,7 +106,7 @@ class LinearLayer : public TrainLayer {
   LinearLayer(const Node& n, const TrainContext& ctx) {
     const Tensor& w = n.Param("weight");
     out = w.dim(0), in = w.dim(1);
-    gemms_ = {in, out, ctx.threads, {}};
+    gemms_ = {in, out, ctx.threads, {}, {}};
     params_.push_back(MakeTransposedWeight(n));
     has_bias_ = !n.Param("bias").empty();
     if (has_bias_) params_.push_back(MakeParam(n, "bias"));
@@ -150,7 +154,7 @@ class FusedBlockLayer : public TrainLayer {
       : ctx_(ctx), p_(p) {
     const Tensor& w = lin.Param("weight");
     out = w.dim(0), in = w.dim(1);
-    gemms_ = {in, out, ctx.threads, {}};
+    gemms_ = {in, out, ctx.threads, {}, {}};
     params_.push_back(MakeTransposedWeight(lin));
     has_bias_ = !lin.Param("bias").empty();
     if (has_bias_) params_.push_back(MakeParam(lin, "bias"));
