@@ -372,6 +372,24 @@ class DropoutLayer : public TrainLayer {
   std::vector<uint64_t> mask_;
 };
 
+// "block1: linear+batchnorm1d+relu" when the nodes share the prefix before
+// a '.', else their names joined by '+'.
+std::string LayerName(const std::vector<Node>& nodes, size_t first,
+                      size_t last) {
+  const std::string& n0 = nodes[first].name;
+  const size_t dot = n0.find('.');
+  bool shared = dot != std::string::npos && last > first;
+  for (size_t k = first; shared && k <= last; ++k) {
+    shared = nodes[k].name.compare(0, dot + 1, n0, 0, dot + 1) == 0;
+  }
+  std::string name = shared ? n0.substr(0, dot) + ": " : "";
+  for (size_t k = first; k <= last; ++k) {
+    if (k > first) name += "+";
+    name += shared ? nodes[k].name.substr(dot + 1) : nodes[k].name;
+  }
+  return name;
+}
+
 }  // namespace
 
 Result<std::vector<std::unique_ptr<TrainLayer>>> BuildTrainLayers(
@@ -381,6 +399,7 @@ Result<std::vector<std::unique_ptr<TrainLayer>>> BuildTrainLayers(
   auto& nodes = graph.nodes;
   for (size_t i = 0; i < nodes.size(); ++i) {
     const Node& n = nodes[i];
+    const size_t first = i;
     auto at = [&](size_t k, const char* op) {
       return k < nodes.size() && nodes[k].op == op;
     };
@@ -410,6 +429,7 @@ Result<std::vector<std::unique_ptr<TrainLayer>>> BuildTrainLayers(
       return Unimplemented("train: node '" + n.name + "' has op '" + n.op +
                            "', which the trainer cannot train");
     }
+    layers.back()->name = LayerName(nodes, first, i);
     width = layers.back()->out;
   }
   return layers;

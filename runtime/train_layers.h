@@ -4,6 +4,7 @@
 #define BALLAST_RUNTIME_TRAIN_LAYERS_H_
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "ballast/graph.h"
@@ -36,6 +37,7 @@ class TrainLayer {
   // BatchNorm's num_batches_tracked, for checkpoints (nullptr: none).
   virtual int64_t* num_batches() { return nullptr; }
   int64_t in = 0, out = 0;
+  std::string name;  // the graph nodes it runs, joined by '+'
   // False for the first layer: nothing consumes its input gradient, so it
   // neither computes dX nor keeps W packed for it.
   bool needs_dx = true;

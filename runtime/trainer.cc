@@ -1,6 +1,7 @@
 #include "ballast/trainer.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -22,6 +23,22 @@ struct Trainer::Impl {
   std::vector<float> grad_a, grad_b;              // ping-pong gradients
   int64_t in = 0, out = 0, step = 0;
   Generator rng;
+  // With opt.profile: [3·layer + phase] (forward, backward, update), then
+  // the loss.
+  std::vector<PhaseTime> profile;
+
+  // Runs fn and, when profiling, adds its wall time to profile[slot].
+  template <class Fn>
+  auto Timed(size_t slot, Fn fn) {
+    if (!opt.profile) return fn();
+    const auto t0 = std::chrono::steady_clock::now();
+    auto result = fn();
+    profile[slot].seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+            .count();
+    ++profile[slot].steps;
+    return result;
+  }
 
   Impl(const TrainerOptions& o) : opt(o), rng(o.seed) {}
 
@@ -96,12 +113,15 @@ struct Trainer::Impl {
     }
     const float* in_ptr = x;
     for (size_t i = 0; i < layers.size(); ++i) {
-      BALLAST_RETURN_IF_ERROR(
-          layers[i]->Forward(in_ptr, M, acts[i].data(), rng));
+      BALLAST_RETURN_IF_ERROR(Timed(3 * i, [&] {
+        return layers[i]->Forward(in_ptr, M, acts[i].data(), rng);
+      }));
       in_ptr = acts[i].data();
     }
     StepResult r;
-    BALLAST_RETURN_IF_ERROR(Loss(in_ptr, labels, targets, M, grad_a.data(), r));
+    BALLAST_RETURN_IF_ERROR(Timed(3 * layers.size(), [&] {
+      return Loss(in_ptr, labels, targets, M, grad_a.data(), r);
+    }));
     if (!std::isfinite(r.loss)) {
       return FailedPrecondition("train: the loss is " + std::to_string(r.loss) +
                                 " at step " + std::to_string(step + 1));
@@ -110,11 +130,16 @@ struct Trainer::Impl {
     float* dx = grad_b.data();
     if (update) ++step;
     for (size_t i = layers.size(); i-- > 0;) {
-      BALLAST_RETURN_IF_ERROR(layers[i]->Backward(dy, i > 0 ? dx : nullptr, M));
+      BALLAST_RETURN_IF_ERROR(Timed(3 * i + 1, [&] {
+        return layers[i]->Backward(dy, i > 0 ? dx : nullptr, M);
+      }));
       std::swap(dy, dx);
       if (update) {
-        OptimizerStep(opt.optimizer, step, layer_params[i], opt.threads);
-        layers[i]->ParamsUpdated();
+        Timed(3 * i + 2, [&] {
+          OptimizerStep(opt.optimizer, step, layer_params[i], opt.threads);
+          layers[i]->ParamsUpdated();
+          return 0;
+        });
       }
     }
     return r;
@@ -173,6 +198,14 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(
     impl->layer_params.push_back(l->params());
     for (Param* p : l->params()) impl->params.push_back(p);
   }
+  if (options.profile) {
+    for (const auto& l : impl->layers) {
+      for (const char* phase : {"forward", "backward", "update"}) {
+        impl->profile.push_back({l->name, phase, 0.0, 0});
+      }
+    }
+    impl->profile.push_back({"loss", "loss", 0.0, 0});
+  }
   impl->grad_a.resize(size_t(options.max_batch * widest));
   impl->grad_b.resize(size_t(options.max_batch * widest));
   return std::unique_ptr<Trainer>(new Trainer(std::move(impl)));
@@ -192,11 +225,17 @@ Result<StepResult> Trainer::Step(const float* x, const int32_t* labels,
   BALLAST_ASSIGN_OR_RETURN(
       StepResult r, impl_->ForwardBackward(x, labels, targets, batch, !clip));
   if (clip) {
-    ClipGradNorm(impl_->params, impl_->opt.clip_grad_norm);
-    ++impl_->step;
-    OptimizerStep(impl_->opt.optimizer, impl_->step, impl_->params,
-                  impl_->opt.threads);
-    for (auto& l : impl_->layers) l->ParamsUpdated();
+    Impl& m = *impl_;
+    ClipGradNorm(m.params, m.opt.clip_grad_norm);
+    ++m.step;
+    for (size_t i = 0; i < m.layers.size(); ++i) {
+      m.Timed(3 * i + 2, [&] {
+        OptimizerStep(m.opt.optimizer, m.step, m.layer_params[i],
+                      m.opt.threads);
+        m.layers[i]->ParamsUpdated();
+        return 0;
+      });
+    }
   }
   return r;
 }
@@ -256,6 +295,7 @@ std::map<std::string, Tensor> Trainer::Gradients() const {
 void Trainer::set_lr(double lr) { impl_->opt.optimizer.lr = lr; }
 double Trainer::lr() const { return impl_->opt.optimizer.lr; }
 int64_t Trainer::step() const { return impl_->step; }
+std::vector<PhaseTime> Trainer::Profile() const { return impl_->profile; }
 
 Model Trainer::Checkpoint(
     const std::map<std::string, std::string>& metadata) const {

@@ -163,6 +163,32 @@ TEST(TrainerTest, GradientsWeightsAndOptimizerStateComeOutInTheGraphLayout) {
   EXPECT_EQ(weights, 3);
 }
 
+TEST(TrainerTest, ProfileTimesEveryLayerPhaseOfEveryStep) {
+  const Problem p = MakeProblem(64, 12, 3, 13);
+  for (double clip : {0.0, 1.0}) {  // per-layer updates, and all at the end
+    TrainerOptions opt;
+    opt.profile = true;
+    opt.clip_grad_norm = clip;
+    auto t = Trainer::Create(Mlp(12, 3, 0.2, 14), opt);
+    ASSERT_TRUE(t.ok());
+    for (int s = 0; s < 3; ++s) {
+      ASSERT_TRUE((*t)->Step(p.x.data(), p.y.data(), nullptr, 64).ok());
+    }
+    const std::vector<PhaseTime> prof = (*t)->Profile();
+    ASSERT_EQ(prof.size(), 3u * 3u + 1u);  // 2 fused blocks + Linear, loss
+    EXPECT_EQ(prof[0].phase, "forward");
+    EXPECT_EQ(prof[2].phase, "update");
+    EXPECT_EQ(prof.back().layer, "loss");
+    for (const PhaseTime& ph : prof) {
+      EXPECT_EQ(ph.steps, 3) << ph.layer << " " << ph.phase;
+      EXPECT_GT(ph.seconds, 0.0) << ph.layer << " " << ph.phase;
+    }
+  }
+  auto quiet = Trainer::Create(Mlp(12, 3, 0.2, 14), TrainerOptions{});
+  ASSERT_TRUE(quiet.ok());
+  EXPECT_TRUE((*quiet)->Profile().empty());
+}
+
 TEST(TrainerTest, ANonFiniteLossStopsWithTheStepNumber) {
   const Problem p = MakeProblem(64, 6, 3, 9);
   TrainerOptions opt;

@@ -34,7 +34,7 @@ struct TrainCli {
               resume, log, plot, json;
   double dropout = 0.5, lr = 0.05, momentum = 0.9, weight_decay = 0.0,
          label_smoothing = 0.0, clip = 0.0;
-  bool no_bn = false, no_fuse = false;
+  bool no_bn = false, no_fuse = false, profile = false;
   int epochs = 5, threads = 1, label_column = 0, warmup = 0;
   int64_t batch = 128;
   uint64_t seed = 0;
@@ -147,6 +147,24 @@ void Progress(bool tty, int epoch, int epochs, int64_t done, int64_t total,
   std::fflush(stdout);
 }
 
+// The --profile table: mean wall time per step of each phase.
+void PrintProfile(const std::vector<PhaseTime>& profile) {
+  double total = 0;
+  for (const PhaseTime& p : profile) total += p.seconds;
+  fmt::print("profile (mean wall time per training step, {:.0f} us):\n",
+             profile.empty() || profile[0].steps == 0
+                 ? 0.0
+                 : 1e6 * total / double(profile[0].steps));
+  fmt::print("  {:<40} {:>9} {:>11} {:>7}\n", "layer", "phase", "us/step",
+             "share");
+  for (const PhaseTime& p : profile) {
+    if (p.steps == 0) continue;
+    fmt::print("  {:<40} {:>9} {:>11.1f} {:>6.1f}%\n", p.layer, p.phase,
+               1e6 * p.seconds / double(p.steps),
+               total > 0 ? 100 * p.seconds / total : 0.0);
+  }
+}
+
 Status RunTrain(const TrainCli& o) {
   BALLAST_ASSIGN_OR_RETURN(const std::vector<int64_t> widths,
                            ParseArch(o.arch));
@@ -175,6 +193,7 @@ Status RunTrain(const TrainCli& o) {
   to.seed = o.seed;
   to.max_batch = o.batch;
   to.fuse = !o.no_fuse;
+  to.profile = o.profile;
   to.label_smoothing = o.label_smoothing;
   to.clip_grad_norm = o.clip;
   to.optimizer.lr = o.lr;
@@ -305,6 +324,7 @@ Status RunTrain(const TrainCli& o) {
     fmt::print("saved {}\n", o.out);
   }
   fmt::print("total train time {:.2f} s\n", total_seconds);
+  if (o.profile) PrintProfile(trainer->Profile());
   if (!o.log.empty()) {
     std::string csv =
         "epoch,seconds,train_loss,train_accuracy,test_loss,test_accuracy\n";
@@ -395,6 +415,9 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
   c->add_option("--threads", o->threads, "Threads")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
+  c->add_flag("--profile", o->profile,
+              "Time each layer's forward, backward and update; print the "
+              "mean per step at the end");
   c->add_flag("--no-fuse", o->no_fuse,
               "Train with separate Linear/BN/ReLU/Dropout kernels");
   c->add_option("--out", o->out, "Save the trained model (.blst)");

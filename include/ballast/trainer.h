@@ -46,6 +46,15 @@ struct TrainerOptions {
   uint64_t seed = 0;  // dropout stream
   int64_t max_batch = 256;
   bool fuse = true;
+  bool profile = false;  // time each phase of Step (see Trainer::Profile)
+};
+
+// Wall time of one phase of Step, summed over the steps since Create.
+struct PhaseTime {
+  std::string layer;  // the layer's graph nodes joined by '+', or "loss"
+  std::string phase;  // "forward", "backward", "update" (optimizer + repack)
+  double seconds = 0.0;
+  int64_t steps = 0;
 };
 
 struct StepResult {
@@ -85,6 +94,9 @@ class Trainer {
   void set_lr(double lr);
   double lr() const;
   int64_t step() const;
+  // With TrainerOptions::profile: each layer's forward, backward and update
+  // time, layer by layer from the input, then the loss's. Empty without it.
+  std::vector<PhaseTime> Profile() const;
   // A checkpoint (format flag set): graph, optimizer state, step, RNG offset
   // and `metadata` merged into the graph metadata.
   Model Checkpoint(const std::map<std::string, std::string>& metadata) const;
