@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "ops/linear/gemm.h"
+
 namespace ballast {
 namespace {
 
@@ -120,37 +122,40 @@ void OptimizerStep(const OptimizerOptions& o, int64_t step,
   }
 }
 
-Tensor Transposed(const Tensor& t) {
-  const int64_t rows = t.dim(0), cols = t.dim(1);
-  Tensor out = Tensor::Zeros({cols, rows});
-  const float* src = t.data();
-  float* dst = out.data();
-  // 16 × 16 blocks: both sides touch whole cache lines.
-  constexpr int64_t kB = 16;
-  for (int64_t r0 = 0; r0 < rows; r0 += kB) {
-    for (int64_t c0 = 0; c0 < cols; c0 += kB) {
-      for (int64_t r = r0; r < std::min(rows, r0 + kB); ++r) {
-        for (int64_t c = c0; c < std::min(cols, c0 + kB); ++c) {
-          dst[c * rows + r] = src[r * cols + c];
-        }
-      }
-    }
+namespace {
+
+// W [out, in] from Wᵀ in the panel layout: W[o][i] = v[(o / nr)·in·nr +
+// i·nr + o % nr] with nr = ops::PanelLayoutWidth(out).
+void Unpack(const float* v, int64_t out, int64_t in, float* w) {
+  const int64_t nr = ops::PanelLayoutWidth(out);
+  for (int64_t o = 0; o < out; ++o) {
+    const float* panel = v + (o / nr) * in * nr + o % nr;
+    for (int64_t i = 0; i < in; ++i) w[o * in + i] = panel[i * nr];
   }
-  return out;
 }
 
+}  // namespace
+
 Tensor ToGraphLayout(const Param& p, const Tensor& t) {
-  return p.transposed ? Transposed(t) : t.Clone();
+  if (!p.panels) return t.Clone();
+  Tensor w = Tensor::Zeros(p.graph_value.shape());
+  Unpack(t.data(), w.dim(0), w.dim(1), w.data());
+  return w;
 }
 
 Tensor FromGraphLayout(const Param& p, const Tensor& t) {
-  return p.transposed ? Transposed(t) : t.Clone();
+  if (!p.panels) return t.Clone();
+  const int64_t out = t.dim(0), in = t.dim(1);
+  Tensor v = Tensor::Zeros({ops::PackedFloats(in, out)});
+  // B(k = i, n = o) = W[o][i]: the forward GEMM's packing of Wᵀ.
+  ops::PackBTo(v.data(), t.data(), in, out, 1, in);
+  return v;
 }
 
 void SyncToGraph(Param& p) {
-  if (!p.transposed) return;
-  const Tensor t = Transposed(p.value);
-  std::copy(t.data(), t.data() + t.numel(), p.graph_value.data());
+  if (!p.panels) return;
+  Unpack(p.value.data(), p.graph_value.dim(0), p.graph_value.dim(1),
+         p.graph_value.data());
 }
 
 double ClipGradNorm(std::vector<Param*>& params, double max_norm) {

@@ -13,26 +13,26 @@ namespace ballast {
 // One trainable tensor: its value, its gradient and the optimizer's state
 // for it, all in the layout the layer computes in. Usually that is the
 // graph's layout and `value` shares the graph's storage. A Linear weight
-// W [out, in] is instead kept transposed, Wᵀ [in, out], so that its GEMMs
-// read it in place; `graph_value` is then the graph's tensor, which
-// SyncToGraph refreshes. The optimizers are elementwise, so layout does not
-// change an update.
+// W [out, in] is instead kept as Wᵀ in the GEMM's panel layout
+// (ops::PackedFloats(in, out) floats), so that its GEMMs read and write it
+// in place and each thread's share of it is one contiguous range;
+// `graph_value` is then the graph's tensor, which SyncToGraph refreshes.
+// The optimizers are elementwise (the panels' zero padding stays zero), so
+// the layout does not change an update.
 struct Param {
   std::string key;  // "node.param"
   Tensor value, grad;
   Tensor buf1, buf2;  // SGD: momentum buffer; Adam: exp_avg, exp_avg_sq
   bool has_state = false;
-  bool transposed = false;
-  Tensor graph_value;  // transposed only: the graph's [out, in] tensor
+  bool panels = false;
+  Tensor graph_value;  // panels only: the graph's [out, in] tensor
 };
 
-// A 2-D tensor transposed (a copy).
-Tensor Transposed(const Tensor& t);
 // `t` (value, grad or a buffer of p) in the graph's layout, as a copy.
 Tensor ToGraphLayout(const Param& p, const Tensor& t);
 // A graph-layout tensor in p's layout, as a copy.
 Tensor FromGraphLayout(const Param& p, const Tensor& t);
-// Writes a transposed param's value into the graph's tensor.
+// Writes a panel-layout param's value into the graph's tensor.
 void SyncToGraph(Param& p);
 
 // Applies one update to every parameter; `step` counts updates from 1.

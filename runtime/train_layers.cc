@@ -19,49 +19,60 @@ Param MakeParam(const Node& n, const std::string& name) {
   return p;
 }
 
-// A Linear weight W [out, in] kept as Wᵀ [in, out]: the forward GEMM reads
-// it in place as B, and the weight gradient comes out as dWᵀ = Xᵀ·dZ with
-// both operands read in place, so neither packs anything.
-Param MakeTransposedWeight(const Node& n) {
+// A Linear weight W [out, in] kept as Wᵀ in the GEMM's panel layout: the
+// forward GEMM reads it in place as B and the weight gradient dWᵀ = Xᵀ·dZ
+// is written in place in the same layout, so the trainer never packs Wᵀ,
+// and with two threads each one reads, writes and updates its own
+// contiguous half (its column panels).
+Param MakePanelWeight(const Node& n) {
   Param p;
   p.key = n.name + ".weight";
   p.graph_value = n.Param("weight");
-  p.value = Transposed(p.graph_value);
+  p.panels = true;
+  p.value = FromGraphLayout(p, p.graph_value);
   p.grad = Tensor::Zeros(p.value.shape());
-  p.transposed = true;
   return p;
 }
 
-// The Linear GEMMs on Wᵀ [in, out] (see MakeTransposedWeight).
+// The Linear GEMMs on Wᵀ in the panel layout (see MakePanelWeight).
 struct LinearGemms {
   int64_t in = 0, out = 0;
   int threads = 1;
   ops::PackedB packed_w;  // B = W for dX = dZ·W, packed after each update
   ops::PackedB packed_dz;
 
+  // Threads for a GEMM of M·in·out multiply-adds: below about half a
+  // million (the 10-wide output layer's) a second thread costs more than it
+  // saves.
+  int ThreadsFor(int64_t M) const {
+    return M * in * out < (int64_t{1} << 19) ? 1 : threads;
+  }
   // y [M, out] = x·W + epilogue.
   Status Forward(const float* wt, const float* x, int64_t M, float* y,
                  ops::Epilogue e, const ops::EpilogueArgs& ep) const {
-    return ops::Gemm({x, in, 1, M, y, out, threads},
-                     ops::RowMajorB{wt, in, out, out}, e, ep);
+    return ops::Gemm({x, in, 1, M, y, out, ThreadsFor(M)},
+                     ops::PanelB{wt, in, out}, e, ep);
   }
-  // dWᵀ [in, out] = Xᵀ·dZ: A(i, m) = x[m·in + i], B = dZ [M, out]. dZ is
-  // packed (M·out floats, a fraction of X): every row tile of the GEMM
-  // rereads a panel of it, which must stay in L1, and read in place with a
-  // row stride of 1 KiB (out = 256) its rows fall into a few cache sets.
+  // dWᵀ = Xᵀ·dZ in the panel layout: A(i, m) = x[m·in + i], B = dZ [M, out].
+  // dZ is packed (M·out floats, a fraction of X): every row tile of the
+  // GEMM rereads a panel of it, which must stay in L1, and read in place
+  // with a row stride of 1 KiB (out = 256) its rows fall into a few cache
+  // sets.
   Status WeightGrad(const float* x, const float* dz, int64_t M, float* dwt) {
     ops::PackBInto(packed_dz, dz, M, out, out, 1, threads);
-    return ops::Gemm({x, 1, in, in, dwt, out, threads}, packed_dz,
-                     ops::Epilogue::kNone, {});
+    const int64_t w = ops::PanelLayoutWidth(out);
+    ops::GemmArgs args{x, 1, in, in, dwt, w, ThreadsFor(M)};
+    args.y_panel_stride = in * w;
+    return ops::Gemm(args, packed_dz, ops::Epilogue::kNone, {});
   }
   // dX [M, in] = dZ·W.
   Status InputGrad(const float* dz, int64_t M, float* dx) const {
-    return ops::Gemm({dz, out, 1, M, dx, in, threads}, packed_w,
+    return ops::Gemm({dz, out, 1, M, dx, in, ThreadsFor(M)}, packed_w,
                      ops::Epilogue::kNone, {});
   }
-  // B(o, i) = W[o][i] = Wᵀ[i·out + o].
+  // B(o, i) = W[o][i] = Wᵀ(i, o).
   void Repack(const float* wt) {
-    ops::PackBInto(packed_w, wt, out, in, 1, out, threads);
+    ops::PackBFromPanels(packed_w, wt, in, out, threads);
   }
 };
 
@@ -107,7 +118,7 @@ class LinearLayer : public TrainLayer {
     const Tensor& w = n.Param("weight");
     out = w.dim(0), in = w.dim(1);
     gemms_ = {in, out, ctx.threads, {}, {}};
-    params_.push_back(MakeTransposedWeight(n));
+    params_.push_back(MakePanelWeight(n));
     has_bias_ = !n.Param("bias").empty();
     if (has_bias_) params_.push_back(MakeParam(n, "bias"));
     zero_bias_.assign(size_t(out), 0.0f);
@@ -155,7 +166,7 @@ class FusedBlockLayer : public TrainLayer {
     const Tensor& w = lin.Param("weight");
     out = w.dim(0), in = w.dim(1);
     gemms_ = {in, out, ctx.threads, {}, {}};
-    params_.push_back(MakeTransposedWeight(lin));
+    params_.push_back(MakePanelWeight(lin));
     has_bias_ = !lin.Param("bias").empty();
     if (has_bias_) params_.push_back(MakeParam(lin, "bias"));
     affine_ = bn.GetBool("affine", true);

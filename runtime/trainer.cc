@@ -26,6 +26,8 @@ struct Trainer::Impl {
   // With opt.profile: [3·layer + phase] (forward, backward, update), then
   // the loss.
   std::vector<PhaseTime> profile;
+  std::vector<double> row_loss;  // Loss scratch
+  std::vector<uint8_t> row_correct;
 
   // Runs fn and, when profiling, adds its wall time to profile[slot].
   template <class Fn>
@@ -42,44 +44,57 @@ struct Trainer::Impl {
 
   Impl(const TrainerOptions& o) : opt(o), rng(o.seed) {}
 
-  // Brings the graph's tensors up to date with the params kept transposed.
+  // Brings the graph's tensors up to date with the params kept in panels.
   void SyncGraph() {
     for (Param* p : params) SyncToGraph(*p);
   }
 
   Status Loss(const float* y, const int32_t* labels, const float* targets,
-              int64_t M, float* dy, StepResult& r) const {
+              int64_t M, float* dy, StepResult& r) {
     const int64_t C = out;
     double total = 0;
     if (opt.loss == LossKind::kCrossEntropy) {
       if (!labels) return InvalidArgument("train: cross-entropy needs labels");
-      const double eps = opt.label_smoothing;
       for (int64_t m = 0; m < M; ++m) {
-        const int32_t label = labels[m];
-        if (label < 0 || label >= C) {
-          return OutOfRange("train: label " + std::to_string(label) +
+        if (labels[m] < 0 || labels[m] >= C) {
+          return OutOfRange("train: label " + std::to_string(labels[m]) +
                             " at row " + std::to_string(m) +
                             " is outside [0, " + std::to_string(C) + ")");
         }
+      }
+      const double eps = opt.label_smoothing;
+      // Rows in parallel, each row's loss kept, then summed in row order:
+      // the same bits on any thread count.
+      row_loss.resize(size_t(M));
+      row_correct.resize(size_t(M));
+      const int threads = M * C >= 1024 ? opt.threads : 1;
+#pragma omp parallel for num_threads(threads) schedule(static)
+      for (int64_t m = 0; m < M; ++m) {
+        const int32_t label = labels[m];
         const float* z = y + m * C;
         double mx = z[0];
         int64_t arg = 0;
         for (int64_t c = 1; c < C; ++c) {
           if (z[c] > mx) mx = z[c], arg = c;
         }
-        r.correct += arg == label;
+        row_correct[size_t(m)] = arg == label;
         double se = 0;
         for (int64_t c = 0; c < C; ++c) se += std::exp(double(z[c]) - mx);
         const double lse = mx + std::log(se);
         double mean_neg_logp = 0;
         for (int64_t c = 0; c < C; ++c) mean_neg_logp += lse - z[c];
         mean_neg_logp /= double(C);
-        total += (1 - eps) * (lse - z[label]) + eps * mean_neg_logp;
+        row_loss[size_t(m)] =
+            (1 - eps) * (lse - z[label]) + eps * mean_neg_logp;
         for (int64_t c = 0; c < C; ++c) {
           const double p = std::exp(double(z[c]) - lse);
           const double t = (c == label ? 1 - eps : 0.0) + eps / double(C);
           dy[m * C + c] = float((p - t) / double(M));
         }
+      }
+      for (int64_t m = 0; m < M; ++m) {
+        total += row_loss[size_t(m)];
+        r.correct += row_correct[size_t(m)];
       }
       r.loss = total / double(M);
     } else {
@@ -354,8 +369,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Resume(
     }
   }
   for (Param* p : m.params) {
-    const Shape shape =
-        p->transposed ? p->graph_value.shape() : p->value.shape();
+    const Shape shape = p->panels ? p->graph_value.shape() : p->value.shape();
     const std::pair<const char*, Tensor*> bufs[] = {{"buf1", &p->buf1},
                                                     {"buf2", &p->buf2}};
     for (const auto& [name, buf] : bufs) {

@@ -126,7 +126,7 @@ TEST(TrainerTest, ResumingFromACheckpointIsBitExact) {
   }
 }
 
-// The trainer keeps Linear weights transposed inside; what it hands out —
+// The trainer keeps Linear weights in its GEMM layout; what it hands out —
 // gradients, graph, optimizer state in checkpoints — is in the graph's
 // layout. After one SGD step with momentum the momentum buffer is the
 // gradient itself, and the weight moved by −lr·gradient.

@@ -102,6 +102,7 @@ struct TileCtx {
   int64_t a_rs, a_cs;
   float* y;
   int64_t ldy, n;
+  int64_t y_panel_stride;  // > 0: Y in the panel layout
   BPanels b;
   EpilogueArgs ep;
   GemmStatsChunk* stats;  // kBiasStats: the chunk of this thread's rows
@@ -181,7 +182,7 @@ HWY_NOINLINE void AccumulateStats(const TileCtx& c, int64_t m0, int mr,
 
 #define BALLAST_GEMM_STORE_ROW(r)                                   \
   if constexpr (MR > r) {                                           \
-    float* yr = c.y + (m0 + r) * c.ldy + n0;                        \
+    float* yr = y_panel + (m0 + r) * c.ldy;                         \
     if (!first) {                                                   \
       c##r##0 = hn::Add(c##r##0, LoadPartial(d, yr, v0));           \
       if constexpr (NVA > 1) {                                      \
@@ -261,6 +262,7 @@ HWY_NOINLINE void Tile(const TileCtx& c, int64_t m0, int64_t p, int64_t k0,
     return size_t(std::clamp<int64_t>(cols - v * L, 0, L));
   };
   const size_t v0 = valid(0), v1 = valid(1), v2 = valid(2), v3 = valid(3);
+  float* y_panel = c.y + (c.y_panel_stride ? p * c.y_panel_stride : n0);
   BALLAST_GEMM_STORE_ROW(0)
   BALLAST_GEMM_STORE_ROW(1)
   BALLAST_GEMM_STORE_ROW(2)
@@ -332,6 +334,7 @@ void GemmTyped(const GemmArgs& args, const BPanels& b, const EpilogueArgs& ep,
                args.y,
                args.ldy,
                b.n,
+               args.y_panel_stride,
                b,
                ep,
                nullptr};

@@ -65,6 +65,72 @@ void PackBInto(PackedB& b, const float* src, int64_t K, int64_t N,
   (src, K, N, stride_k, stride_n, b.data_.get(), t);
 }
 
+int64_t PanelLayoutWidth(int64_t N) {
+  const int64_t lanes = HWY_DYNAMIC_DISPATCH(VectorLanes)();
+  return N <= lanes ? lanes : GemmPanelWidth();
+}
+
+int64_t PackedFloats(int64_t K, int64_t N) {
+  const int64_t w = PanelLayoutWidth(N);
+  return (N + w - 1) / w * w * std::max<int64_t>(K, 1);
+}
+
+void PackBTo(float* dst, const float* src, int64_t K, int64_t N,
+             int64_t stride_k, int64_t stride_n, int threads) {
+  const int64_t w = PanelLayoutWidth(N);
+  if (w != GemmPanelWidth()) {  // one narrow panel
+    for (int64_t k = 0; k < K; ++k) {
+      for (int64_t j = 0; j < w; ++j) {
+        dst[k * w + j] = j < N ? src[k * stride_k + j * stride_n] : 0.0f;
+      }
+    }
+    return;
+  }
+  const int t = omp_in_parallel() ? 1 : std::max(1, threads);
+  HWY_DYNAMIC_DISPATCH(PackBImpl)(src, K, N, stride_k, stride_n, dst, t);
+}
+
+void PackBFromPanels(PackedB& b, const float* panels, int64_t K, int64_t N,
+                     int threads) {
+  // The result is [N, K]: rows n of the source, columns k.
+  const int64_t nr = GemmPanelWidth();
+  b.k_ = N;
+  b.n_ = K;
+  b.nr_ = nr;
+  const int64_t out_panels = (K + nr - 1) / nr;
+  const size_t floats = size_t(out_panels * nr * std::max<int64_t>(N, 1));
+  if (floats > b.capacity_ || !b.data_) {
+    const size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
+    b.data_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+    if (!b.data_) throw std::bad_alloc();
+    b.capacity_ = floats;
+  }
+  float* dst = b.data_.get();
+  const int t = omp_in_parallel() || K * N < (int64_t{1} << 14)
+                    ? 1
+                    : std::max(1, threads);
+  const int64_t w = PanelLayoutWidth(N);  // the source's panel width
+  // Output panel q holds source rows k in [q·nr, q·nr + nr) as columns; each
+  // source panel s gives it a block, read along n (contiguous).
+#pragma omp parallel for num_threads(t) schedule(static)
+  for (int64_t q = 0; q < out_panels; ++q) {
+    const int64_t k0 = q * nr, cols = std::min(nr, K - k0);
+    float* out = dst + q * nr * N;
+    for (int64_t s = 0; s * w < N; ++s) {
+      const int64_t rows = std::min(w, N - s * w);
+      const float* src = panels + s * K * w + k0 * w;
+      for (int64_t j = 0; j < cols; ++j) {
+        for (int64_t r = 0; r < rows; ++r) {
+          out[(s * w + r) * nr + j] = src[j * w + r];
+        }
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t j = cols; j < nr; ++j) out[(s * w + r) * nr + j] = 0.0f;
+      }
+    }
+  }
+}
+
 PackedB PackB(const float* src, int64_t K, int64_t N, int64_t stride_k,
               int64_t stride_n, int threads) {
   PackedB b;
@@ -121,7 +187,21 @@ Status GemmPanels(const GemmArgs& args, const BPanels& b, Epilogue epilogue,
     return InvalidArgument("gemm: M = " + std::to_string(args.m) +
                            " must be >= 0");
   }
-  if (args.ldy < b.n) {
+  if (args.y_panel_stride > 0) {
+    if (args.ldy < std::min(b.nr, b.n) ||
+        args.y_panel_stride < args.m * args.ldy) {
+      return InvalidArgument("gemm: panel-layout output with row stride " +
+                             std::to_string(args.ldy) + " and panel stride " +
+                             std::to_string(args.y_panel_stride) +
+                             " cannot hold " + std::to_string(args.m) +
+                             " rows of " + std::to_string(b.nr) +
+                             " columns per panel");
+    }
+    if (epilogue == Epilogue::kBiasStats) {
+      return InvalidArgument(
+          "gemm: epilogue bias_stats needs a row-major output");
+    }
+  } else if (args.ldy < b.n) {
     return InvalidArgument("gemm: output row stride " +
                            std::to_string(args.ldy) +
                            " is below N = " + std::to_string(b.n));
@@ -184,6 +264,18 @@ Status Gemm(const GemmArgs& args, const PackedB& b, Epilogue epilogue,
   const BPanels panels{b.panel(0), b.k(),  b.n(),
                        b.nr(),     b.nr(), b.nr() * b.k()};
   return GemmPanels(args, panels, epilogue, ep);
+}
+
+Status Gemm(const GemmArgs& args, const PanelB& b, Epilogue epilogue,
+            const EpilogueArgs& ep) {
+  if (b.k < 0 || b.n < 0 || (b.data == nullptr && b.k * b.n != 0)) {
+    return InvalidArgument("gemm: panel-layout B of " + std::to_string(b.k) +
+                           " x " + std::to_string(b.n) + " without data");
+  }
+  // A narrow layout (one vector) is one panel the kernel reads one vector of.
+  const int64_t nr = GemmPanelWidth(), w = PanelLayoutWidth(b.n);
+  return GemmPanels(args, BPanels{b.data, b.k, b.n, nr, w, w * b.k}, epilogue,
+                    ep);
 }
 
 Status Gemm(const GemmArgs& args, const RowMajorB& b, Epilogue epilogue,

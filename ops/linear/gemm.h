@@ -67,6 +67,7 @@ class PackedB {
  private:
   friend void PackBInto(PackedB&, const float*, int64_t, int64_t, int64_t,
                         int64_t, int);
+  friend void PackBFromPanels(PackedB&, const float*, int64_t, int64_t, int);
   struct Free {
     void operator()(float* p) const;
   };
@@ -87,6 +88,21 @@ void PackBInto(PackedB& b, const float* src, int64_t K, int64_t N,
 // The panel width the current Highway target uses (PackB packs with it).
 int64_t GemmPanelWidth();
 
+// The panel layout in the caller's storage: PackedFloats(K, N) floats hold
+// B(k, n) at [(n / W)·K·W + k·W + n % W], zero past N, where W =
+// PanelLayoutWidth(N): the panel width NR, or one vector's lanes when N fits
+// in one vector (the kernel then reads one vector per row, and a 10-wide
+// output layer does not carry 54 columns of padding). The trainer keeps its
+// weights this way, so that its GEMMs read and write them in place.
+int64_t PanelLayoutWidth(int64_t N);
+int64_t PackedFloats(int64_t K, int64_t N);
+void PackBTo(float* dst, const float* src, int64_t K, int64_t N,
+             int64_t stride_k, int64_t stride_n, int threads = 1);
+// Packs B'(k', n') = B(n', k'), the transpose ([N, K]) of a panel-layout
+// matrix B [K, N], into ordinary panels.
+void PackBFromPanels(PackedB& b, const float* panels, int64_t K, int64_t N,
+                     int threads = 1);
+
 struct GemmArgs {
   const float* a = nullptr;  // A(m, k) = a[m·a_row_stride + k·a_col_stride]
   int64_t a_row_stride = 0;
@@ -95,6 +111,11 @@ struct GemmArgs {
   float* y = nullptr;  // Y(m, n) = y[m·ldy + n]
   int64_t ldy = 0;
   int threads = 1;
+  // > 0: Y is in a panel layout, Y(m, n) = y[(n / NR)·y_panel_stride +
+  // m·ldy + n % NR], where ldy is the panel width (PanelLayoutWidth(N) for
+  // PackedFloats storage; it may be one vector only when N fits in one). Not
+  // with kBiasStats.
+  int64_t y_panel_stride = 0;
 };
 
 // B read in place from row-major storage: B(k, n) = data[k·ld + n], ld >= n.
@@ -107,11 +128,20 @@ struct RowMajorB {
   int64_t k = 0, n = 0, ld = 0;
 };
 
+// B in the panel layout (PackedFloats(k, n) floats of the caller's, packed
+// for the current target's panel width).
+struct PanelB {
+  const float* data = nullptr;
+  int64_t k = 0, n = 0;
+};
+
 // Y = epilogue(A·B). Fails when B was packed for another target's panel
 // width, or on inconsistent sizes.
 Status Gemm(const GemmArgs& args, const PackedB& b, Epilogue epilogue,
             const EpilogueArgs& ep);
 Status Gemm(const GemmArgs& args, const RowMajorB& b, Epilogue epilogue,
+            const EpilogueArgs& ep);
+Status Gemm(const GemmArgs& args, const PanelB& b, Epilogue epilogue,
             const EpilogueArgs& ep);
 
 }  // namespace ballast::ops

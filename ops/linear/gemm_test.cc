@@ -326,6 +326,75 @@ TEST(GemmTest, RowMajorBNeverReadsPastItsLastRowAndMatchesPackedBitForBit) {
   });
 }
 
+// The trainer's weight layout: Wᵀ kept in panels in its own storage (PanelB),
+// its gradient written into the same layout (y_panel_stride), and W packed
+// from it for dX (PackBFromPanels). Each is compared with the ordinary
+// path, which sums in the same order, so bit for bit.
+TEST(GemmTest, PanelLayoutOperandsMatchTheOrdinaryPathBitForBit) {
+  ForEachTarget([](const char*) {
+    for (int threads : {1, 2}) {
+      for (int64_t n : {1, 10, 16, 17, 64, 100, 256}) {
+        const int64_t m = 13, k = 37;
+        SCOPED_TRACE(::testing::Message()
+                     << "N=" << n << " threads=" << threads);
+        Generator g(static_cast<uint64_t>(n + 100 * threads));
+        Buffer x(size_t(m * k)), w(size_t(n * k));  // W [N, K]
+        x.FillUniform(g), w.FillUniform(g);
+        const int64_t width = PanelLayoutWidth(n);
+        ASSERT_TRUE(width == GemmPanelWidth() || n <= width);
+        std::vector<float> panels(size_t(PackedFloats(k, n)), NAN);
+        PackBTo(panels.data(), w.data(), k, n, 1, k, threads);
+        // Forward: Y = X·Wᵀ.
+        Buffer y_ref(size_t(m * n)), y(size_t(m * n));
+        ASSERT_TRUE(Gemm({x.data(), k, 1, m, y_ref.data(), n, threads},
+                         PackB(w.data(), k, n, 1, k), Epilogue::kNone, {})
+                        .ok());
+        ASSERT_TRUE(Gemm({x.data(), k, 1, m, y.data(), n, threads},
+                         PanelB{panels.data(), k, n}, Epilogue::kNone, {})
+                        .ok());
+        EXPECT_EQ(y.ToVector(), y_ref.ToVector());
+        // dX = Y·W through W packed from the panels.
+        Buffer dx_ref(size_t(m * k)), dx(size_t(m * k));
+        ASSERT_TRUE(Gemm({y.data(), n, 1, m, dx_ref.data(), k, threads},
+                         PackB(w.data(), n, k, k, 1), Epilogue::kNone, {})
+                        .ok());
+        PackedB from_panels;
+        PackBFromPanels(from_panels, panels.data(), k, n, threads);
+        ASSERT_TRUE(Gemm({y.data(), n, 1, m, dx.data(), k, threads},
+                         from_panels, Epilogue::kNone, {})
+                        .ok());
+        EXPECT_EQ(dx.ToVector(), dx_ref.ToVector());
+        // dWᵀ [K, N] = Xᵀ·Y written in the panel layout.
+        Buffer dwt_ref(size_t(k * n));
+        const PackedB y_packed = PackB(y.data(), m, n, n, 1);
+        ASSERT_TRUE(Gemm({x.data(), 1, k, k, dwt_ref.data(), n, threads},
+                         y_packed, Epilogue::kNone, {})
+                        .ok());
+        std::vector<float> dwt(size_t(PackedFloats(k, n)), 0.0f);
+        GemmArgs a{x.data(), 1, k, k, dwt.data(), width, threads};
+        a.y_panel_stride = k * width;
+        ASSERT_TRUE(Gemm(a, y_packed, Epilogue::kNone, {}).ok());
+        for (int64_t i = 0; i < k; ++i) {
+          for (int64_t j = 0; j < n; ++j) {
+            ASSERT_EQ(
+                dwt[size_t((j / width) * k * width + i * width + j % width)],
+                dwt_ref[size_t(i * n + j)])
+                << "dWᵀ(" << i << ", " << j << ")";
+          }
+        }
+        // The padding of the last panel stays untouched (zero).
+        for (int64_t i = 0; i < k; ++i) {
+          for (int64_t j = n; j % width != 0; ++j) {
+            ASSERT_EQ(
+                dwt[size_t((j / width) * k * width + i * width + j % width)],
+                0.0f);
+          }
+        }
+      }
+    }
+  });
+}
+
 TEST(GemmTest, RejectsWeightsPackedForAnotherTargetAndBadArguments) {
   std::vector<float> w(64 * 8, 1.0f), x(8, 1.0f), y(64);
   PackedB packed = PackB(w.data(), 8, 64, 1, 8);
@@ -356,6 +425,17 @@ TEST(GemmTest, RejectsWeightsPackedForAnotherTargetAndBadArguments) {
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("row stride 32"), std::string::npos)
       << s.ToString();
+  // A panel-layout output too small for its rows, and with statistics.
+  std::vector<double> mean(64), var(64);
+  GemmArgs panel_y{x.data(), 8, 1, 1, y.data(), GemmPanelWidth(), 1};
+  panel_y.y_panel_stride = 1;
+  EXPECT_EQ(Gemm(panel_y, packed, Epilogue::kNone, {}).code(),
+            StatusCode::kInvalidArgument);
+  panel_y.y_panel_stride = GemmPanelWidth();
+  EpilogueArgs stats;
+  stats.mean = mean.data(), stats.var = var.data();
+  EXPECT_EQ(Gemm(panel_y, packed, Epilogue::kBiasStats, stats).code(),
+            StatusCode::kInvalidArgument);
 }
 
 }  // namespace
