@@ -35,6 +35,10 @@ cmp "$work/y_straight.csv" "$work/y_resumed.csv"
 grep -q '"total_seconds"' "$work/straight.json"
 grep -q '<svg' "$work/straight.svg"
 test "$(wc -l < "$work/straight.csv")" -eq 4
+# --profile: one row per phase of each layer (2 blocks + the output Linear) and the loss.
+run_ballast train "${common[@]}" --profile > "$work/profile.txt"
+test "$(grep -cE ' (forward|backward|update) ' "$work/profile.txt")" -eq 9
+grep -qE '^ +loss +loss ' "$work/profile.txt"
 # Bad input is an error naming the problem, and nothing already saved is lost.
 if run_ballast train --data "$work/missing.csv" --arch 8-2 --epochs 1 2>"$work/err.txt"; then
   echo "a missing data file was accepted"; exit 1
