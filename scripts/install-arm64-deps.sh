@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what cross-building ballast for aarch64 and running its tests under emulation needs (Debian 12):
-# the cross compiler, qemu-user, and the arm64 (":arm64") -dev packages of every library ballast links.
+# the cross compiler, qemu-user, the arm64 (":arm64") -dev packages of every library ballast links, and
+# libgomp1:arm64 (qemu loads arm64 programs against the multiarch libraries; the cross compiler's own
+# libgomp in /usr/aarch64-linux-gnu is not on that path).
 # Adds the arm64 architecture to dpkg first. Idempotent: says nothing when all is present.
 # Not libdnnl-dev:arm64: Debian 12 cannot install it beside libdnnl-dev (both own a different
 # /usr/include/oneapi/dnnl/dnnl_config.h), so the aarch64 build runs without the oneDNN backend.
@@ -15,7 +17,7 @@ esac
 
 packages=(
   g++ cmake make pkg-config g++-aarch64-linux-gnu qemu-user
-  libhwy-dev:arm64 libgtest-dev:arm64 libgmock-dev:arm64 libbenchmark-dev:arm64
+  libgomp1:arm64 libhwy-dev:arm64 libgtest-dev:arm64 libgmock-dev:arm64 libbenchmark-dev:arm64
   libcli11-dev nlohmann-json3-dev libfmt-dev:arm64 libxxhash-dev:arm64 zlib1g-dev:arm64
 )
 
