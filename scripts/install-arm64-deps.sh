@@ -10,7 +10,7 @@
 set -euo pipefail
 
 case "${1:-}" in
-  -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
   "") ;;
   *) echo "install-arm64-deps.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
 esac
