@@ -145,10 +145,10 @@ TEST(GemmTest, EverySizeAroundTheVectorWidthOnEveryTarget) {
     for (int64_t m : kMs) {
       for (int64_t kn : kKNs) {
         // Each of K and N swept with the other small and odd.
-        for (bool row_major : {false, true}) {
-          RunCase({m, kn, 17, Epilogue::kBiasRelu, 1, 0, row_major});
-          RunCase({m, 33, kn, Epilogue::kBiasRelu, 1, 0, row_major});
-        }
+        RunCase({m, kn, 17, Epilogue::kBiasRelu, 1, 0});
+        RunCase({m, 33, kn, Epilogue::kBiasRelu, 1, 0});
+        // Row-major B: its edges are in N (K only changes the row count).
+        RunCase({m, 33, kn, Epilogue::kBiasRelu, 1, 0, true});
       }
     }
   });
@@ -169,10 +169,10 @@ TEST(GemmTest, TwoThreadsMisalignedPointersAndLargeShapes) {
   ForEachTarget([](const char*) {
     for (int threads : {1, 2}) {
       for (Epilogue e : {Epilogue::kBiasRelu, Epilogue::kBiasStats}) {
+        RunCase({129, 1024, 257, e, threads, 1});
+        RunCase({2, 1024, 1024, e, threads, 0});
         for (bool row_major : {false, true}) {
-          RunCase({129, 1024, 257, e, threads, 1, row_major});
           RunCase({64, 784, 255, e, threads, 3, row_major});
-          RunCase({2, 1024, 1024, e, threads, 0, row_major});
           RunCase({17, 15, 1024, e, threads, 1, row_major});
         }
       }
