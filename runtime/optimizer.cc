@@ -28,43 +28,18 @@ void ForEachRange(const Param& p, int threads, Body body) {
   }
 }
 
-// Branch-free loops per case so that the compiler vectorizes them.
+// The update itself is ops::SgdUpdate, the same vector step as the GEMM's
+// kSgd epilogue, so a weight updated inside its gradient GEMM gets the same
+// bits as one updated here.
 void Sgd(const OptimizerOptions& o, Param& p, int threads) {
+  const ops::SgdArgs a = PrepareSgd(o, p);
   float* w = p.value.data();
   const float* g = p.grad.data();
-  const float lr = float(o.lr), wd = float(o.weight_decay);
-  const float mom = float(o.momentum), damp = float(o.dampening);
-  if (o.momentum == 0.0) {
-    ForEachRange(p, threads, [=](int64_t i0, int64_t i1) {
-#pragma omp simd
-      for (int64_t i = i0; i < i1; ++i) w[i] -= lr * (g[i] + wd * w[i]);
-    });
-    return;
-  }
-  if (!p.has_state) p.buf1 = Tensor::Zeros(p.value.shape());
-  float* buf = p.buf1.data();
-  // The first step copies d_p into the buffer (torch.clone): buf = 0·buf + d.
-  const float keep = p.has_state ? mom : 0.0f;
-  const float add = p.has_state ? 1.0f - damp : 1.0f;
-  if (o.nesterov) {
-    ForEachRange(p, threads, [=](int64_t i0, int64_t i1) {
-#pragma omp simd
-      for (int64_t i = i0; i < i1; ++i) {
-        const float d = g[i] + wd * w[i];
-        buf[i] = keep * buf[i] + add * d;
-        w[i] -= lr * (d + mom * buf[i]);
-      }
-    });
-  } else {
-    ForEachRange(p, threads, [=](int64_t i0, int64_t i1) {
-#pragma omp simd
-      for (int64_t i = i0; i < i1; ++i) {
-        buf[i] = keep * buf[i] + add * (g[i] + wd * w[i]);
-        w[i] -= lr * buf[i];
-      }
-    });
-  }
-  p.has_state = true;
+  float* buf = a.has_buf ? p.buf1.data() : nullptr;
+  ForEachRange(p, threads, [&](int64_t i0, int64_t i1) {
+    ops::SgdUpdate(a, g + i0, w + i0, buf ? buf + i0 : nullptr, i1 - i0);
+  });
+  p.has_state = a.has_buf || p.has_state;
 }
 
 // torch.optim._functional._single_tensor_adam (amsgrad off, maximize off).
@@ -105,9 +80,25 @@ void Adam(const OptimizerOptions& o, int64_t step, Param& p, bool decoupled,
 
 }  // namespace
 
+ops::SgdArgs PrepareSgd(const OptimizerOptions& o, Param& p) {
+  ops::SgdArgs a;
+  a.lr = float(o.lr);
+  a.weight_decay = float(o.weight_decay);
+  a.momentum = float(o.momentum);
+  a.nesterov = o.nesterov;
+  a.has_buf = o.momentum != 0.0;
+  if (a.has_buf && !p.has_state) p.buf1 = Tensor::Zeros(p.value.shape());
+  // The first step copies d_p into the buffer (torch.clone): buf = 0·buf + d.
+  a.keep = p.has_state ? float(o.momentum) : 0.0f;
+  a.add = p.has_state ? float(1.0 - o.dampening) : 1.0f;
+  return a;
+}
+
 void OptimizerStep(const OptimizerOptions& o, int64_t step,
-                   std::vector<Param*>& params, int threads) {
+                   std::vector<Param*>& params, int threads,
+                   const Param* skip) {
   for (Param* p : params) {
+    if (p == skip) continue;
     switch (o.kind) {
       case OptimizerKind::kSgd:
         Sgd(o, *p, threads);

@@ -7,6 +7,7 @@
 
 #include "ballast/tensor.h"
 #include "ballast/trainer.h"
+#include "ops/optim/sgd.h"
 
 namespace ballast {
 
@@ -35,9 +36,15 @@ Tensor FromGraphLayout(const Param& p, const Tensor& t);
 // Writes a panel-layout param's value into the graph's tensor.
 void SyncToGraph(Param& p);
 
-// Applies one update to every parameter; `step` counts updates from 1.
+// The SGD update of p's next step (keep/add from whether it has momentum
+// yet); allocates its momentum buffer on the first step.
+ops::SgdArgs PrepareSgd(const OptimizerOptions& o, Param& p);
+
+// Applies one update to every parameter but `skip` (already updated);
+// `step` counts updates from 1.
 void OptimizerStep(const OptimizerOptions& o, int64_t step,
-                   std::vector<Param*>& params, int threads = 1);
+                   std::vector<Param*>& params, int threads = 1,
+                   const Param* skip = nullptr);
 
 // torch.nn.utils.clip_grad_norm_: scales the gradients by
 // max_norm/(total + 1e-6) when the global L2 norm exceeds max_norm.

@@ -58,12 +58,22 @@ struct LinearGemms {
   // GEMM rereads a panel of it, which must stay in L1, and read in place
   // with a row stride of 1 KiB (out = 256) its rows fall into a few cache
   // sets.
-  Status WeightGrad(const float* x, const float* dz, int64_t M, float* dwt) {
+  // With `sgd`, the weight (and its momentum) is updated inside the GEMM,
+  // from each gradient tile while it is in registers.
+  Status WeightGrad(const float* x, const float* dz, int64_t M, Param& weight,
+                    const ops::SgdArgs* sgd) {
     ops::PackBInto(packed_dz, dz, M, out, out, 1, threads);
     const int64_t w = ops::PanelLayoutWidth(out);
-    ops::GemmArgs args{x, 1, in, in, dwt, w, ThreadsFor(M)};
+    ops::GemmArgs args{x, 1, in, in, weight.grad.data(), w, ThreadsFor(M)};
     args.y_panel_stride = in * w;
-    return ops::Gemm(args, packed_dz, ops::Epilogue::kNone, {});
+    if (sgd == nullptr) {
+      return ops::Gemm(args, packed_dz, ops::Epilogue::kNone, {});
+    }
+    ops::EpilogueArgs ep;
+    ep.sgd = sgd;
+    ep.sgd_w = weight.value.data();
+    ep.sgd_buf = sgd->has_buf ? weight.buf1.data() : nullptr;
+    return ops::Gemm(args, packed_dz, ops::Epilogue::kSgd, ep);
   }
   // dX [M, in] = dZ·W.
   Status InputGrad(const float* dz, int64_t M, float* dx) const {
@@ -134,7 +144,7 @@ class LinearLayer : public TrainLayer {
   Status Backward(const float* dy, float* dx, int64_t M) override {
     // dWᵀ = Xᵀ·dY; db = Σ_m dY; dX = dY·W.
     BALLAST_RETURN_IF_ERROR(
-        gemms_.WeightGrad(x_, dy, M, params_[0].grad.data()));
+        gemms_.WeightGrad(x_, dy, M, params_[0], fused_sgd));
     if (has_bias_) {
       float* db = params_[1].grad.data();
       for (int64_t j = 0; j < out; ++j) db[j] = 0;
@@ -148,6 +158,7 @@ class LinearLayer : public TrainLayer {
   void ParamsUpdated() override {
     if (needs_dx) gemms_.Repack(params_[0].value.data());
   }
+  Param* FusableWeight() override { return &params_[0]; }
 
  private:
   LinearGemms gemms_;
@@ -219,13 +230,14 @@ class FusedBlockLayer : public TrainLayer {
         has_bias_ ? params_[1].grad.data() : scratch_dbias_.data()};
     ops::BnReluDropoutBackward(a, M, out, ctx_.threads);
     BALLAST_RETURN_IF_ERROR(
-        gemms_.WeightGrad(x_, dz_.data(), M, params_[0].grad.data()));
+        gemms_.WeightGrad(x_, dz_.data(), M, params_[0], fused_sgd));
     if (!dx || !needs_dx) return Status::Ok();
     return gemms_.InputGrad(dz_.data(), M, dx);
   }
   void ParamsUpdated() override {
     if (needs_dx) gemms_.Repack(params_[0].value.data());
   }
+  Param* FusableWeight() override { return &params_[0]; }
   int64_t* num_batches() override { return &stats_.num_batches; }
 
  private:

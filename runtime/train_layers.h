@@ -29,6 +29,12 @@ class TrainLayer {
   virtual Status Backward(const float* dy, float* dx, int64_t M) = 0;
   // After the optimizer changed the parameters (repack weights).
   virtual void ParamsUpdated() {}
+  // The weight a Linear layer can update inside its gradient GEMM (the
+  // GEMM's kSgd epilogue), or nullptr.
+  virtual Param* FusableWeight() { return nullptr; }
+  // Set by the trainer for one Backward: update FusableWeight() with these
+  // SGD arguments as its gradient is computed.
+  const ops::SgdArgs* fused_sgd = nullptr;
   std::vector<Param*> params() {
     std::vector<Param*> out;
     for (Param& p : params_) out.push_back(&p);

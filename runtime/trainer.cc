@@ -145,13 +145,25 @@ struct Trainer::Impl {
     float* dx = grad_b.data();
     if (update) ++step;
     for (size_t i = layers.size(); i-- > 0;) {
-      BALLAST_RETURN_IF_ERROR(Timed(3 * i + 1, [&] {
+      // With SGD, a Linear weight is updated inside its gradient GEMM: its
+      // gradient is not read back from memory for a separate pass.
+      Param* fused = update && opt.optimizer.kind == OptimizerKind::kSgd
+                         ? layers[i]->FusableWeight()
+                         : nullptr;
+      ops::SgdArgs sgd;
+      if (fused) sgd = PrepareSgd(opt.optimizer, *fused);
+      layers[i]->fused_sgd = fused ? &sgd : nullptr;
+      const Status s = Timed(3 * i + 1, [&] {
         return layers[i]->Backward(dy, i > 0 ? dx : nullptr, M);
-      }));
+      });
+      layers[i]->fused_sgd = nullptr;
+      BALLAST_RETURN_IF_ERROR(s);
       std::swap(dy, dx);
       if (update) {
+        if (fused) fused->has_state = fused->has_state || sgd.has_buf;
         Timed(3 * i + 2, [&] {
-          OptimizerStep(opt.optimizer, step, layer_params[i], opt.threads);
+          OptimizerStep(opt.optimizer, step, layer_params[i], opt.threads,
+                        fused);
           layers[i]->ParamsUpdated();
           return 0;
         });

@@ -23,6 +23,7 @@
 #include "hwy/highway.h"
 #include "ops/linear/gemm.h"
 #include "ops/linear/gemm_plan.h"
+#include "ops/optim/sgd-inl.h"
 #include "ops/simd-inl.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -131,6 +132,19 @@ HWY_INLINE VF ApplyEpilogue(DF d, VF acc, const TileCtx& c, int64_t col,
   return acc;
 }
 
+// kSgd: updates the weight (and momentum) where gradient vector g was just
+// stored at y, from g still in a register.
+template <Epilogue E>
+HWY_INLINE void UpdateAfterStore(DF d, const TileCtx& c, const float* y, VF g,
+                                 size_t valid) {
+  if constexpr (E == Epilogue::kSgd) {
+    if (valid == 0) return;
+    const ptrdiff_t off = y - c.y;
+    SgdStep(d, *c.ep.sgd, g, c.ep.sgd_w + off,
+            c.ep.sgd_buf ? c.ep.sgd_buf + off : nullptr, valid);
+  }
+}
+
 // Adds the shifted sums of the tile's stored rows (still in L1) to the
 // thread's chunk: per column, Σ(y − y₀) and Σ(y − y₀)² over the ≤ 6 rows in
 // float, then into double. y₀ is the chunk's first row, set by its first
@@ -210,6 +224,18 @@ HWY_NOINLINE void AccumulateStats(const TileCtx& c, int64_t m0, int mr,
     if constexpr (NVA == 4) {                                       \
       if (v2) StorePartial(d, c##r##2, yr + 2 * L, v2);             \
       if (v3) StorePartial(d, c##r##3, yr + 3 * L, v3);             \
+    }                                                               \
+    if constexpr (E == Epilogue::kSgd) {                            \
+      if (last) {                                                   \
+        UpdateAfterStore<E>(d, c, yr, c##r##0, v0);                 \
+        if constexpr (NVA > 1) {                                    \
+          UpdateAfterStore<E>(d, c, yr + L, c##r##1, v1);           \
+        }                                                           \
+        if constexpr (NVA == 4) {                                   \
+          UpdateAfterStore<E>(d, c, yr + 2 * L, c##r##2, v2);       \
+          UpdateAfterStore<E>(d, c, yr + 3 * L, c##r##3, v3);       \
+        }                                                           \
+      }                                                             \
     }                                                               \
   }
 
@@ -371,6 +397,8 @@ void GemmImpl(const GemmArgs& args, const BPanels& b, Epilogue e,
       return GemmTyped<Epilogue::kScaleShiftRelu>(args, b, ep, plan, chunks);
     case Epilogue::kBiasStats:
       return GemmTyped<Epilogue::kBiasStats>(args, b, ep, plan, chunks);
+    case Epilogue::kSgd:
+      return GemmTyped<Epilogue::kSgd>(args, b, ep, plan, chunks);
   }
 }
 

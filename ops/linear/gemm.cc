@@ -39,6 +39,8 @@ const char* EpilogueName(Epilogue e) {
       return "scale_shift_relu";
     case Epilogue::kBiasStats:
       return "bias_stats";
+    case Epilogue::kSgd:
+      return "sgd";
   }
   return "unknown";
 }
@@ -211,6 +213,13 @@ Status GemmPanels(const GemmArgs& args, const BPanels& b, Epilogue epilogue,
   if (scale_shift && ep.scale == nullptr) {
     return InvalidArgument(std::string("gemm: epilogue ") +
                            EpilogueName(epilogue) + " needs a scale vector");
+  }
+  if (epilogue == Epilogue::kSgd &&
+      (ep.sgd == nullptr || ep.sgd_w == nullptr ||
+       (ep.sgd->has_buf && ep.sgd_buf == nullptr))) {
+    return InvalidArgument(
+        "gemm: epilogue sgd needs its arguments, the weight and, with "
+        "momentum, the buffer");
   }
   const bool stats = epilogue == Epilogue::kBiasStats;
   if (stats && (ep.mean == nullptr || ep.var == nullptr)) {

@@ -25,6 +25,7 @@
 #include <memory>
 
 #include "ballast/status.h"
+#include "ops/optim/sgd.h"
 
 namespace ballast::ops {
 
@@ -36,6 +37,8 @@ enum class Epilogue : int {
   kScaleShift,      // y = acc·scale + shift (per output column)
   kScaleShiftRelu,  // y = max(acc·scale + shift, 0)
   kBiasStats,       // y = acc + bias, and per-column mean / biased variance
+  kSgd,             // y = acc (a weight's gradient), then an SGD update of
+                    // the weight at the same offsets (ops/optim/sgd.h)
 };
 
 const char* EpilogueName(Epilogue e);
@@ -51,6 +54,11 @@ struct EpilogueArgs {
   // does not swamp a small variance.
   double* mean = nullptr;
   double* var = nullptr;
+  // kSgd: the weight and momentum buffer (nullptr when sgd->has_buf is
+  // false) laid out as Y, updated where Y is stored, on Y's last K block.
+  const SgdArgs* sgd = nullptr;
+  float* sgd_w = nullptr;
+  float* sgd_buf = nullptr;
 };
 
 // B packed into panels for the Highway target current at packing time.

@@ -50,6 +50,7 @@ void Reference(const Case& c, const std::vector<float>& x,
       double& g = mag[size_t(i * c.n + j)];
       switch (c.e) {
         case Epilogue::kNone:
+        case Epilogue::kSgd:  // stores the plain product (tested below)
           break;
         case Epilogue::kBias:
         case Epilogue::kBiasStats:

@@ -1,0 +1,32 @@
+// torch.optim.SGD's update of one tensor, elementwise (Highway): standalone
+// (SgdUpdate) and as the GEMM epilogue Epilogue::kSgd, which applies it to a
+// weight while its gradient tile is still in registers. Both use the same
+// vector step (sgd-inl.h), so they give the same bits.
+//
+//   d = g + weight_decay·w
+//   buf = keep·buf + add·d        (keep = 0, add = 1 on the first step:
+//                                  torch clones d; then momentum, 1 −
+//                                  dampening)
+//   w -= lr·(nesterov ? d + momentum·buf : buf)     (with a buffer)
+//   w -= lr·d                                       (momentum = 0: no buffer)
+#ifndef BALLAST_OPS_OPTIM_SGD_H_
+#define BALLAST_OPS_OPTIM_SGD_H_
+
+#include <cstdint>
+
+namespace ballast::ops {
+
+struct SgdArgs {
+  float lr = 0.0f, weight_decay = 0.0f;
+  float keep = 0.0f, add = 1.0f, momentum = 0.0f;
+  bool nesterov = false;
+  bool has_buf = false;  // false: momentum = 0, no buffer
+};
+
+// Updates w[0, n) (and buf[0, n) when a.has_buf) from the gradient g.
+void SgdUpdate(const SgdArgs& a, const float* g, float* w, float* buf,
+               int64_t n);
+
+}  // namespace ballast::ops
+
+#endif  // BALLAST_OPS_OPTIM_SGD_H_
