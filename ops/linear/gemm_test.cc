@@ -158,10 +158,7 @@ TEST(GemmTest, EverySizeAroundTheVectorWidthOnEveryTarget) {
 TEST(GemmTest, EveryEpilogueOnEveryTarget) {
   ForEachTarget([](const char*) {
     for (Epilogue e : kEpilogues) {
-      for (int64_t m : {1, 5, 64, 129}) {
-        RunCase({m, 257, 31, e, 1, 0});
-        RunCase({m, 257, 31, e, 1, 0, true});
-      }
+      for (int64_t m : {1, 5, 64, 129}) RunCase({m, 257, 31, e, 1, 0});
     }
   });
 }
