@@ -16,4 +16,6 @@ cmake -S . -B build-arm64 -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake \
   -DCMAKE_BUILD_TYPE=Release -DBALLAST_BUILD_BENCHMARKS=OFF >/dev/null
 cmake --build build-arm64 -j"$jobs"
 qemu-aarch64 -cpu max build-arm64/tools/ballast --version
-ctest --test-dir build-arm64 --output-on-failure -j"$jobs" "$@"
+# SessionConcurrencyTest (many std::threads on one session) takes 14 min under qemu here; the
+# threading logic is target-independent and runs on x86 and under ThreadSanitizer (ci-extra.sh).
+ctest --test-dir build-arm64 --output-on-failure -j"$jobs" -E 'SessionConcurrencyTest' "$@"
