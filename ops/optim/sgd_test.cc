@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "ops/linear/gemm.h"
+#include "ops/ref/sgd.h"
 #include "tests/kernel_tester.h"
 
 namespace ballast::ops {
@@ -13,17 +14,6 @@ namespace {
 
 using test::Buffer;
 using test::ForEachTarget;
-
-// torch.optim.SGD's rule in double, for one element.
-void ReferenceSgd(const SgdArgs& a, double g, double& w, double& buf) {
-  const double d = a.weight_decay != 0.0f ? g + double(a.weight_decay) * w : g;
-  if (!a.has_buf) {
-    w -= double(a.lr) * d;
-    return;
-  }
-  buf = double(a.keep) * buf + double(a.add) * d;
-  w -= double(a.lr) * (a.nesterov ? d + double(a.momentum) * buf : buf);
-}
 
 std::vector<SgdArgs> Cases() {
   std::vector<SgdArgs> cases;
@@ -51,7 +41,7 @@ TEST(SgdTest, UpdateFollowsTorchsRuleOnEveryTarget) {
         const std::vector<float> w0 = w.ToVector(), b0 = buf.ToVector();
         std::vector<double> wd(w0.begin(), w0.end()), bd(b0.begin(), b0.end());
         for (int64_t i = 0; i < n; ++i) {
-          ReferenceSgd(a, g[size_t(i)], wd[size_t(i)], bd[size_t(i)]);
+          ref::sgd_step(a, g[size_t(i)], wd[size_t(i)], bd[size_t(i)]);
         }
         SgdUpdate(a, g.data(), w.data(), a.has_buf ? buf.data() : nullptr, n);
         for (int64_t i = 0; i < n; ++i) {
