@@ -8,8 +8,10 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <limits>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -18,16 +20,37 @@
 
 namespace ballast::test {
 
+// True unless BALLAST_TEST_TARGETS (comma-separated Highway target names,
+// e.g. "SVE2_128") is set and does not list `name`.
+inline bool TargetSelected(const char* name) {
+  const char* list = std::getenv("BALLAST_TEST_TARGETS");
+  if (list == nullptr || *list == '\0') return true;
+  std::stringstream items(list);
+  for (std::string item; std::getline(items, item, ',');) {
+    if (item == name) return true;
+  }
+  return false;
+}
+
 // Runs `body` once per Highway target compiled in and supported here
-// (AVX3, AVX2, SSE4, SSSE3, SCALAR on x86), then restores dispatch.
+// (AVX3, AVX2, SSE4, SSSE3, SCALAR on x86), then restores dispatch. With
+// BALLAST_TEST_TARGETS set, only once per listed target, and it is an error
+// if none of them is supported (the aarch64 reruns at other SVE vector
+// lengths use this to test only the targets those lengths add).
 inline void ForEachTarget(const std::function<void(const char*)>& body) {
+  int ran = 0;
   for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    if (!TargetSelected(hwy::TargetName(target))) continue;
+    ++ran;
     hwy::SetSupportedTargetsForTest(target);
     const char* name = hwy::TargetName(target);
     SCOPED_TRACE(std::string("target ") + name);
     body(name);
   }
   hwy::SetSupportedTargetsForTest(0);
+  ASSERT_GT(ran, 0) << "BALLAST_TEST_TARGETS="
+                    << std::getenv("BALLAST_TEST_TARGETS")
+                    << " names no target supported here";
 }
 
 // A float buffer whose data() is `misalign` floats past a 64-byte boundary,

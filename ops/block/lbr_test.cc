@@ -55,24 +55,24 @@ struct Params {
 // length K with |x|, |w| <= 1, times the BN scale.
 double EvalTol(const Params& P) { return Tol::Dot(P.K, 2.0 * double(P.K)); }
 
+// The references are computed once per case and the kernels then run on
+// every target: under emulation the reference costs more than the kernel.
 TEST(LbrTest, EvalFusedAndUnfusedMatchTheReferenceOnEveryTarget) {
-  ForEachTarget([](const char*) {
-    for (auto [K, N] : {std::pair<int64_t, int64_t>{7, 15},
-                        {33, 17},
-                        {257, 31},
-                        {784, 256}}) {
-      for (bool affine : {true, false}) {
-        Params P(K, N, affine, /*bias=*/K != 33, uint64_t(K * N));
-        for (int64_t M : {1, 2, 5, 64}) {
-          Generator g{uint64_t(M)};
-          std::vector<float> x(static_cast<size_t>(M * K)),
-              z(static_cast<size_t>(M * N)), ref(static_cast<size_t>(M * N));
-          g.FillUniform(x, -1, 1);
-          ref::linear_forward(x.data(), P.p.w, P.p.b, z.data(), M, K, N);
-          ref::batchnorm_forward_eval(z.data(), P.p.gamma, P.p.beta,
-                                      P.p.running_mean, P.p.running_var,
-                                      ref.data(), M, N, 1e-5);
-          ref::relu_forward(ref.data(), ref.data(), M * N);
+  for (auto [K, N] :
+       {std::pair<int64_t, int64_t>{7, 15}, {33, 17}, {257, 31}, {784, 256}}) {
+    for (bool affine : {true, false}) {
+      Params P(K, N, affine, /*bias=*/K != 33, uint64_t(K * N));
+      for (int64_t M : {1, 2, 5, 64}) {
+        Generator g{uint64_t(M)};
+        std::vector<float> x(static_cast<size_t>(M * K)),
+            z(static_cast<size_t>(M * N)), ref(static_cast<size_t>(M * N));
+        g.FillUniform(x, -1, 1);
+        ref::linear_forward(x.data(), P.p.w, P.p.b, z.data(), M, K, N);
+        ref::batchnorm_forward_eval(z.data(), P.p.gamma, P.p.beta,
+                                    P.p.running_mean, P.p.running_var,
+                                    ref.data(), M, N, 1e-5);
+        ref::relu_forward(ref.data(), ref.data(), M * N);
+        ForEachTarget([&](const char*) {
           for (bool fused : {true, false}) {
             for (int threads : {1, 2}) {
               Result<EvalBlock> e = EvalBlock::Create(P.p, fused);
@@ -87,118 +87,134 @@ TEST(LbrTest, EvalFusedAndUnfusedMatchTheReferenceOnEveryTarget) {
               }
             }
           }
-        }
+        });
       }
     }
-  });
+  }
 }
 
-// Training forward against ref linear → batchnorm (train) → relu → dropout
-// with the same RNG slice; then backward against the ref backward chain.
-void CheckTrain(int64_t M, int64_t K, int64_t N, double p, bool affine,
-                bool fused, int threads) {
+// One training case and its reference: linear → batchnorm (train) → relu →
+// dropout with the RNG slice, forward and backward.
+struct TrainCase {
+  TrainCase(int64_t M, int64_t K, int64_t N, double p, bool affine)
+      : M(M), K(K), N(N), p(p), P(K, N, affine, true, uint64_t(M + K + N)) {
+    Generator g(11);
+    x.resize(size_t(M * K));
+    d_out.resize(size_t(M * N));
+    g.FillUniform(x, -1, 1);
+    g.FillUniform(d_out, -1, 1);
+    rng = Generator(99).Take(M * N);
+
+    std::vector<float> z(size_t(M * N)), bn(size_t(M * N)), act(size_t(M * N)),
+        mean(static_cast<size_t>(N));
+    rstd.resize(size_t(N));
+    rm = P.rm, rv = P.rv;
+    std::vector<uint64_t> keep(size_t(ref::DropoutMaskWords(M * N)));
+    int64_t batches = 0;
+    ref::linear_forward(x.data(), P.p.w, P.p.b, z.data(), M, K, N);
+    ok = ref::batchnorm_forward_train<float>(
+             z.data(), P.p.gamma, P.p.beta, bn.data(), mean.data(), rstd.data(),
+             {rm.data(), rv.data(), &batches}, M, N, {})
+             .ok();
+    ref::relu_forward(bn.data(), act.data(), M * N);
+    out.resize(size_t(M * N));
+    ok = ok && ref::dropout_forward_train(act.data(), out.data(), keep.data(),
+                                          M * N, p, rng)
+                   .ok();
+
+    std::vector<float> d_act(size_t(M * N)), d_bn(size_t(M * N)),
+        dz(size_t(M * N));
+    dgamma.resize(size_t(N)), dbeta.resize(size_t(N)), db.resize(size_t(N));
+    dx.resize(size_t(M * K)), dw.resize(size_t(N * K));
+    ref::dropout_backward(keep.data(), d_out.data(), d_act.data(), M * N, p);
+    ref::relu_backward(bn.data(), d_act.data(), d_bn.data(), M * N);
+    ref::batchnorm_backward(z.data(), P.p.gamma, mean.data(), rstd.data(),
+                            d_bn.data(), dz.data(), dgamma.data(), dbeta.data(),
+                            M, N);
+    ref::linear_backward(x.data(), P.p.w, dz.data(), dx.data(), dw.data(),
+                         db.data(), M, K, N);
+  }
+  int64_t M, K, N;
+  double p;
+  Params P;
+  std::vector<float> x, d_out;
+  RngSlice rng;
+  bool ok = false;  // the reference accepted the case
+  // Reference results: forward output, running statistics, batch rstd and
+  // gradients.
+  std::vector<float> out, rm, rv, rstd, dx, dw, db, dgamma, dbeta;
+};
+
+// The training kernels (forward, then backward) against the reference.
+void CheckTrain(const TrainCase& c, bool fused, int threads) {
+  const int64_t M = c.M, K = c.K, N = c.N;
   SCOPED_TRACE(::testing::Message()
-               << "M=" << M << " K=" << K << " N=" << N << " p=" << p
-               << " affine=" << affine << " fused=" << fused
+               << "M=" << M << " K=" << K << " N=" << N << " p=" << c.p
+               << " affine=" << (c.P.p.gamma != nullptr) << " fused=" << fused
                << " threads=" << threads);
-  Params P(K, N, affine, true, uint64_t(M + K + N));
-  Generator g(11);
-  std::vector<float> x(static_cast<size_t>(M * K)),
-      d_out(static_cast<size_t>(M * N));
-  g.FillUniform(x, -1, 1);
-  g.FillUniform(d_out, -1, 1);
-  const RngSlice rng = Generator(99).Take(M * N);
-
-  // Reference forward.
-  std::vector<float> z(static_cast<size_t>(M * N)),
-      bn(static_cast<size_t>(M * N)), act(static_cast<size_t>(M * N)),
-      mean(static_cast<size_t>(N)), rstd(static_cast<size_t>(N)), rm = P.rm,
-                                                                  rv = P.rv;
-  std::vector<uint64_t> keep(size_t(ref::DropoutMaskWords(M * N)));
-  int64_t batches = 0;
-  ref::linear_forward(x.data(), P.p.w, P.p.b, z.data(), M, K, N);
-  ASSERT_TRUE(ref::batchnorm_forward_train<float>(
-                  z.data(), P.p.gamma, P.p.beta, bn.data(), mean.data(),
-                  rstd.data(), {rm.data(), rv.data(), &batches}, M, N, {})
-                  .ok());
-  ref::relu_forward(bn.data(), act.data(), M * N);
-  std::vector<float> ref_out(static_cast<size_t>(M * N));
-  ASSERT_TRUE(ref::dropout_forward_train(act.data(), ref_out.data(),
-                                         keep.data(), M * N, p, rng)
-                  .ok());
-
-  Result<TrainBlock> t = TrainBlock::Create(P.p, p, 0.1, M);
+  ASSERT_TRUE(c.ok);
+  Result<TrainBlock> t = TrainBlock::Create(c.P.p, c.p, 0.1, M);
   ASSERT_TRUE(t.ok()) << t.status().ToString();
   std::vector<float> out(size_t(M * N), NAN);
-  ASSERT_TRUE(t->Forward(x.data(), M, out.data(), rng, fused, threads).ok());
+  ASSERT_TRUE(
+      t->Forward(c.x.data(), M, out.data(), c.rng, fused, threads).ok());
   // Normalized values are O(1); the GEMM error is amplified by rstd.
   double max_rstd = 0;
-  for (float r : rstd) max_rstd = std::max(max_rstd, double(r));
+  for (float r : c.rstd) max_rstd = std::max(max_rstd, double(r));
   const double tol =
-      Tol::Dot(K, 2.0 * K) * max_rstd * 4 / (1 - std::min(p, 0.5));
+      Tol::Dot(K, 2.0 * K) * max_rstd * 4 / (1 - std::min(c.p, 0.5));
   for (size_t i = 0; i < out.size(); ++i) {
-    ASSERT_NEAR(out[i], ref_out[i], tol) << "output " << i;
+    ASSERT_NEAR(out[i], c.out[i], tol) << "output " << i;
   }
   for (int64_t n = 0; n < N; ++n) {
-    ASSERT_NEAR(t->running_mean()[size_t(n)], rm[size_t(n)],
+    ASSERT_NEAR(t->running_mean()[size_t(n)], c.rm[size_t(n)],
                 Tol::Dot(K, 2.0 * K));
-    ASSERT_NEAR(t->running_var()[size_t(n)], rv[size_t(n)],
-                Tol::Dot(K, 4.0 * K * K) + 1e-6 * rv[size_t(n)]);
+    ASSERT_NEAR(t->running_var()[size_t(n)], c.rv[size_t(n)],
+                Tol::Dot(K, 4.0 * K * K) + 1e-6 * c.rv[size_t(n)]);
   }
 
-  // Reference backward.
-  std::vector<float> d_act(static_cast<size_t>(M * N)),
-      d_bn(static_cast<size_t>(M * N)), dz(static_cast<size_t>(M * N)),
-      dgamma(static_cast<size_t>(N)), dbeta(static_cast<size_t>(N)),
-      dx(static_cast<size_t>(M * K)), dw(static_cast<size_t>(N * K)),
-      db(static_cast<size_t>(N));
-  ref::dropout_backward(keep.data(), d_out.data(), d_act.data(), M * N, p);
-  ref::relu_backward(bn.data(), d_act.data(), d_bn.data(), M * N);
-  ref::batchnorm_backward(z.data(), P.p.gamma, mean.data(), rstd.data(),
-                          d_bn.data(), dz.data(), dgamma.data(), dbeta.data(),
-                          M, N);
-  ref::linear_backward(x.data(), P.p.w, dz.data(), dx.data(), dw.data(),
-                       db.data(), M, K, N);
   std::vector<float> gx(size_t(M * K), NAN), gw(size_t(N * K), NAN),
       gb(size_t(N), NAN), gg(size_t(N), NAN), gbeta(size_t(N), NAN);
-  ASSERT_TRUE(t->Backward(d_out.data(), gx.data(), gw.data(), gb.data(),
+  ASSERT_TRUE(t->Backward(c.d_out.data(), gx.data(), gw.data(), gb.data(),
                           gg.data(), gbeta.data(), threads)
                   .ok());
   // Gradients sum M terms of O(1/(1-p)) values.
   const double gtol = Tol::Dot(M, 4.0 * M) * max_rstd * 8 + 1e-5;
   for (int64_t n = 0; n < N; ++n) {
-    ASSERT_NEAR(gbeta[size_t(n)], dbeta[size_t(n)], gtol) << "dbeta " << n;
-    ASSERT_NEAR(gg[size_t(n)], dgamma[size_t(n)], gtol) << "dgamma " << n;
-    ASSERT_NEAR(gb[size_t(n)], db[size_t(n)], gtol) << "db " << n;
+    ASSERT_NEAR(gbeta[size_t(n)], c.dbeta[size_t(n)], gtol) << "dbeta " << n;
+    ASSERT_NEAR(gg[size_t(n)], c.dgamma[size_t(n)], gtol) << "dgamma " << n;
+    ASSERT_NEAR(gb[size_t(n)], c.db[size_t(n)], gtol) << "db " << n;
   }
-  for (size_t i = 0; i < dw.size(); ++i) {
-    ASSERT_NEAR(gw[i], dw[i], gtol * 4) << "dW " << i;
+  for (size_t i = 0; i < c.dw.size(); ++i) {
+    ASSERT_NEAR(gw[i], c.dw[i], gtol * 4) << "dW " << i;
   }
-  for (size_t i = 0; i < dx.size(); ++i) {
-    ASSERT_NEAR(gx[i], dx[i], Tol::Dot(N, 8.0 * N) * max_rstd + 1e-5)
+  for (size_t i = 0; i < c.dx.size(); ++i) {
+    ASSERT_NEAR(gx[i], c.dx[i], Tol::Dot(N, 8.0 * N) * max_rstd + 1e-5)
         << "dX " << i;
   }
 }
 
 TEST(LbrTest, TrainingForwardAndBackwardMatchTheReferenceOnEveryTarget) {
-  ForEachTarget([](const char*) {
-    for (auto [M, K, N] : {std::tuple<int64_t, int64_t, int64_t>{2, 7, 15},
-                           {5, 33, 17},
-                           {64, 257, 31},
-                           {129, 784, 70}}) {
-      for (double p : {0.0, 0.5}) {
-        CheckTrain(M, K, N, p, true, /*fused=*/true, 1);
-        CheckTrain(M, K, N, p, true, /*fused=*/false, 1);
-      }
+  for (auto [M, K, N] : {std::tuple<int64_t, int64_t, int64_t>{2, 7, 15},
+                         {5, 33, 17},
+                         {64, 257, 31},
+                         {129, 784, 70}}) {
+    for (double p : {0.0, 0.5}) {
+      const TrainCase c(M, K, N, p, true);
+      ForEachTarget([&](const char*) {
+        CheckTrain(c, /*fused=*/true, 1);
+        CheckTrain(c, /*fused=*/false, 1);
+      });
     }
-  });
+  }
 }
 
 TEST(LbrTest, TrainingUnfusedEqualsFusedAndThreadsAgree) {
+  const TrainCase a(64, 100, 130, 0.3, true), b(17, 31, 65, 0.0, false);
   for (int threads : {1, 2}) {
     for (bool fused : {true, false}) {
-      CheckTrain(64, 100, 130, 0.3, true, fused, threads);
-      CheckTrain(17, 31, 65, 0.0, false, fused, threads);
+      CheckTrain(a, fused, threads);
+      CheckTrain(b, fused, threads);
     }
   }
 }
