@@ -41,16 +41,21 @@ struct LinearGemms {
   ops::PackedB packed_w;  // B = W for dX = dZ·W, packed after each update
   ops::PackedB packed_dz;
 
-  // Threads for a GEMM of M·in·out multiply-adds: below about half a
-  // million (the 10-wide output layer's) a second thread costs more than it
-  // saves.
-  int ThreadsFor(int64_t M) const {
-    return M * in * out < (int64_t{1} << 19) ? 1 : threads;
+  // Threads for a GEMM of M·in·out multiply-adds: one below `min_macs`.
+  // The output layer's (128·256·10 = 330 K per batch) forward and weight
+  // gradient gain from a second thread (17 against 10 µs per step for the
+  // forward, median of 8 interleaved runs); its dX = dZ·W, with K = 10,
+  // leaves a thread too little work per panel and stays on one below
+  // half a million.
+  static constexpr int64_t kSplitMacs = int64_t{1} << 18;
+  static constexpr int64_t kSplitMacsInputGrad = int64_t{1} << 19;
+  int ThreadsFor(int64_t M, int64_t min_macs) const {
+    return M * in * out < min_macs ? 1 : threads;
   }
   // y [M, out] = x·W + epilogue.
   Status Forward(const float* wt, const float* x, int64_t M, float* y,
                  ops::Epilogue e, const ops::EpilogueArgs& ep) const {
-    return ops::Gemm({x, in, 1, M, y, out, ThreadsFor(M)},
+    return ops::Gemm({x, in, 1, M, y, out, ThreadsFor(M, kSplitMacs)},
                      ops::PanelB{wt, in, out}, e, ep);
   }
   // dWᵀ = Xᵀ·dZ in the panel layout: A(i, m) = x[m·in + i], B = dZ [M, out].
@@ -64,7 +69,8 @@ struct LinearGemms {
                     const ops::SgdArgs* sgd) {
     ops::PackBInto(packed_dz, dz, M, out, out, 1, threads);
     const int64_t w = ops::PanelLayoutWidth(out);
-    ops::GemmArgs args{x, 1, in, in, weight.grad.data(), w, ThreadsFor(M)};
+    ops::GemmArgs args{
+        x, 1, in, in, weight.grad.data(), w, ThreadsFor(M, kSplitMacs)};
     args.y_panel_stride = in * w;
     if (sgd == nullptr) {
       return ops::Gemm(args, packed_dz, ops::Epilogue::kNone, {});
@@ -77,8 +83,9 @@ struct LinearGemms {
   }
   // dX [M, in] = dZ·W.
   Status InputGrad(const float* dz, int64_t M, float* dx) const {
-    return ops::Gemm({dz, out, 1, M, dx, in, ThreadsFor(M)}, packed_w,
-                     ops::Epilogue::kNone, {});
+    return ops::Gemm(
+        {dz, out, 1, M, dx, in, ThreadsFor(M, kSplitMacsInputGrad)}, packed_w,
+        ops::Epilogue::kNone, {});
   }
   // B(o, i) = W[o][i] = Wᵀ(i, o).
   void Repack(const float* wt) {
