@@ -5,6 +5,7 @@
 #include <string>
 
 #include "ops/block/block_kernels.h"
+#include "ops/cache_aligned.h"
 #include "ops/linear/gemm.h"
 #include "ops/ref/activation.h"
 
@@ -260,10 +261,11 @@ class FusedBlockLayer : public TrainLayer {
   double p_;
   bool has_bias_ = false, affine_ = true;
   RunningStats stats_;
-  std::vector<float> zero_bias_, ones_, mean_, rstd_, z_, dz_, scratch_dg_,
-      scratch_db_, scratch_dbias_;
+  std::vector<float> zero_bias_, ones_, mean_, rstd_, scratch_dg_, scratch_db_,
+      scratch_dbias_;
+  AlignedVector<float> z_, dz_;  // split by columns over the threads
   std::vector<double> mean_d_, var_d_;
-  std::vector<uint64_t> mask_;
+  AlignedVector<uint64_t> mask_;
   LinearGemms gemms_;
   const float* x_ = nullptr;
 };
@@ -399,7 +401,7 @@ class DropoutLayer : public TrainLayer {
  private:
   TrainContext ctx_;
   double p_;
-  std::vector<uint64_t> mask_;
+  AlignedVector<uint64_t> mask_;
 };
 
 // "block1: linear+batchnorm1d+relu" when the nodes share the prefix before

@@ -8,6 +8,7 @@
 
 #include "ballast/registry.h"
 #include "ballast/session.h"
+#include "ops/cache_aligned.h"
 #include "runtime/optimizer.h"
 #include "runtime/train_layers.h"
 
@@ -19,8 +20,8 @@ struct Trainer::Impl {
   std::vector<std::unique_ptr<TrainLayer>> layers;
   std::vector<Param*> params;
   std::vector<std::vector<Param*>> layer_params;  // params of each layer
-  std::vector<std::vector<float>> acts;           // output of each layer
-  std::vector<float> grad_a, grad_b;              // ping-pong gradients
+  std::vector<AlignedVector<float>> acts;         // output of each layer
+  AlignedVector<float> grad_a, grad_b;            // ping-pong gradients
   int64_t in = 0, out = 0, step = 0;
   Generator rng;
   // With opt.profile: [3·layer + phase] (forward, backward, update), then

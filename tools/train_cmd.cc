@@ -21,6 +21,7 @@
 #include "ballast/model.h"
 #include "ballast/trainer.h"
 #include "ballast/version.h"
+#include "ops/cache_aligned.h"
 #include "tools/array_io.h"
 #include "tools/commands.h"
 #include "tools/svg_plot.h"
@@ -238,7 +239,7 @@ Status RunTrain(const TrainCli& o) {
       o.arch, o.data, data.train.rows, data.test.rows, o.batch, o.threads,
       o.no_fuse ? "unfused" : "fused");
   std::vector<EpochLog> logs;
-  std::vector<float> xb(size_t(o.batch * data.train.features));
+  AlignedVector<float> xb(size_t(o.batch * data.train.features));
   std::vector<int32_t> yb(size_t(o.batch));
   double total_seconds = 0;
   for (int epoch = first_epoch; epoch < o.epochs; ++epoch) {

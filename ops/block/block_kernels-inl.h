@@ -14,6 +14,7 @@
 
 #include "hwy/highway.h"
 #include "ops/block/block_kernels.h"
+#include "ops/block/block_split.h"
 #include "ops/simd-inl.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -94,13 +95,52 @@ void ReluBackwardImpl(const float* x, const float* dy, float* dx,
   });
 }
 
+#if HWY_TARGET != HWY_SCALAR
+// One vector of Philox4x32-10 blocks, one block per 64-bit lane, counters
+// ctr. Each word is kept in the low half of its lane; the high halves carry
+// garbage that MulEven ignores, so the rounds need no masking. Returns the
+// draws (word >> 8) of words 0 | 1 << 32 and 2 | 3 << 32.
+template <class D64, class V = hn::Vec<D64>>
+HWY_INLINE void PhiloxVector(D64 d64, V ctr, const uint64_t* HWY_RESTRICT keys,
+                             V& w01, V& w23) {
+  const hn::Repartition<uint32_t, D64> d32;
+  const auto m0 = hn::BitCast(d32, hn::Set(d64, uint64_t{0xD2511F53u}));
+  const auto m1 = hn::BitCast(d32, hn::Set(d64, uint64_t{0xCD9E8D57u}));
+  V c0 = ctr, c1 = hn::ShiftRight<32>(ctr);
+  V c2 = hn::Zero(d64), c3 = c2;
+  // hi(p) into the low half by swapping the 32-bit halves of each lane: a
+  // shuffle, where a 64-bit shift would compete with the multiplies for
+  // AVX-512's one port that does both.
+  const auto high_half = [&](V p) {
+    return hn::BitCast(d64, hn::Shuffle2301(hn::BitCast(d32, p)));
+  };
+  for (int round = 0; round < 10; ++round) {
+    const V p0 = hn::MulEven(hn::BitCast(d32, c0), m0);
+    const V p1 = hn::MulEven(hn::BitCast(d32, c2), m1);
+    c0 = hn::Xor(hn::Xor(high_half(p1), c1), hn::Set(d64, keys[2 * round]));
+    c1 = p1;
+    c2 = hn::Xor(hn::Xor(high_half(p0), c3), hn::Set(d64, keys[2 * round + 1]));
+    c3 = p0;
+  }
+  // Low half: word >> 8, i.e. bits 8..31 at 0..23; high half: the next
+  // word's bits 8..31 at 32..55.
+  const V lo = hn::Set(d64, uint64_t{0x0000000000FFFFFFu});
+  const V hi = hn::Set(d64, uint64_t{0x00FFFFFF00000000u});
+  w01 = hn::Or(hn::And(hn::ShiftRight<8>(c0), lo),
+               hn::And(hn::ShiftLeft<24>(c1), hi));
+  w23 = hn::Or(hn::And(hn::ShiftRight<8>(c2), lo),
+               hn::And(hn::ShiftLeft<24>(c3), hi));
+}
+
+#endif  // HWY_TARGET != HWY_SCALAR
+
 // Dropout draws (word >> 8, 24 bits) of Philox4x32-10 (see Philox4x32 in
 // runtime/rng.cc, its scalar twin) for `blocks` consecutive counters from
-// `counter`, one block per 64-bit lane. The draws of block b land in
-// out[2b] (words 0 | 1 << 32) and out[2b + 1] (words 2 | 3 << 32), so that
-// read as int32 they are in element order. Stores whole vectors: `out`
-// holds 2·blocks rounded up to 2·lanes. Each 32×32→64 multiply is a MulEven
-// on the low halves of the lanes.
+// `counter`. The draws of block b land in out[2b] (words 0 | 1 << 32) and
+// out[2b + 1] (words 2 | 3 << 32), so that read as int32 they are in
+// element order. Stores whole vectors: `out` holds 2·blocks rounded up to
+// 2·lanes. Two vectors of blocks go through the rounds side by side, so that
+// one's multiplies overlap the other's latency.
 HWY_NOINLINE void PhiloxDraws(uint64_t key, uint64_t counter, size_t blocks,
                               uint64_t* HWY_RESTRICT out) {
 #if HWY_TARGET == HWY_SCALAR
@@ -113,93 +153,116 @@ HWY_NOINLINE void PhiloxDraws(uint64_t key, uint64_t counter, size_t blocks,
 #else
   using D64 = hn::ScalableTag<uint64_t>;
   const D64 d64;
-  const hn::Repartition<uint32_t, D64> d32;
   const size_t L = hn::Lanes(d64);
-  const auto low = hn::Set(d64, uint64_t{0xFFFFFFFFu});
-  const auto m0 = hn::BitCast(d32, hn::Set(d64, uint64_t{0xD2511F53u}));
-  const auto m1 = hn::BitCast(d32, hn::Set(d64, uint64_t{0xCD9E8D57u}));
-  for (size_t b0 = 0; b0 < blocks; b0 += L) {
-    const auto ctr = hn::Iota(d64, counter + b0);
-    auto c0 = hn::And(ctr, low), c1 = hn::ShiftRight<32>(ctr);
-    auto c2 = hn::Zero(d64), c3 = hn::Zero(d64);
-    uint32_t k0 = uint32_t(key), k1 = uint32_t(key >> 32);
-    for (int round = 0; round < 10; ++round) {
-      const auto p0 = hn::MulEven(hn::BitCast(d32, c0), m0);
-      const auto p1 = hn::MulEven(hn::BitCast(d32, c2), m1);
-      c0 = hn::Xor(hn::Xor(hn::ShiftRight<32>(p1), c1),
-                   hn::Set(d64, uint64_t{k0}));
-      c1 = hn::And(p1, low);
-      c2 = hn::Xor(hn::Xor(hn::ShiftRight<32>(p0), c3),
-                   hn::Set(d64, uint64_t{k1}));
-      c3 = hn::And(p0, low);
-      k0 += 0x9E3779B9u;
-      k1 += 0xBB67AE85u;
-    }
-    // Each word is in the low half of its lane: draw = word >> 8.
-    const auto w01 =
-        hn::Or(hn::ShiftRight<8>(c0), hn::ShiftLeft<32>(hn::ShiftRight<8>(c1)));
-    const auto w23 =
-        hn::Or(hn::ShiftRight<8>(c2), hn::ShiftLeft<32>(hn::ShiftRight<8>(c3)));
-    hn::StoreInterleaved2(w01, w23, d64, out + 2 * b0);
+  uint64_t keys[20];
+  uint32_t k0 = uint32_t(key), k1 = uint32_t(key >> 32);
+  for (int round = 0; round < 10; ++round) {
+    keys[2 * round] = k0, keys[2 * round + 1] = k1;
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  // Iota once: built per call it goes through memory (8 scalar stores and
+  // a vector load that the store buffer cannot forward).
+  const auto iota = hn::Iota(d64, 0);
+  const auto counters = [&](uint64_t first) {
+    return hn::Add(iota, hn::Set(d64, first));
+  };
+  size_t b0 = 0;
+  for (; b0 + 2 * L <= blocks; b0 += 2 * L) {
+    hn::Vec<D64> a01, a23, b01, b23;
+    PhiloxVector(d64, counters(counter + b0), keys, a01, a23);
+    PhiloxVector(d64, counters(counter + b0 + L), keys, b01, b23);
+    hn::StoreInterleaved2(a01, a23, d64, out + 2 * b0);
+    hn::StoreInterleaved2(b01, b23, d64, out + 2 * (b0 + L));
+  }
+  for (; b0 < blocks; b0 += L) {
+    hn::Vec<D64> a01, a23;
+    PhiloxVector(d64, counters(counter + b0), keys, a01, a23);
+    hn::StoreInterleaved2(a01, a23, d64, out + 2 * b0);
   }
 #endif
 }
 
-// Dropout draws for elements [i0, i0 + count), count <= 64: element i is
-// word i % 4 of block first_block + i / 4, shifted right by 8.
-HWY_INLINE void DropoutBits(const RngSlice& rng, int64_t i0, size_t count,
-                            int32_t* out) {
-  const uint64_t first = uint64_t(i0) / 4;
-  const size_t blocks = size_t((uint64_t(i0) + count - 1) / 4 - first + 1);
-  constexpr size_t kMaxBlocks = 64 / 4 + 1;
-  HWY_ALIGN uint64_t
-      draws[2 * (kMaxBlocks + hn::MaxLanes(hn::ScalableTag<uint64_t>()))];
-  PhiloxDraws(rng.seed, rng.first_block + first, blocks, draws);
-  const size_t skip = size_t(uint64_t(i0) % 4);
-  std::memcpy(out, reinterpret_cast<const char*>(draws) + 4 * skip,
-              count * sizeof(int32_t));
-}
+// Columns a pass draws for at once: a row of the book's 256-wide layers.
+constexpr size_t kDrawChunk = 256;
 
-// Draws of a mask word: the (at most 64) elements from i0, once per word so
-// that the vectorized Philox runs on full vectors.
-struct WordBits {
-  HWY_ALIGN int32_t bits[64 + hn::MaxLanes(DI())] = {};
+// Dropout draws of elements [i0, i0 + count), count <= kDrawChunk, as int32
+// (read through Highway's loads, which copy bytes): element i is word i % 4
+// of block rng.first_block + i / 4, shifted right by 8.
+struct ChunkDraws {
+  using D64 = hn::ScalableTag<uint64_t>;
+  // PhiloxDraws stores whole vectors of blocks: up to kDrawChunk / 4 + 1
+  // blocks, rounded up to a vector, two words each.
+  static constexpr size_t kWords =
+      2 * (kDrawChunk / 4 + 1 + hn::MaxLanes(D64()));
+  HWY_ALIGN uint64_t raw[kWords] = {};
+
   void Draw(const RngSlice& rng, int64_t i0, size_t count) {
-    DropoutBits(rng, i0, count, bits);
+    const uint64_t first = uint64_t(i0) / 4;
+    const size_t skip = size_t(uint64_t(i0) % 4);
+    PhiloxDraws(rng.seed, rng.first_block + first, (skip + count + 3) / 4, raw);
+    // Not counter-aligned (N % 4 != 0): move the chunk's first draw to the
+    // front.
+    if (skip != 0) {
+      std::memmove(raw, reinterpret_cast<const char*>(raw) + 4 * skip,
+                   count * sizeof(int32_t));
+    }
   }
-  // Keep mask for the lanes at offset `off` of the word (p > 0).
+  // Keep mask for the lanes at offset `off` of the chunk (p > 0).
   hn::Mask<DF> Keep(DF d, size_t off, int32_t threshold) const {
     const DI di;
     return hn::RebindMask(
-        d, hn::Gt(hn::LoadU(di, bits + off), hn::Set(di, threshold - 1)));
+        d, hn::Gt(hn::LoadU(di, reinterpret_cast<const int32_t*>(raw) + off),
+                  hn::Set(di, threshold - 1)));
   }
 };
 
 // Packs a mask's `valid` lanes into bits [offset, offset + valid) of *word.
+// Reads back only the bytes StoreMaskBits wrote: a wider load that spans
+// them and an older store cannot be forwarded from the store buffer and
+// stalls (it cost more than the rest of the forward pass on AVX-512).
 HWY_INLINE void AppendMaskBits(DF d, hn::Mask<DF> m, size_t valid,
                                size_t offset, uint64_t* word) {
-  uint8_t bytes[8 + (hn::MaxLanes(d) + 7) / 8] = {};
-  hn::StoreMaskBits(d, m, bytes);
-  uint64_t v;
-  std::memcpy(&v, bytes, sizeof(v));
+  uint8_t bytes[8 + (hn::MaxLanes(d) + 7) / 8];
+  const size_t written = hn::StoreMaskBits(d, m, bytes);
+  uint64_t v = 0;
+  std::memcpy(&v, bytes, std::min<size_t>(written, sizeof(v)));
   if (valid < 64) v &= (uint64_t{1} << valid) - 1;
   *word |= v << offset;
 }
 
-// Walks the columns of row m in words of 64 (≥ one vector each, since a
-// vector has at most 64 float lanes), calling body(n, valid, word_offset)
-// for each vector and storing the word it fills.
+// Walks columns [n0, n1) of row m (n0 a multiple of 64) in words of 64 (≥
+// one vector each, since a vector has at most 64 float lanes), calling
+// body(n, valid, word_offset, &word) for each vector and storing each word
+// it fills into the mask of M rows (see MaskWord).
 template <class Body>
-HWY_INLINE void ForEachMaskWord(int64_t N, uint64_t* row_mask, Body body) {
+HWY_INLINE void ForEachMaskWord(int64_t n0, int64_t n1, uint64_t* mask,
+                                int64_t M, int64_t m, Body body) {
   const DF d;
   const int64_t L = int64_t(hn::Lanes(d));
-  for (int64_t w0 = 0; w0 < N; w0 += 64) {
+  for (int64_t w0 = n0; w0 < n1; w0 += 64) {
     uint64_t word = 0;
-    const int64_t wend = std::min(N, w0 + 64);
+    const int64_t wend = std::min(n1, w0 + 64);
     for (int64_t n = w0; n < wend; n += L) {
       body(n, Valid(n, wend, size_t(L)), size_t(n - w0), &word);
     }
-    row_mask[w0 / 64] = word;
+    mask[MaskWord(M, m, w0)] = word;
+  }
+}
+
+// Calls body(m, n0, n1, draws) for each chunk of ≤ kDrawChunk columns of
+// the thread's share of [M, N] (see BlockSplit), with the chunk's dropout
+// draws in `draws` when `dropout`.
+template <class Body>
+HWY_INLINE void ForEachDrawChunk(const BlockSplit& s, int64_t N, bool dropout,
+                                 const RngSlice& rng, Body body) {
+  ChunkDraws draws;
+  for (int64_t m = s.m_begin; m < s.m_end; ++m) {
+    for (int64_t n0 = s.n_begin; n0 < s.n_end; n0 += int64_t(kDrawChunk)) {
+      const int64_t n1 = std::min(s.n_end, n0 + int64_t(kDrawChunk));
+      if (dropout) draws.Draw(rng, m * N + n0, size_t(n1 - n0));
+      body(m, n0, n1, draws);
+    }
   }
 }
 
@@ -207,22 +270,25 @@ void DropoutImpl(float* y, int64_t M, int64_t N, double p, const RngSlice& rng,
                  uint64_t* mask, int threads) {
   const int32_t threshold = int32_t(DropoutThreshold(p));
   const float scale = p < 1.0 ? float(1.0 / (1.0 - p)) : 0.0f;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t m = 0; m < M; ++m) {
+#pragma omp parallel num_threads(threads)
+  {
     const DF d;
-    float* row = y + m * N;
-    WordBits draws;
-    ForEachMaskWord(
-        N, mask + m * MaskWordsPerRow(N),
-        [&](int64_t n, size_t v, size_t off, uint64_t* word) {
-          if (off == 0) {
-            draws.Draw(rng, m * N + n, size_t(std::min<int64_t>(64, N - n)));
-          }
-          const auto keep = draws.Keep(d, off, threshold);
-          const auto r = hn::IfThenElseZero(
-              keep, hn::Mul(LoadPartial(d, row + n, v), hn::Set(d, scale)));
-          StorePartial(d, r, row + n, v);
-          AppendMaskBits(d, keep, v, off, word);
+    const BlockSplit s =
+        BlockSplit::Of(M, N, omp_get_thread_num(), omp_get_num_threads());
+    ForEachDrawChunk(
+        s, N, true, rng,
+        [&](int64_t m, int64_t n0, int64_t n1, const ChunkDraws& draws) {
+          float* row = y + m * N;
+          ForEachMaskWord(
+              n0, n1, mask, M, m,
+              [&](int64_t n, size_t v, size_t off, uint64_t* word) {
+                const auto keep = draws.Keep(d, size_t(n - n0), threshold);
+                const auto r = hn::IfThenElseZero(
+                    keep,
+                    hn::Mul(LoadPartial(d, row + n, v), hn::Set(d, scale)));
+                StorePartial(d, r, row + n, v);
+                AppendMaskBits(d, keep, v, off, word);
+              });
         });
   }
 }
@@ -232,37 +298,46 @@ void BnReluDropoutForwardImpl(const BnForwardArgs& a, int64_t M, int64_t N,
   const bool dropout = a.p > 0.0;
   const int32_t threshold = int32_t(DropoutThreshold(a.p));
   const float scale = a.p < 1.0 ? float(1.0 / (1.0 - a.p)) : 0.0f;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t m = 0; m < M; ++m) {
+  // Locals, not reads through `a` that every store might alias.
+  const float* HWY_RESTRICT z = a.z;
+  const float* HWY_RESTRICT mean = a.mean;
+  const float* HWY_RESTRICT rstd = a.rstd;
+  const float* HWY_RESTRICT gamma = a.gamma;
+  const float* HWY_RESTRICT beta = a.beta;
+  float* HWY_RESTRICT out = a.out;
+  uint64_t* HWY_RESTRICT mask = a.pass_mask;
+#pragma omp parallel num_threads(threads)
+  {
     const DF d;
-    const float* z = a.z + m * N;
-    float* out = a.out + m * N;
-    WordBits draws;
-    ForEachMaskWord(
-        N, a.pass_mask + m * MaskWordsPerRow(N),
-        [&](int64_t n, size_t v, size_t off, uint64_t* word) {
-          // bn = γ·(z − μ)·rstd + β
-          const auto gr = a.gamma ? hn::Mul(LoadPartial(d, a.gamma + n, v),
-                                            LoadPartial(d, a.rstd + n, v))
-                                  : LoadPartial(d, a.rstd + n, v);
-          const auto xc =
-              hn::Sub(LoadPartial(d, z + n, v), LoadPartial(d, a.mean + n, v));
-          const auto beta =
-              a.beta ? LoadPartial(d, a.beta + n, v) : hn::Zero(d);
-          const auto bn = hn::MulAdd(xc, gr, beta);
-          auto pass = hn::Gt(bn, hn::Zero(d));
-          auto r = hn::IfThenElseZero(pass, bn);
-          if (dropout) {
-            if (off == 0) {
-              draws.Draw(a.rng, m * N + n,
-                         size_t(std::min<int64_t>(64, N - n)));
-            }
-            const auto keep = draws.Keep(d, off, threshold);
-            pass = hn::And(pass, keep);
-            r = hn::IfThenElseZero(keep, hn::Mul(r, hn::Set(d, scale)));
-          }
-          StorePartial(d, r, out + n, v);
-          AppendMaskBits(d, pass, v, off, word);
+    const auto vscale = hn::Set(d, scale);
+    const BlockSplit s =
+        BlockSplit::Of(M, N, omp_get_thread_num(), omp_get_num_threads());
+    ForEachDrawChunk(
+        s, N, dropout, a.rng,
+        [&](int64_t m, int64_t n0, int64_t n1, const ChunkDraws& draws) {
+          const float* zr = z + m * N;
+          float* outr = out + m * N;
+          ForEachMaskWord(
+              n0, n1, mask, M, m,
+              [&](int64_t n, size_t v, size_t off, uint64_t* word) {
+                // bn = γ·(z − μ)·rstd + β
+                const auto gr = gamma ? hn::Mul(LoadPartial(d, gamma + n, v),
+                                                LoadPartial(d, rstd + n, v))
+                                      : LoadPartial(d, rstd + n, v);
+                const auto xc = hn::Sub(LoadPartial(d, zr + n, v),
+                                        LoadPartial(d, mean + n, v));
+                const auto b = beta ? LoadPartial(d, beta + n, v) : hn::Zero(d);
+                const auto bn = hn::MulAdd(xc, gr, b);
+                auto pass = hn::Gt(bn, hn::Zero(d));
+                auto r = hn::IfThenElseZero(pass, bn);
+                if (dropout) {
+                  const auto keep = draws.Keep(d, size_t(n - n0), threshold);
+                  pass = hn::And(pass, keep);
+                  r = hn::IfThenElseZero(keep, hn::Mul(r, vscale));
+                }
+                StorePartial(d, r, outr + n, v);
+                AppendMaskBits(d, pass, v, off, word);
+              });
         });
   }
 }
@@ -278,7 +353,6 @@ HWY_INLINE hn::Mask<DF> MaskFromWord(DF d, uint64_t word, size_t off) {
 void DropoutBackwardImpl(const uint64_t* mask, const float* dy, float* dx,
                          int64_t M, int64_t N, double p, int threads) {
   const float scale = p < 1.0 ? float(1.0 / (1.0 - p)) : 0.0f;
-  const int64_t words = MaskWordsPerRow(N);
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t m = 0; m < M; ++m) {
     const DF d;
@@ -286,7 +360,7 @@ void DropoutBackwardImpl(const uint64_t* mask, const float* dy, float* dx,
     for (int64_t n = 0; n < N; n += L) {
       const size_t v = Valid(n, N, size_t(L));
       const auto keep =
-          MaskFromWord(d, mask[m * words + n / 64], size_t(n % 64));
+          MaskFromWord(d, mask[MaskWord(M, m, n)], size_t(n % 64));
       const auto g = hn::IfThenElseZero(
           keep, hn::Mul(LoadPartial(d, dy + m * N + n, v), hn::Set(d, scale)));
       StorePartial(d, g, dx + m * N + n, v);
@@ -294,44 +368,77 @@ void DropoutBackwardImpl(const uint64_t* mask, const float* dy, float* dx,
   }
 }
 
-// BatchNorm backward in two row-major streaming passes. With a pass mask
-// (the fused path) the incoming gradient is g = d_out·mask/(1 − p); without
-// one (the unfused path, after separate dropout and ReLU backward passes)
-// g = d_out. Each thread owns a range of rows: pass 1 sums g and g·x̂ per
-// column into its own partial row, the partials are reduced in thread order
-// (deterministic for a fixed thread count), and pass 2 writes dz.
+// BatchNorm backward in two streaming passes over the thread's share of
+// [M, N] (see BlockSplit). With a pass mask (the fused path) the incoming
+// gradient is g = d_out·mask/(1 − p); without one (the unfused path, after
+// separate dropout and ReLU backward passes) g = d_out. Pass 1 sums g and
+// g·x̂ per column, pass 2 writes dz and sums it for the bias. Each column is
+// summed over its rows in row order; when rows are split too (narrow
+// layers), each row group sums into its own partial row and the partials
+// are added in row-group order. Either way the result is deterministic.
+// `partial`: 64-byte aligned, 3·PartialStride(N) floats per thread.
 void BnReluDropoutBackwardImpl(const BnBackwardArgs& a, int64_t M, int64_t N,
                                int threads, float* partial) {
   const float scale = a.pass_mask == nullptr ? 1.0f
                       : a.p < 1.0            ? float(1.0 / (1.0 - a.p))
                                              : 0.0f;
-  const int64_t words = MaskWordsPerRow(N);
   const float inv_m = 1.0f / float(M);
+  // Locals, not reads through `a` that every store might alias.
+  const float* HWY_RESTRICT z = a.z;
+  const float* HWY_RESTRICT d_out = a.d_out;
+  const float* HWY_RESTRICT mean = a.mean;
+  const float* HWY_RESTRICT rstd = a.rstd;
+  const float* HWY_RESTRICT gamma = a.gamma;
+  const uint64_t* HWY_RESTRICT mask = a.pass_mask;
+  float* HWY_RESTRICT dz_out = a.dz;
 #pragma omp parallel num_threads(threads)
   {
     const DF d;
     const int64_t L = int64_t(hn::Lanes(d));
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    const int64_t m0 = M * t / nt, m1 = M * (t + 1) / nt;
-    float* acc_g = partial + 3 * N * t;
-    float* acc_gx = acc_g + N;
-    float* acc_dz = acc_gx + N;
-    const auto incoming = [&](int64_t m, int64_t n, size_t v) {
-      const auto dy =
-          hn::Mul(LoadPartial(d, a.d_out + m * N + n, v), hn::Set(d, scale));
-      if (a.pass_mask == nullptr) return dy;
+    const BlockSplit s =
+        BlockSplit::Of(M, N, omp_get_thread_num(), omp_get_num_threads());
+    const int64_t c0 = s.n_begin, c1 = s.n_end;
+    // Each thread sums into its own cache lines: sharing one with the thread
+    // next door, at the boundary of their columns, costs a line transfer
+    // per row.
+    const int64_t stride = PartialStride(N);
+    const int t = omp_get_thread_num();
+    float* acc_g = partial + 3 * stride * t;
+    float* acc_gx = acc_g + stride;
+    float* acc_dz = acc_gx + stride;
+    const auto vscale = hn::Set(d, scale);
+    // g and x̂ of the vector at column n of row m.
+    const auto incoming = [=](int64_t m, int64_t n, size_t v) {
+      const auto dy = hn::Mul(LoadPartial(d, d_out + m * N + n, v), vscale);
+      if (mask == nullptr) return dy;
       return hn::IfThenElseZero(
-          MaskFromWord(d, a.pass_mask[m * words + n / 64], size_t(n % 64)), dy);
+          MaskFromWord(d, mask[MaskWord(M, m, n)], size_t(n % 64)), dy);
     };
-    const auto xhat = [&](int64_t m, int64_t n, size_t v) {
-      return hn::Mul(hn::Sub(LoadPartial(d, a.z + m * N + n, v),
-                             LoadPartial(d, a.mean + n, v)),
-                     LoadPartial(d, a.rstd + n, v));
+    const auto xhat = [=](int64_t m, int64_t n, size_t v) {
+      return hn::Mul(hn::Sub(LoadPartial(d, z + m * N + n, v),
+                             LoadPartial(d, mean + n, v)),
+                     LoadPartial(d, rstd + n, v));
     };
-    std::fill(acc_g, acc_g + 3 * N, 0.0f);
-    for (int64_t m = m0; m < m1; ++m) {
-      for (int64_t n = 0; n < N; n += L) {
-        const size_t v = Valid(n, N, size_t(L));
+    // The partials of the column group's threads (one per row group, see
+    // BlockSplit), added in row-group order, into out[c0, c1).
+    const auto reduce = [&](int64_t row, float* out) {
+      if (s.row_group != 0) return;  // one thread per column group
+      for (int64_t n = c0; n < c1; ++n) {
+        float sum = 0;
+        for (int g = 0; g < s.row_groups; ++g) {
+          sum += partial[3 * stride * (t + g * s.column_groups) + row * stride +
+                         n];
+        }
+        out[n] = sum;
+      }
+    };
+    for (int64_t i = 0; i < 3; ++i) {
+      std::fill(acc_g + i * stride + c0, acc_g + i * stride + c1, 0.0f);
+    }
+    // Pass 1: Σ g and Σ g·x̂ per column, rows in order.
+    for (int64_t m = s.m_begin; m < s.m_end; ++m) {
+      for (int64_t n = c0; n < c1; n += L) {
+        const size_t v = Valid(n, c1, size_t(L));
         const auto g = incoming(m, n, v);
         StorePartial(d, hn::Add(LoadPartial(d, acc_g + n, v), g), acc_g + n, v);
         StorePartial(
@@ -339,44 +446,40 @@ void BnReluDropoutBackwardImpl(const BnBackwardArgs& a, int64_t M, int64_t N,
             acc_gx + n, v);
       }
     }
+    // Barriers only when rows are split: a column group's sums are then
+    // spread over its threads. The condition is the same on every thread.
+    if (s.row_groups > 1) {
 #pragma omp barrier
-    // Reduce the partials; each thread a range of columns, threads in order.
-    const int64_t c0 = N * t / nt, c1 = N * (t + 1) / nt;
-    for (int64_t n = c0; n < c1; ++n) {
-      float sg = 0, sgx = 0;
-      for (int i = 0; i < nt; ++i) {
-        sg += partial[3 * N * i + n];
-        sgx += partial[3 * N * i + N + n];
-      }
-      a.dbeta[n] = sg;
-      a.dgamma[n] = sgx;
     }
+    reduce(0, a.dbeta);
+    reduce(1, a.dgamma);
+    if (s.row_groups > 1) {
 #pragma omp barrier
+    }
     // Pass 2: dz = γ·rstd·(g − dβ/M − x̂·dγ/M), and Σ dz for the bias.
-    for (int64_t m = m0; m < m1; ++m) {
-      for (int64_t n = 0; n < N; n += L) {
-        const size_t v = Valid(n, N, size_t(L));
-        const auto gamma =
-            a.gamma ? LoadPartial(d, a.gamma + n, v) : hn::Set(d, 1.0f);
-        const auto k = hn::Mul(gamma, LoadPartial(d, a.rstd + n, v));
+    const float* HWY_RESTRICT dbeta = a.dbeta;
+    const float* HWY_RESTRICT dgamma = a.dgamma;
+    for (int64_t m = s.m_begin; m < s.m_end; ++m) {
+      for (int64_t n = c0; n < c1; n += L) {
+        const size_t v = Valid(n, c1, size_t(L));
+        const auto gm = gamma ? LoadPartial(d, gamma + n, v) : hn::Set(d, 1.0f);
+        const auto k = hn::Mul(gm, LoadPartial(d, rstd + n, v));
         const auto mean_g =
-            hn::Mul(LoadPartial(d, a.dbeta + n, v), hn::Set(d, inv_m));
+            hn::Mul(LoadPartial(d, dbeta + n, v), hn::Set(d, inv_m));
         const auto mean_gx =
-            hn::Mul(LoadPartial(d, a.dgamma + n, v), hn::Set(d, inv_m));
+            hn::Mul(LoadPartial(d, dgamma + n, v), hn::Set(d, inv_m));
         const auto dz = hn::Mul(k, hn::Sub(hn::Sub(incoming(m, n, v), mean_g),
                                            hn::Mul(xhat(m, n, v), mean_gx)));
-        StorePartial(d, dz, a.dz + m * N + n, v);
+        StorePartial(d, dz, dz_out + m * N + n, v);
         StorePartial(d, hn::Add(LoadPartial(d, acc_dz + n, v), dz), acc_dz + n,
                      v);
       }
     }
     if (a.dbias) {
+      if (s.row_groups > 1) {
 #pragma omp barrier
-      for (int64_t n = c0; n < c1; ++n) {
-        float s = 0;
-        for (int i = 0; i < nt; ++i) s += partial[3 * N * i + 2 * N + n];
-        a.dbias[n] = s;
       }
+      reduce(2, a.dbias);
     }
   }
 }

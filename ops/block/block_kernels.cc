@@ -5,7 +5,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <vector>
+#include <cstdlib>
+#include <memory>
+#include <new>
+
+#include "ops/block/block_split.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "ops/block/block_kernels.cc"
@@ -93,9 +97,20 @@ void BnReluDropoutForward(const BnForwardArgs& a, int64_t M, int64_t N,
 void BnReluDropoutBackward(const BnBackwardArgs& a, int64_t M, int64_t N,
                            int threads) {
   const int t = Threads(threads);
-  thread_local std::vector<float> partial;  // grows once, then reused
-  partial.resize(size_t(3 * N * t));
-  HWY_DYNAMIC_DISPATCH(BnReluDropoutBackwardImpl)(a, M, N, t, partial.data());
+  // Per-thread partial sums, 64-byte aligned; grows once, then reused.
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  thread_local std::unique_ptr<float[], Free> partial;
+  thread_local size_t capacity = 0;
+  const size_t floats = size_t(3 * PartialStride(N) * t);
+  if (floats > capacity) {
+    partial.reset(
+        static_cast<float*>(std::aligned_alloc(64, floats * sizeof(float))));
+    if (!partial) throw std::bad_alloc();
+    capacity = floats;
+  }
+  HWY_DYNAMIC_DISPATCH(BnReluDropoutBackwardImpl)(a, M, N, t, partial.get());
 }
 
 }  // namespace ballast::ops

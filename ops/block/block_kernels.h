@@ -1,5 +1,7 @@
 // Elementwise passes of the standard block Linear → BatchNorm1d → ReLU →
-// Dropout, vectorized with Highway and split over rows with OpenMP.
+// Dropout, vectorized with Highway and split over threads with OpenMP (the
+// fused passes and dropout by columns, as the GEMMs are; see
+// ops/block/block_split.h).
 //
 // Unfused passes (one trip over memory each) exist so fused and unfused
 // plans can be compared on equal terms; the fused training passes do BN, ReLU
@@ -37,11 +39,18 @@ void Dropout(float* y, int64_t M, int64_t N, double p, const RngSlice& rng,
              uint64_t* mask, int threads);
 
 // --- fused training passes --------------------------------------------------
-// Masks hold one bit per element, rows padded to whole 64-bit words so that
-// threads never share a word: bit n % 64 of word m·words_per_row + n / 64.
+// Masks hold one bit per element in 64-bit words, word-major: the word of
+// columns [64·w, 64·w + 64) of row m is mask[w·M + m], bit n % 64. The
+// threads of a block pass split columns in whole words (see
+// ops/block/block_split.h), so each one writes its own contiguous run of
+// words and none shares a cache line of the mask with another. M·words per
+// row words in all.
 inline int64_t MaskWordsPerRow(int64_t N) { return (N + 63) / 64; }
-inline bool MaskBit(const uint64_t* mask, int64_t N, int64_t m, int64_t n) {
-  return (mask[m * MaskWordsPerRow(N) + n / 64] >> (n % 64)) & 1;
+inline int64_t MaskWord(int64_t M, int64_t m, int64_t n) {
+  return n / 64 * M + m;
+}
+inline bool MaskBit(const uint64_t* mask, int64_t M, int64_t m, int64_t n) {
+  return (mask[MaskWord(M, m, n)] >> (n % 64)) & 1;
 }
 
 // The keep rule shared by every dropout kernel: element i = m·N + n is kept
@@ -79,8 +88,8 @@ struct BnBackwardArgs {
 // Through dropout and ReLU (the pass mask), then BatchNorm:
 //   g = d_out·mask/(1 − p),  dβ = Σ g,  dγ = Σ g·x̂,
 //   dz = γ·rstd·(g − dβ/M − x̂·dγ/M).
-// Two row-major streaming passes; per-thread partial column sums reduced
-// in thread order. Without a pass mask this is the plain BatchNorm backward
+// Two streaming passes over each thread's columns; deterministic for a
+// fixed thread count. Without a pass mask this is the plain BatchNorm backward
 // (g = d_out) of the unfused path.
 void BnReluDropoutBackward(const BnBackwardArgs& a, int64_t M, int64_t N,
                            int threads);

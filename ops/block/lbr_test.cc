@@ -209,32 +209,44 @@ TEST(LbrTest, TrainingForwardAndBackwardMatchTheReferenceOnEveryTarget) {
   }
 }
 
+// Two threads split a layer of two or more 64-column mask words by columns,
+// and a narrower one (c) by rows, merging partial column sums; 300 columns
+// (d) take two draw chunks on one thread.
 TEST(LbrTest, TrainingUnfusedEqualsFusedAndThreadsAgree) {
-  const TrainCase a(64, 100, 130, 0.3, true), b(17, 31, 65, 0.0, false);
+  const TrainCase a(64, 100, 130, 0.3, true), b(17, 31, 65, 0.0, false),
+      c(33, 20, 40, 0.5, true), d(20, 16, 300, 0.5, true);
   for (int threads : {1, 2}) {
     for (bool fused : {true, false}) {
-      CheckTrain(a, fused, threads);
-      CheckTrain(b, fused, threads);
+      for (const TrainCase* tc : {&a, &b, &c, &d}) {
+        CheckTrain(*tc, fused, threads);
+      }
     }
   }
 }
 
+// Shapes: columns split over two threads, rows split (N <= 64), rows not
+// counter-aligned (N % 4 != 0), two draw chunks per row (N > 256).
 TEST(LbrTest, DropoutKernelDrawsTheReferenceMask) {
   ForEachTarget([](const char*) {
-    const int64_t M = 7, N = 100;
-    const RngSlice rng = Generator(5).Take(M * N);
-    std::vector<float> x(size_t(M * N), 1.0f), y = x,
-                                               ref(static_cast<size_t>(M * N));
-    std::vector<uint64_t> mask(size_t(M * MaskWordsPerRow(N))),
-        ref_mask(size_t(ref::DropoutMaskWords(M * N)));
-    Dropout(y.data(), M, N, 0.25, rng, mask.data(), 2);
-    ASSERT_TRUE(ref::dropout_forward_train(x.data(), ref.data(),
-                                           ref_mask.data(), M * N, 0.25, rng)
-                    .ok());
-    for (int64_t i = 0; i < M * N; ++i) {
-      ASSERT_EQ(y[size_t(i)], ref[size_t(i)]) << i;
-      const bool ref_bit = (ref_mask[size_t(i / 64)] >> (i % 64)) & 1;
-      ASSERT_EQ(MaskBit(mask.data(), N, i / N, i % N), ref_bit) << i;
+    for (auto [M, N, threads] : {std::tuple<int64_t, int64_t, int>{7, 100, 2},
+                                 {9, 40, 2},
+                                 {6, 37, 2},
+                                 {5, 300, 1}}) {
+      SCOPED_TRACE(::testing::Message() << "M=" << M << " N=" << N);
+      const RngSlice rng = Generator(5).Take(M * N);
+      std::vector<float> x(size_t(M * N), 1.0f),
+          y = x, ref(static_cast<size_t>(M * N));
+      std::vector<uint64_t> mask(size_t(M * MaskWordsPerRow(N))),
+          ref_mask(size_t(ref::DropoutMaskWords(M * N)));
+      Dropout(y.data(), M, N, 0.25, rng, mask.data(), threads);
+      ASSERT_TRUE(ref::dropout_forward_train(x.data(), ref.data(),
+                                             ref_mask.data(), M * N, 0.25, rng)
+                      .ok());
+      for (int64_t i = 0; i < M * N; ++i) {
+        ASSERT_EQ(y[size_t(i)], ref[size_t(i)]) << i;
+        const bool ref_bit = (ref_mask[size_t(i / 64)] >> (i % 64)) & 1;
+        ASSERT_EQ(MaskBit(mask.data(), M, i / N, i % N), ref_bit) << i;
+      }
     }
   });
 }
