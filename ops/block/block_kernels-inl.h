@@ -208,12 +208,12 @@ struct ChunkDraws {
                    count * sizeof(int32_t));
     }
   }
+  const int32_t* bits() const { return reinterpret_cast<const int32_t*>(raw); }
   // Keep mask for the lanes at offset `off` of the chunk (p > 0).
   hn::Mask<DF> Keep(DF d, size_t off, int32_t threshold) const {
     const DI di;
     return hn::RebindMask(
-        d, hn::Gt(hn::LoadU(di, reinterpret_cast<const int32_t*>(raw) + off),
-                  hn::Set(di, threshold - 1)));
+        d, hn::Gt(hn::LoadU(di, bits() + off), hn::Set(di, threshold - 1)));
   }
 };
 
@@ -293,52 +293,97 @@ void DropoutImpl(float* y, int64_t M, int64_t N, double p, const RngSlice& rng,
   }
 }
 
+// The mask bits of a vector's `valid` lanes, in bits [0, valid).
+HWY_INLINE uint64_t MaskBits(DF d, hn::Mask<DF> m, size_t valid) {
+  uint64_t v = 0;
+  AppendMaskBits(d, m, valid, 0, &v);
+  return v;
+}
+
+// What one thread's forward pass reads and writes, as plain locals: the
+// inner loop keeps them in registers (closures over references made it
+// reload each from the stack for every vector).
+struct ForwardRow {
+  const float* HWY_RESTRICT z;  // row m
+  float* HWY_RESTRICT out;      // row m
+  const float* HWY_RESTRICT mean;
+  const float* HWY_RESTRICT rstd;
+  const float* HWY_RESTRICT gamma;    // nullptr: 1
+  const float* HWY_RESTRICT beta;     // nullptr: 0
+  const int32_t* HWY_RESTRICT draws;  // of column n0; nullptr: no dropout
+  int32_t threshold;
+  float scale;
+};
+
+// Columns [n0, n1) of row m (n0 a multiple of 64): out and the pass mask.
+HWY_INLINE void ForwardChunk(const ForwardRow& r, int64_t n0, int64_t n1,
+                             uint64_t* HWY_RESTRICT mask, int64_t M,
+                             int64_t m) {
+  const DF d;
+  const DI di;
+  const int64_t L = int64_t(hn::Lanes(d));
+  const float* HWY_RESTRICT z = r.z;
+  float* HWY_RESTRICT out = r.out;
+  const float* HWY_RESTRICT mean = r.mean;
+  const float* HWY_RESTRICT rstd = r.rstd;
+  const float* HWY_RESTRICT gamma = r.gamma;
+  const float* HWY_RESTRICT beta = r.beta;
+  const int32_t* HWY_RESTRICT draws = r.draws;
+  const auto vscale = hn::Set(d, r.scale);
+  const auto below = hn::Set(di, r.threshold - 1);
+  for (int64_t w0 = n0; w0 < n1; w0 += 64) {
+    uint64_t word = 0;
+    const int64_t wend = std::min(n1, w0 + 64);
+    for (int64_t n = w0; n < wend; n += L) {
+      const size_t v = Valid(n, wend, size_t(L));
+      // bn = γ·(z − μ)·rstd + β
+      const auto rs = LoadPartial(d, rstd + n, v);
+      const auto gr = gamma ? hn::Mul(LoadPartial(d, gamma + n, v), rs) : rs;
+      const auto xc =
+          hn::Sub(LoadPartial(d, z + n, v), LoadPartial(d, mean + n, v));
+      const auto b = beta ? LoadPartial(d, beta + n, v) : hn::Zero(d);
+      const auto bn = hn::MulAdd(xc, gr, b);
+      auto pass = hn::Gt(bn, hn::Zero(d));
+      auto y = hn::IfThenElseZero(pass, bn);
+      if (draws) {
+        const auto keep =
+            hn::RebindMask(d, hn::Gt(hn::LoadU(di, draws + (n - n0)), below));
+        pass = hn::And(pass, keep);
+        y = hn::IfThenElseZero(keep, hn::Mul(y, vscale));
+      }
+      StorePartial(d, y, out + n, v);
+      word |= MaskBits(d, pass, v) << (n - w0);
+    }
+    mask[MaskWord(M, m, w0)] = word;
+  }
+}
+
 void BnReluDropoutForwardImpl(const BnForwardArgs& a, int64_t M, int64_t N,
                               int threads) {
   const bool dropout = a.p > 0.0;
   const int32_t threshold = int32_t(DropoutThreshold(a.p));
   const float scale = a.p < 1.0 ? float(1.0 / (1.0 - a.p)) : 0.0f;
-  // Locals, not reads through `a` that every store might alias.
-  const float* HWY_RESTRICT z = a.z;
-  const float* HWY_RESTRICT mean = a.mean;
-  const float* HWY_RESTRICT rstd = a.rstd;
-  const float* HWY_RESTRICT gamma = a.gamma;
-  const float* HWY_RESTRICT beta = a.beta;
-  float* HWY_RESTRICT out = a.out;
-  uint64_t* HWY_RESTRICT mask = a.pass_mask;
 #pragma omp parallel num_threads(threads)
   {
-    const DF d;
-    const auto vscale = hn::Set(d, scale);
     const BlockSplit s =
         BlockSplit::Of(M, N, omp_get_thread_num(), omp_get_num_threads());
-    ForEachDrawChunk(
-        s, N, dropout, a.rng,
-        [&](int64_t m, int64_t n0, int64_t n1, const ChunkDraws& draws) {
-          const float* zr = z + m * N;
-          float* outr = out + m * N;
-          ForEachMaskWord(
-              n0, n1, mask, M, m,
-              [&](int64_t n, size_t v, size_t off, uint64_t* word) {
-                // bn = γ·(z − μ)·rstd + β
-                const auto gr = gamma ? hn::Mul(LoadPartial(d, gamma + n, v),
-                                                LoadPartial(d, rstd + n, v))
-                                      : LoadPartial(d, rstd + n, v);
-                const auto xc = hn::Sub(LoadPartial(d, zr + n, v),
-                                        LoadPartial(d, mean + n, v));
-                const auto b = beta ? LoadPartial(d, beta + n, v) : hn::Zero(d);
-                const auto bn = hn::MulAdd(xc, gr, b);
-                auto pass = hn::Gt(bn, hn::Zero(d));
-                auto r = hn::IfThenElseZero(pass, bn);
-                if (dropout) {
-                  const auto keep = draws.Keep(d, size_t(n - n0), threshold);
-                  pass = hn::And(pass, keep);
-                  r = hn::IfThenElseZero(keep, hn::Mul(r, vscale));
-                }
-                StorePartial(d, r, outr + n, v);
-                AppendMaskBits(d, pass, v, off, word);
-              });
-        });
+    ChunkDraws chunk;
+    for (int64_t m = s.m_begin; m < s.m_end; ++m) {
+      for (int64_t n0 = s.n_begin; n0 < s.n_end; n0 += int64_t(kDrawChunk)) {
+        const int64_t n1 = std::min(s.n_end, n0 + int64_t(kDrawChunk));
+        if (dropout) chunk.Draw(a.rng, m * N + n0, size_t(n1 - n0));
+        const ForwardRow r{a.z + m * N,
+                           a.out + m * N,
+                           a.mean,
+                           a.rstd,
+                           a.gamma,
+                           a.beta,
+                           dropout ? chunk.bits() : nullptr,
+                           threshold,
+                           scale};
+        ForwardChunk(r, n0, n1, a.pass_mask, M, m);
+      }
+    }
   }
 }
 
@@ -376,25 +421,107 @@ void DropoutBackwardImpl(const uint64_t* mask, const float* dy, float* dx,
 // summed over its rows in row order; when rows are split too (narrow
 // layers), each row group sums into its own partial row and the partials
 // are added in row-group order. Either way the result is deterministic.
+// What the backward passes read, copied into the thread's own locals by
+// the helpers below (see ForwardRow).
+struct BackwardArgs {
+  const float* z;
+  const float* d_out;
+  const float* mean;
+  const float* rstd;
+  const float* gamma;    // nullptr: 1
+  const uint64_t* mask;  // nullptr: d_out is the BN gradient
+  float scale;           // 1/(1 − p) with a mask
+  int64_t M, N;
+};
+
+// g = d_out·mask·scale at (m, n).
+HWY_INLINE hn::Vec<DF> Incoming(DF d, const float* HWY_RESTRICT dyr,
+                                const uint64_t* HWY_RESTRICT mask, int64_t M,
+                                int64_t m, int64_t n, size_t v,
+                                hn::Vec<DF> vscale) {
+  const auto dy = hn::Mul(LoadPartial(d, dyr + n, v), vscale);
+  if (mask == nullptr) return dy;
+  return hn::IfThenElseZero(
+      MaskFromWord(d, mask[MaskWord(M, m, n)], size_t(n % 64)), dy);
+}
+
+// Pass 1 over rows [m0, m1), columns [c0, c1): Σ g and Σ g·x̂ per column
+// into acc_g and acc_gx, rows in order.
+HWY_INLINE void BackwardSums(const BackwardArgs& a, int64_t m0, int64_t m1,
+                             int64_t c0, int64_t c1, float* HWY_RESTRICT acc_g,
+                             float* HWY_RESTRICT acc_gx) {
+  const DF d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  const float* HWY_RESTRICT mean = a.mean;
+  const float* HWY_RESTRICT rstd = a.rstd;
+  const uint64_t* HWY_RESTRICT mask = a.mask;
+  const int64_t M = a.M, N = a.N;
+  const auto vscale = hn::Set(d, a.scale);
+  for (int64_t m = m0; m < m1; ++m) {
+    const float* HWY_RESTRICT dyr = a.d_out + m * N;
+    const float* HWY_RESTRICT zr = a.z + m * N;
+    for (int64_t n = c0; n < c1; n += L) {
+      const size_t v = Valid(n, c1, size_t(L));
+      const auto g = Incoming(d, dyr, mask, M, m, n, v, vscale);
+      const auto xhat = hn::Mul(
+          hn::Sub(LoadPartial(d, zr + n, v), LoadPartial(d, mean + n, v)),
+          LoadPartial(d, rstd + n, v));
+      StorePartial(d, hn::Add(LoadPartial(d, acc_g + n, v), g), acc_g + n, v);
+      StorePartial(d, hn::MulAdd(g, xhat, LoadPartial(d, acc_gx + n, v)),
+                   acc_gx + n, v);
+    }
+  }
+}
+
+// Pass 2: dz = γ·rstd·(g − dβ/M − x̂·dγ/M), and Σ dz per column into acc_dz.
+HWY_INLINE void BackwardDz(const BackwardArgs& a, int64_t m0, int64_t m1,
+                           int64_t c0, int64_t c1,
+                           const float* HWY_RESTRICT dbeta,
+                           const float* HWY_RESTRICT dgamma,
+                           float* HWY_RESTRICT dz_out,
+                           float* HWY_RESTRICT acc_dz) {
+  const DF d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  const float* HWY_RESTRICT mean = a.mean;
+  const float* HWY_RESTRICT rstd = a.rstd;
+  const float* HWY_RESTRICT gamma = a.gamma;
+  const uint64_t* HWY_RESTRICT mask = a.mask;
+  const int64_t M = a.M, N = a.N;
+  const auto vscale = hn::Set(d, a.scale);
+  const auto inv_m = hn::Set(d, 1.0f / float(M));
+  for (int64_t m = m0; m < m1; ++m) {
+    const float* HWY_RESTRICT dyr = a.d_out + m * N;
+    const float* HWY_RESTRICT zr = a.z + m * N;
+    float* HWY_RESTRICT dzr = dz_out + m * N;
+    for (int64_t n = c0; n < c1; n += L) {
+      const size_t v = Valid(n, c1, size_t(L));
+      const auto rs = LoadPartial(d, rstd + n, v);
+      const auto k = gamma ? hn::Mul(LoadPartial(d, gamma + n, v), rs)
+                           : hn::Mul(hn::Set(d, 1.0f), rs);
+      const auto mean_g = hn::Mul(LoadPartial(d, dbeta + n, v), inv_m);
+      const auto mean_gx = hn::Mul(LoadPartial(d, dgamma + n, v), inv_m);
+      const auto g = Incoming(d, dyr, mask, M, m, n, v, vscale);
+      const auto xhat = hn::Mul(
+          hn::Sub(LoadPartial(d, zr + n, v), LoadPartial(d, mean + n, v)), rs);
+      const auto dz =
+          hn::Mul(k, hn::Sub(hn::Sub(g, mean_g), hn::Mul(xhat, mean_gx)));
+      StorePartial(d, dz, dzr + n, v);
+      StorePartial(d, hn::Add(LoadPartial(d, acc_dz + n, v), dz), acc_dz + n,
+                   v);
+    }
+  }
+}
+
 // `partial`: 64-byte aligned, 3·PartialStride(N) floats per thread.
 void BnReluDropoutBackwardImpl(const BnBackwardArgs& a, int64_t M, int64_t N,
                                int threads, float* partial) {
   const float scale = a.pass_mask == nullptr ? 1.0f
                       : a.p < 1.0            ? float(1.0 / (1.0 - a.p))
                                              : 0.0f;
-  const float inv_m = 1.0f / float(M);
-  // Locals, not reads through `a` that every store might alias.
-  const float* HWY_RESTRICT z = a.z;
-  const float* HWY_RESTRICT d_out = a.d_out;
-  const float* HWY_RESTRICT mean = a.mean;
-  const float* HWY_RESTRICT rstd = a.rstd;
-  const float* HWY_RESTRICT gamma = a.gamma;
-  const uint64_t* HWY_RESTRICT mask = a.pass_mask;
-  float* HWY_RESTRICT dz_out = a.dz;
+  const BackwardArgs b{a.z,         a.d_out, a.mean, a.rstd, a.gamma,
+                       a.pass_mask, scale,   M,      N};
 #pragma omp parallel num_threads(threads)
   {
-    const DF d;
-    const int64_t L = int64_t(hn::Lanes(d));
     const BlockSplit s =
         BlockSplit::Of(M, N, omp_get_thread_num(), omp_get_num_threads());
     const int64_t c0 = s.n_begin, c1 = s.n_end;
@@ -406,19 +533,6 @@ void BnReluDropoutBackwardImpl(const BnBackwardArgs& a, int64_t M, int64_t N,
     float* acc_g = partial + 3 * stride * t;
     float* acc_gx = acc_g + stride;
     float* acc_dz = acc_gx + stride;
-    const auto vscale = hn::Set(d, scale);
-    // g and x̂ of the vector at column n of row m.
-    const auto incoming = [=](int64_t m, int64_t n, size_t v) {
-      const auto dy = hn::Mul(LoadPartial(d, d_out + m * N + n, v), vscale);
-      if (mask == nullptr) return dy;
-      return hn::IfThenElseZero(
-          MaskFromWord(d, mask[MaskWord(M, m, n)], size_t(n % 64)), dy);
-    };
-    const auto xhat = [=](int64_t m, int64_t n, size_t v) {
-      return hn::Mul(hn::Sub(LoadPartial(d, z + m * N + n, v),
-                             LoadPartial(d, mean + n, v)),
-                     LoadPartial(d, rstd + n, v));
-    };
     // The partials of the column group's threads (one per row group, see
     // BlockSplit), added in row-group order, into out[c0, c1).
     const auto reduce = [&](int64_t row, float* out) {
@@ -435,17 +549,7 @@ void BnReluDropoutBackwardImpl(const BnBackwardArgs& a, int64_t M, int64_t N,
     for (int64_t i = 0; i < 3; ++i) {
       std::fill(acc_g + i * stride + c0, acc_g + i * stride + c1, 0.0f);
     }
-    // Pass 1: Σ g and Σ g·x̂ per column, rows in order.
-    for (int64_t m = s.m_begin; m < s.m_end; ++m) {
-      for (int64_t n = c0; n < c1; n += L) {
-        const size_t v = Valid(n, c1, size_t(L));
-        const auto g = incoming(m, n, v);
-        StorePartial(d, hn::Add(LoadPartial(d, acc_g + n, v), g), acc_g + n, v);
-        StorePartial(
-            d, hn::MulAdd(g, xhat(m, n, v), LoadPartial(d, acc_gx + n, v)),
-            acc_gx + n, v);
-      }
-    }
+    BackwardSums(b, s.m_begin, s.m_end, c0, c1, acc_g, acc_gx);
     // Barriers only when rows are split: a column group's sums are then
     // spread over its threads. The condition is the same on every thread.
     if (s.row_groups > 1) {
@@ -456,25 +560,7 @@ void BnReluDropoutBackwardImpl(const BnBackwardArgs& a, int64_t M, int64_t N,
     if (s.row_groups > 1) {
 #pragma omp barrier
     }
-    // Pass 2: dz = γ·rstd·(g − dβ/M − x̂·dγ/M), and Σ dz for the bias.
-    const float* HWY_RESTRICT dbeta = a.dbeta;
-    const float* HWY_RESTRICT dgamma = a.dgamma;
-    for (int64_t m = s.m_begin; m < s.m_end; ++m) {
-      for (int64_t n = c0; n < c1; n += L) {
-        const size_t v = Valid(n, c1, size_t(L));
-        const auto gm = gamma ? LoadPartial(d, gamma + n, v) : hn::Set(d, 1.0f);
-        const auto k = hn::Mul(gm, LoadPartial(d, rstd + n, v));
-        const auto mean_g =
-            hn::Mul(LoadPartial(d, dbeta + n, v), hn::Set(d, inv_m));
-        const auto mean_gx =
-            hn::Mul(LoadPartial(d, dgamma + n, v), hn::Set(d, inv_m));
-        const auto dz = hn::Mul(k, hn::Sub(hn::Sub(incoming(m, n, v), mean_g),
-                                           hn::Mul(xhat(m, n, v), mean_gx)));
-        StorePartial(d, dz, dz_out + m * N + n, v);
-        StorePartial(d, hn::Add(LoadPartial(d, acc_dz + n, v), dz), acc_dz + n,
-                     v);
-      }
-    }
+    BackwardDz(b, s.m_begin, s.m_end, c0, c1, a.dbeta, a.dgamma, a.dz, acc_dz);
     if (a.dbias) {
       if (s.row_groups > 1) {
 #pragma omp barrier
