@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "ballast/registry.h"
 #include "ballast/session.h"
@@ -69,28 +70,37 @@ struct Trainer::Impl {
       row_loss.resize(size_t(M));
       row_correct.resize(size_t(M));
       const int threads = M * C >= 1024 ? opt.threads : 1;
-#pragma omp parallel for num_threads(threads) schedule(static)
-      for (int64_t m = 0; m < M; ++m) {
-        const int32_t label = labels[m];
-        const float* z = y + m * C;
-        double mx = z[0];
-        int64_t arg = 0;
-        for (int64_t c = 1; c < C; ++c) {
-          if (z[c] > mx) mx = z[c], arg = c;
-        }
-        row_correct[size_t(m)] = arg == label;
-        double se = 0;
-        for (int64_t c = 0; c < C; ++c) se += std::exp(double(z[c]) - mx);
-        const double lse = mx + std::log(se);
-        double mean_neg_logp = 0;
-        for (int64_t c = 0; c < C; ++c) mean_neg_logp += lse - z[c];
-        mean_neg_logp /= double(C);
-        row_loss[size_t(m)] =
-            (1 - eps) * (lse - z[label]) + eps * mean_neg_logp;
-        for (int64_t c = 0; c < C; ++c) {
-          const double p = std::exp(double(z[c]) - lse);
-          const double t = (c == label ? 1 - eps : 0.0) + eps / double(C);
-          dy[m * C + c] = float((p - t) / double(M));
+#pragma omp parallel num_threads(threads)
+      {
+        // exp(z − max) of the row: the softmax divides them by their sum,
+        // rather than taking a second exp of z − logsumexp per class.
+        std::vector<double> e(static_cast<size_t>(C));
+#pragma omp for schedule(static)
+        for (int64_t m = 0; m < M; ++m) {
+          const int32_t label = labels[m];
+          const float* z = y + m * C;
+          double mx = z[0];
+          int64_t arg = 0;
+          for (int64_t c = 1; c < C; ++c) {
+            if (z[c] > mx) mx = z[c], arg = c;
+          }
+          row_correct[size_t(m)] = arg == label;
+          double se = 0;
+          for (int64_t c = 0; c < C; ++c) {
+            e[size_t(c)] = std::exp(double(z[c]) - mx);
+            se += e[size_t(c)];
+          }
+          const double lse = mx + std::log(se);
+          double mean_neg_logp = 0;
+          for (int64_t c = 0; c < C; ++c) mean_neg_logp += lse - z[c];
+          mean_neg_logp /= double(C);
+          row_loss[size_t(m)] =
+              (1 - eps) * (lse - z[label]) + eps * mean_neg_logp;
+          for (int64_t c = 0; c < C; ++c) {
+            const double p = e[size_t(c)] / se;
+            const double t = (c == label ? 1 - eps : 0.0) + eps / double(C);
+            dy[m * C + c] = float((p - t) / double(M));
+          }
         }
       }
       for (int64_t m = 0; m < M; ++m) {
