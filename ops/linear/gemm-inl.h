@@ -107,6 +107,10 @@ struct TileCtx {
   BPanels b;
   EpilogueArgs ep;
   GemmStatsChunk* stats;  // kBiasStats: the chunk of this thread's rows
+  // Full tiles prefetch a_next + k·a_next_step at step k: the rows of A the
+  // next tile reads (see GemmRect).
+  const float* a_next = nullptr;
+  int64_t a_next_step = 0;
 };
 
 // Epilogue for one output vector; `col` is the first column of the vector.
@@ -268,6 +272,7 @@ HWY_NOINLINE void Tile(const TileCtx& c, int64_t m0, int64_t p, int64_t k0,
     const float* bk = bp + k * ldb;
     // Small tiles stream the weights: fetch a few rows ahead.
     if constexpr (MR <= 4) hwy::Prefetch(bk + 8 * ldb);
+    if constexpr (MR == kGemmMR) hwy::Prefetch(c.a_next + k * c.a_next_step);
     const VF b0 = hn::LoadU(d, bk);
     VF b1 = b0, b2 = b0, b3 = b0;
     if constexpr (NVA > 1) b1 = hn::LoadU(d, bk + L);
@@ -336,7 +341,7 @@ void TileAnyRows(const TileCtx& c, int mr, int64_t m0, int64_t p, int64_t k0,
 // The rectangle of work one thread owns: rows [m_begin, m_end) × panels
 // [p_begin, p_end), K in blocks of plan.kc.
 template <Epilogue E>
-void GemmRect(const TileCtx& c, const GemmPlan& plan, const GemmRange& r) {
+void GemmRect(TileCtx c, const GemmPlan& plan, const GemmRange& r) {
   const int64_t K = c.b.k;
   for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += plan.kc) {
     const int64_t kc = std::min(plan.kc, K - k0);
@@ -344,6 +349,17 @@ void GemmRect(const TileCtx& c, const GemmPlan& plan, const GemmRange& r) {
     for (int64_t p = r.p_begin; p < r.p_end; ++p) {
       for (int64_t m = r.m_begin; m < r.m_end; m += kGemmMR) {
         const int mr = int(std::min<int64_t>(kGemmMR, r.m_end - m));
+        // Row-major A: fetch the next tile's rows while this one computes.
+        // On the first panel they may come from the other core's cache (the
+        // thread that wrote them), where the hardware prefetcher does not
+        // reach ahead of the misses.
+        if (c.a_cs == 1 && m + 2 * kGemmMR <= r.m_end && kc > 0) {
+          c.a_next = c.a + (m + kGemmMR) * c.a_rs + k0;
+          c.a_next_step = (kGemmMR * c.a_rs + kc - 1) / kc;
+        } else {
+          c.a_next = c.a;
+          c.a_next_step = 0;
+        }
         TileAnyRows<E>(c, mr, m, p, k0, kc, first, last, m == r.m_begin);
       }
     }
