@@ -447,25 +447,23 @@ HWY_INLINE hn::Vec<DF> Incoming(DF d, const float* HWY_RESTRICT dyr,
 
 // Pass 1 over rows [m0, m1), columns [c0, c1): Σ g and Σ g·x̂ per column
 // into acc_g and acc_gx, rows in order.
-HWY_INLINE void BackwardSums(const BackwardArgs& a, int64_t m0, int64_t m1,
+// `a` by value: a local whose address never escapes, so the loop keeps its
+// fields in registers.
+HWY_INLINE void BackwardSums(const BackwardArgs a, int64_t m0, int64_t m1,
                              int64_t c0, int64_t c1, float* HWY_RESTRICT acc_g,
                              float* HWY_RESTRICT acc_gx) {
   const DF d;
   const int64_t L = int64_t(hn::Lanes(d));
-  const float* HWY_RESTRICT mean = a.mean;
-  const float* HWY_RESTRICT rstd = a.rstd;
-  const uint64_t* HWY_RESTRICT mask = a.mask;
-  const int64_t M = a.M, N = a.N;
   const auto vscale = hn::Set(d, a.scale);
   for (int64_t m = m0; m < m1; ++m) {
-    const float* HWY_RESTRICT dyr = a.d_out + m * N;
-    const float* HWY_RESTRICT zr = a.z + m * N;
+    const float* HWY_RESTRICT dyr = a.d_out + m * a.N;
+    const float* HWY_RESTRICT zr = a.z + m * a.N;
     for (int64_t n = c0; n < c1; n += L) {
       const size_t v = Valid(n, c1, size_t(L));
-      const auto g = Incoming(d, dyr, mask, M, m, n, v, vscale);
+      const auto g = Incoming(d, dyr, a.mask, a.M, m, n, v, vscale);
       const auto xhat = hn::Mul(
-          hn::Sub(LoadPartial(d, zr + n, v), LoadPartial(d, mean + n, v)),
-          LoadPartial(d, rstd + n, v));
+          hn::Sub(LoadPartial(d, zr + n, v), LoadPartial(d, a.mean + n, v)),
+          LoadPartial(d, a.rstd + n, v));
       StorePartial(d, hn::Add(LoadPartial(d, acc_g + n, v), g), acc_g + n, v);
       StorePartial(d, hn::MulAdd(g, xhat, LoadPartial(d, acc_gx + n, v)),
                    acc_gx + n, v);
@@ -474,7 +472,7 @@ HWY_INLINE void BackwardSums(const BackwardArgs& a, int64_t m0, int64_t m1,
 }
 
 // Pass 2: dz = γ·rstd·(g − dβ/M − x̂·dγ/M), and Σ dz per column into acc_dz.
-HWY_INLINE void BackwardDz(const BackwardArgs& a, int64_t m0, int64_t m1,
+HWY_INLINE void BackwardDz(const BackwardArgs a, int64_t m0, int64_t m1,
                            int64_t c0, int64_t c1,
                            const float* HWY_RESTRICT dbeta,
                            const float* HWY_RESTRICT dgamma,
@@ -485,7 +483,6 @@ HWY_INLINE void BackwardDz(const BackwardArgs& a, int64_t m0, int64_t m1,
   const float* HWY_RESTRICT mean = a.mean;
   const float* HWY_RESTRICT rstd = a.rstd;
   const float* HWY_RESTRICT gamma = a.gamma;
-  const uint64_t* HWY_RESTRICT mask = a.mask;
   const int64_t M = a.M, N = a.N;
   const auto vscale = hn::Set(d, a.scale);
   const auto inv_m = hn::Set(d, 1.0f / float(M));
@@ -500,7 +497,7 @@ HWY_INLINE void BackwardDz(const BackwardArgs& a, int64_t m0, int64_t m1,
                            : hn::Mul(hn::Set(d, 1.0f), rs);
       const auto mean_g = hn::Mul(LoadPartial(d, dbeta + n, v), inv_m);
       const auto mean_gx = hn::Mul(LoadPartial(d, dgamma + n, v), inv_m);
-      const auto g = Incoming(d, dyr, mask, M, m, n, v, vscale);
+      const auto g = Incoming(d, dyr, a.mask, M, m, n, v, vscale);
       const auto xhat = hn::Mul(
           hn::Sub(LoadPartial(d, zr + n, v), LoadPartial(d, mean + n, v)), rs);
       const auto dz =
