@@ -2,7 +2,8 @@
 # Issue-6 training race, side by side in one run: the book's recipe on Fashion-MNIST (784-256-256-10,
 # dropout 0.5, SGD 0.05/0.9, batch 128, 5 epochs) in PyTorch on 1 thread (../shared/peers, or the copy
 # of its recipe given as $PEER), then `ballast train` on 1 and 2 threads, for ROUNDS rounds
-# (interleaved, so a noisy neighbour hits all three alike). Prints every epoch time and the medians.
+# (interleaved, so a noisy neighbour hits all three alike). Prints every epoch time, the medians,
+# and the ratios within each round.
 #   scripts/bench-train.sh [ROUNDS=3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,3 +46,17 @@ b2=$(cut -d' ' -f1 "$tmp/ballast2" | median)
 awk -v t="$t" -v b1="$b1" -v b2="$b2" 'BEGIN {
   printf "ballast 1 thread / PyTorch 1 thread: %.0f%% (target <= 40%%)\n", 100 * b1 / t;
   printf "ballast 2 threads speed-up over 1: %.2fx (target >= 1.8x)\n", b1 / b2 }'
+# The machine's speed drifts between rounds, and a round's three runs share its state: the same
+# ratios per round (medians of its 5 epochs), and their median.
+per_round() {  # epoch file -> one median per round
+  local n; n=$(wc -l < "$1")
+  for ((i = 1; i <= n; i += 5)); do sed -n "${i},$((i + 4))p" "$1" | cut -d' ' -f1 | median; done
+}
+paste -d' ' <(per_round "$tmp/torch") <(per_round "$tmp/ballast1") <(per_round "$tmp/ballast2") \
+  > "$tmp/rounds"
+r1=$(awk '{printf "%.0f\n", 100 * $2 / $1}' "$tmp/rounds")
+r2=$(awk '{printf "%.2f\n", $2 / $3}' "$tmp/rounds")
+printf 'per round, 1 thread / PyTorch: %s%% | median %s%%\n' "$(echo $r1 | sed 's/ /%, /g')" \
+  "$(echo "$r1" | median)"
+printf 'per round, 2 threads speed-up: %sx | median %sx\n' "$(echo $r2 | sed 's/ /x, /g')" \
+  "$(echo "$r2" | median)"
