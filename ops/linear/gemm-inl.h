@@ -107,8 +107,9 @@ struct TileCtx {
   BPanels b;
   EpilogueArgs ep;
   GemmStatsChunk* stats;  // kBiasStats: the chunk of this thread's rows
-  // Full tiles prefetch a_next + k·a_next_step at step k: the rows of A the
-  // next tile reads (see GemmRect).
+  // With a_next_step > 0, a full tile prefetches a_next + k·a_next_step at
+  // step k: the rows of A the next tile reads (see GemmRect).
+  bool prefetch_a = false;  // the call runs on more than one thread
   const float* a_next = nullptr;
   int64_t a_next_step = 0;
 };
@@ -272,7 +273,9 @@ HWY_NOINLINE void Tile(const TileCtx& c, int64_t m0, int64_t p, int64_t k0,
     const float* bk = bp + k * ldb;
     // Small tiles stream the weights: fetch a few rows ahead.
     if constexpr (MR <= 4) hwy::Prefetch(bk + 8 * ldb);
-    if constexpr (MR == kGemmMR) hwy::Prefetch(c.a_next + k * c.a_next_step);
+    if constexpr (MR == kGemmMR) {
+      if (c.a_next_step != 0) hwy::Prefetch(c.a_next + k * c.a_next_step);
+    }
     const VF b0 = hn::LoadU(d, bk);
     VF b1 = b0, b2 = b0, b3 = b0;
     if constexpr (NVA > 1) b1 = hn::LoadU(d, bk + L);
@@ -349,16 +352,17 @@ void GemmRect(TileCtx c, const GemmPlan& plan, const GemmRange& r) {
     for (int64_t p = r.p_begin; p < r.p_end; ++p) {
       for (int64_t m = r.m_begin; m < r.m_end; m += kGemmMR) {
         const int mr = int(std::min<int64_t>(kGemmMR, r.m_end - m));
-        // Row-major A: fetch the next tile's rows while this one computes.
-        // On the first panel they may come from the other core's cache (the
-        // thread that wrote them), where the hardware prefetcher does not
-        // reach ahead of the misses.
-        if (c.a_cs == 1 && m + 2 * kGemmMR <= r.m_end && kc > 0) {
+        // Row-major A on several threads: on the thread's first panel, fetch
+        // the next tile's rows while this one computes. Half of them may sit
+        // in the other core's cache (its thread wrote them), where the
+        // hardware prefetcher does not reach ahead of the misses. Later
+        // panels, and single-threaded calls, find A in their own cache; the
+        // prefetches cost them about 5% (gemm_bench).
+        c.a_next_step = 0;
+        if (c.prefetch_a && p == r.p_begin && c.a_cs == 1 &&
+            m + 2 * kGemmMR <= r.m_end && kc > 0) {
           c.a_next = c.a + (m + kGemmMR) * c.a_rs + k0;
           c.a_next_step = (kGemmMR * c.a_rs + kc - 1) / kc;
-        } else {
-          c.a_next = c.a;
-          c.a_next_step = 0;
         }
         TileAnyRows<E>(c, mr, m, p, k0, kc, first, last, m == r.m_begin);
       }
@@ -380,6 +384,7 @@ void GemmTyped(const GemmArgs& args, const BPanels& b, const EpilogueArgs& ep,
                b,
                ep,
                nullptr};
+  base.prefetch_a = plan.threads > 1;
   if (plan.threads <= 1) {
     base.stats = chunks;
     GemmRect<E>(base, plan, plan.Range(0, args.m, b.panels()));
