@@ -174,16 +174,19 @@ TEST(GemmTest, EveryEpilogueOnEveryTarget) {
   });
 }
 
+// Two threads, and one single-threaded case: one thread takes the same tile
+// and K-block paths as each of two, and under qemu every thread count of the
+// full set took over a minute.
 TEST(GemmTest, TwoThreadsMisalignedPointersAndLargeShapes) {
   ForEachTarget([](const char*) {
-    for (int threads : {1, 2}) {
-      for (Epilogue e : {Epilogue::kBiasRelu, Epilogue::kBiasStats}) {
-        RunCase({129, 1024, 257, e, threads, 1});
-        RunCase({2, 1024, 1024, e, threads, 0});
-        for (bool row_major : {false, true}) {
-          RunCase({64, 784, 255, e, threads, 3, row_major});
-          RunCase({17, 15, 1024, e, threads, 1, row_major});
-        }
+    RunCase({129, 1024, 257, Epilogue::kBiasStats, 1, 1});
+    const int threads = 2;
+    for (Epilogue e : {Epilogue::kBiasRelu, Epilogue::kBiasStats}) {
+      RunCase({129, 1024, 257, e, threads, 1});
+      RunCase({2, 1024, 1024, e, threads, 0});
+      for (bool row_major : {false, true}) {
+        RunCase({64, 784, 255, e, threads, 3, row_major});
+        RunCase({17, 15, 1024, e, threads, 1, row_major});
       }
     }
   });
