@@ -1,5 +1,7 @@
 #include "ballast/trainer.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -28,7 +30,7 @@ struct Trainer::Impl {
   // With opt.profile: [3·layer + phase] (forward, backward, update), then
   // the loss.
   std::vector<PhaseTime> profile;
-  std::vector<double> row_loss;  // Loss scratch
+  std::vector<double> row_loss, row_exp;  // Loss scratch
   std::vector<uint8_t> row_correct;
 
   // Runs fn and, when profiling, adds its wall time to profile[slot].
@@ -70,11 +72,12 @@ struct Trainer::Impl {
       row_loss.resize(size_t(M));
       row_correct.resize(size_t(M));
       const int threads = M * C >= 1024 ? opt.threads : 1;
+      // Per thread, exp(z − max) of its row: the softmax divides them by
+      // their sum, rather than taking a second exp of z − logsumexp.
+      row_exp.resize(size_t(threads * C));
 #pragma omp parallel num_threads(threads)
       {
-        // exp(z − max) of the row: the softmax divides them by their sum,
-        // rather than taking a second exp of z − logsumexp per class.
-        std::vector<double> e(static_cast<size_t>(C));
+        double* e = row_exp.data() + omp_get_thread_num() * C;
 #pragma omp for schedule(static)
         for (int64_t m = 0; m < M; ++m) {
           const int32_t label = labels[m];
@@ -87,8 +90,8 @@ struct Trainer::Impl {
           row_correct[size_t(m)] = arg == label;
           double se = 0;
           for (int64_t c = 0; c < C; ++c) {
-            e[size_t(c)] = std::exp(double(z[c]) - mx);
-            se += e[size_t(c)];
+            e[c] = std::exp(double(z[c]) - mx);
+            se += e[c];
           }
           const double lse = mx + std::log(se);
           double mean_neg_logp = 0;
@@ -97,7 +100,7 @@ struct Trainer::Impl {
           row_loss[size_t(m)] =
               (1 - eps) * (lse - z[label]) + eps * mean_neg_logp;
           for (int64_t c = 0; c < C; ++c) {
-            const double p = e[size_t(c)] / se;
+            const double p = e[c] / se;
             const double t = (c == label ? 1 - eps : 0.0) + eps / double(C);
             dy[m * C + c] = float((p - t) / double(M));
           }

@@ -367,23 +367,20 @@ void BnReluDropoutForwardImpl(const BnForwardArgs& a, int64_t M, int64_t N,
   {
     const BlockSplit s =
         BlockSplit::Of(M, N, omp_get_thread_num(), omp_get_num_threads());
-    ChunkDraws chunk;
-    for (int64_t m = s.m_begin; m < s.m_end; ++m) {
-      for (int64_t n0 = s.n_begin; n0 < s.n_end; n0 += int64_t(kDrawChunk)) {
-        const int64_t n1 = std::min(s.n_end, n0 + int64_t(kDrawChunk));
-        if (dropout) chunk.Draw(a.rng, m * N + n0, size_t(n1 - n0));
-        const ForwardRow r{a.z + m * N,
-                           a.out + m * N,
-                           a.mean,
-                           a.rstd,
-                           a.gamma,
-                           a.beta,
-                           dropout ? chunk.bits() : nullptr,
-                           threshold,
-                           scale};
-        ForwardChunk(r, n0, n1, a.pass_mask, M, m);
-      }
-    }
+    ForEachDrawChunk(
+        s, N, dropout, a.rng,
+        [&](int64_t m, int64_t n0, int64_t n1, const ChunkDraws& chunk) {
+          const ForwardRow r{a.z + m * N,
+                             a.out + m * N,
+                             a.mean,
+                             a.rstd,
+                             a.gamma,
+                             a.beta,
+                             dropout ? chunk.bits() : nullptr,
+                             threshold,
+                             scale};
+          ForwardChunk(r, n0, n1, a.pass_mask, M, m);
+        });
   }
 }
 

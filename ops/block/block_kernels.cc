@@ -5,11 +5,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <memory>
-#include <new>
 
 #include "ops/block/block_split.h"
+#include "ops/cache_aligned.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "ops/block/block_kernels.cc"
@@ -98,19 +96,9 @@ void BnReluDropoutBackward(const BnBackwardArgs& a, int64_t M, int64_t N,
                            int threads) {
   const int t = Threads(threads);
   // Per-thread partial sums, 64-byte aligned; grows once, then reused.
-  struct Free {
-    void operator()(float* p) const { std::free(p); }
-  };
-  thread_local std::unique_ptr<float[], Free> partial;
-  thread_local size_t capacity = 0;
-  const size_t floats = size_t(3 * PartialStride(N) * t);
-  if (floats > capacity) {
-    partial.reset(
-        static_cast<float*>(std::aligned_alloc(64, floats * sizeof(float))));
-    if (!partial) throw std::bad_alloc();
-    capacity = floats;
-  }
-  HWY_DYNAMIC_DISPATCH(BnReluDropoutBackwardImpl)(a, M, N, t, partial.get());
+  thread_local AlignedVector<float> partial;
+  partial.resize(size_t(3 * PartialStride(N) * t));
+  HWY_DYNAMIC_DISPATCH(BnReluDropoutBackwardImpl)(a, M, N, t, partial.data());
 }
 
 }  // namespace ballast::ops
