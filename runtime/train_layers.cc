@@ -290,8 +290,10 @@ class FusedBlockLayer : public TrainLayer {
   double p_;
   bool has_bias_ = false, affine_ = true;
   RunningStats stats_;
-  std::vector<float> zero_bias_, ones_, mean_, rstd_, scratch_dg_, scratch_db_,
-      scratch_dbias_;
+  // Read a vector at a time by every row of the block passes: aligned, so
+  // that no load straddles two cache lines.
+  AlignedVector<float> zero_bias_, ones_, mean_, rstd_, scratch_dg_,
+      scratch_db_, scratch_dbias_;
   AlignedVector<float> z_, dz_;  // split by columns over the threads
   std::vector<double> mean_d_, var_d_;
   AlignedVector<uint64_t> mask_;
@@ -352,7 +354,7 @@ class BatchNormLayer : public TrainLayer {
   TrainContext ctx_;
   bool affine_ = true;
   RunningStats stats_;
-  std::vector<float> ones_, zeros_, mean_, rstd_, scale_, shift_, sdg_, sdb_,
+  AlignedVector<float> ones_, zeros_, mean_, rstd_, scale_, shift_, sdg_, sdb_,
       scratch_dx_;
   std::vector<double> mean_d_, var_d_;
   const float* x_ = nullptr;

@@ -410,14 +410,21 @@ void DropoutBackwardImpl(const uint64_t* mask, const float* dy, float* dx,
   }
 }
 
-// BatchNorm backward in two streaming passes over the thread's share of
-// [M, N] (see BlockSplit). With a pass mask (the fused path) the incoming
-// gradient is g = d_out·mask/(1 − p); without one (the unfused path, after
-// separate dropout and ReLU backward passes) g = d_out. Pass 1 sums g and
-// g·x̂ per column, pass 2 writes dz and sums it for the bias. Each column is
-// summed over its rows in row order; when rows are split too (narrow
-// layers), each row group sums into its own partial row and the partials
-// are added in row-group order. Either way the result is deterministic.
+// BatchNorm backward over the thread's share of [M, N] (see BlockSplit).
+// With a pass mask (the fused path) the incoming gradient is
+// g = d_out·mask/(1 − p); without one (the unfused path, after separate
+// dropout and ReLU backward passes) g = d_out. Pass 1 sums g and g·x̂ per
+// column, pass 2 writes dz and sums it for the bias.
+//
+// Both passes walk a strip of two vectors of columns down the rows, the sums
+// in registers. When a thread owns whole columns (every layer of 64 columns
+// or more per thread), pass 2 follows pass 1 strip by strip: a strip's rows
+// are still in L1, and no sum goes through memory. Otherwise (narrow
+// layers, rows split too) each row group sums into its own partial row, and
+// the partials are added in row-group order between the passes. Either way
+// each column is summed over its rows in row order: deterministic, and the
+// same bits on any thread count.
+//
 // What the backward passes read, copied into the thread's own locals by
 // the helpers below (see ForwardRow).
 struct BackwardArgs {
@@ -431,78 +438,138 @@ struct BackwardArgs {
   int64_t M, N;
 };
 
-// g = d_out·mask·scale at (m, n).
-HWY_INLINE hn::Vec<DF> Incoming(DF d, const float* HWY_RESTRICT dyr,
-                                const uint64_t* HWY_RESTRICT mask, int64_t M,
-                                int64_t m, int64_t n, size_t v,
-                                hn::Vec<DF> vscale) {
-  const auto dy = hn::Mul(LoadPartial(d, dyr + n, v), vscale);
-  if (mask == nullptr) return dy;
-  return hn::IfThenElseZero(
-      MaskFromWord(d, mask[MaskWord(M, m, n)], size_t(n % 64)), dy);
+// One vector of a strip: columns [n, n + valid) (valid may be 0: the lane
+// then reads and writes nothing) and the pass-mask words of its columns, one
+// per row (word-major, see MaskWord).
+struct StripLane {
+  int64_t n;
+  size_t valid;
+  const uint64_t* words;  // nullptr without a mask
+  size_t shift;           // the vector's first bit in its word
+};
+
+HWY_INLINE StripLane LaneOf(const BackwardArgs& a, int64_t n, int64_t c1) {
+  const DF d;
+  const size_t v = n < c1 ? Valid(n, c1, hn::Lanes(d)) : 0;
+  // An empty lane (past c1) reads no mask.
+  return {n, v, a.mask && v > 0 ? a.mask + MaskWord(a.M, 0, n) : nullptr,
+          size_t(n % 64)};
 }
 
-// Pass 1 over rows [m0, m1), columns [c0, c1): Σ g and Σ g·x̂ per column
-// into acc_g and acc_gx, rows in order.
+// The keep mask of row m: the word's bits [shift, shift + lanes). A vector
+// of at least 8 lanes starts on a byte of the word (lanes divide 64), and
+// its bits load straight from memory; narrower ones go through a copy.
+HWY_INLINE hn::Mask<DF> Keep(DF d, const StripLane& s, int64_t m) {
+  if constexpr (hn::MaxLanes(d) >= 8 && HWY_TARGET != HWY_SCALAR) {
+    if (hn::Lanes(d) >= 8) {
+      return hn::LoadMaskBits(
+          d, reinterpret_cast<const uint8_t*>(s.words + m) + s.shift / 8);
+    }
+  }
+  return MaskFromWord(d, s.words[m], s.shift);
+}
+
+// g = d_out·mask·scale at row m of a strip lane.
+HWY_INLINE hn::Vec<DF> Incoming(DF d, const float* HWY_RESTRICT dyr,
+                                const StripLane& s, int64_t m,
+                                hn::Vec<DF> vscale) {
+  const auto dy = hn::Mul(LoadPartial(d, dyr + s.n, s.valid), vscale);
+  if (s.words == nullptr) return dy;
+  return hn::IfThenElseZero(Keep(d, s, m), dy);
+}
+
+// Pass 1 over rows [m0, m1) of the strip (s0, s1): Σ g into sum_g and
+// Σ g·x̂ into sum_gx, at the strip's columns.
 // `a` by value: a local whose address never escapes, so the loop keeps its
 // fields in registers.
-HWY_INLINE void BackwardSums(const BackwardArgs a, int64_t m0, int64_t m1,
-                             int64_t c0, int64_t c1, float* HWY_RESTRICT acc_g,
-                             float* HWY_RESTRICT acc_gx) {
+HWY_INLINE void StripSums(const BackwardArgs a, int64_t m0, int64_t m1,
+                          const StripLane s0, const StripLane s1,
+                          float* HWY_RESTRICT sum_g,
+                          float* HWY_RESTRICT sum_gx) {
   const DF d;
-  const int64_t L = int64_t(hn::Lanes(d));
   const auto vscale = hn::Set(d, a.scale);
+  const auto mean0 = LoadPartial(d, a.mean + s0.n, s0.valid);
+  const auto mean1 = LoadPartial(d, a.mean + s1.n, s1.valid);
+  const auto rs0 = LoadPartial(d, a.rstd + s0.n, s0.valid);
+  const auto rs1 = LoadPartial(d, a.rstd + s1.n, s1.valid);
+  auto g0 = hn::Zero(d), g1 = hn::Zero(d);
+  auto gx0 = hn::Zero(d), gx1 = hn::Zero(d);
   for (int64_t m = m0; m < m1; ++m) {
     const float* HWY_RESTRICT dyr = a.d_out + m * a.N;
     const float* HWY_RESTRICT zr = a.z + m * a.N;
-    for (int64_t n = c0; n < c1; n += L) {
-      const size_t v = Valid(n, c1, size_t(L));
-      const auto g = Incoming(d, dyr, a.mask, a.M, m, n, v, vscale);
-      const auto xhat = hn::Mul(
-          hn::Sub(LoadPartial(d, zr + n, v), LoadPartial(d, a.mean + n, v)),
-          LoadPartial(d, a.rstd + n, v));
-      StorePartial(d, hn::Add(LoadPartial(d, acc_g + n, v), g), acc_g + n, v);
-      StorePartial(d, hn::MulAdd(g, xhat, LoadPartial(d, acc_gx + n, v)),
-                   acc_gx + n, v);
-    }
+    const auto i0 = Incoming(d, dyr, s0, m, vscale);
+    const auto i1 = Incoming(d, dyr, s1, m, vscale);
+    const auto x0 =
+        hn::Mul(hn::Sub(LoadPartial(d, zr + s0.n, s0.valid), mean0), rs0);
+    const auto x1 =
+        hn::Mul(hn::Sub(LoadPartial(d, zr + s1.n, s1.valid), mean1), rs1);
+    g0 = hn::Add(g0, i0);
+    g1 = hn::Add(g1, i1);
+    gx0 = hn::MulAdd(i0, x0, gx0);
+    gx1 = hn::MulAdd(i1, x1, gx1);
   }
+  StorePartial(d, g0, sum_g + s0.n, s0.valid);
+  StorePartial(d, g1, sum_g + s1.n, s1.valid);
+  StorePartial(d, gx0, sum_gx + s0.n, s0.valid);
+  StorePartial(d, gx1, sum_gx + s1.n, s1.valid);
 }
 
-// Pass 2: dz = γ·rstd·(g − dβ/M − x̂·dγ/M), and Σ dz per column into acc_dz.
-HWY_INLINE void BackwardDz(const BackwardArgs a, int64_t m0, int64_t m1,
-                           int64_t c0, int64_t c1,
-                           const float* HWY_RESTRICT dbeta,
-                           const float* HWY_RESTRICT dgamma,
-                           float* HWY_RESTRICT dz_out,
-                           float* HWY_RESTRICT acc_dz) {
+// Pass 2 over rows [m0, m1) of the strip: dz = γ·rstd·(g − dβ/M − x̂·dγ/M)
+// into dz_out, and Σ dz into sum_dz, at the strip's columns.
+HWY_INLINE void StripDz(const BackwardArgs a, int64_t m0, int64_t m1,
+                        const StripLane s0, const StripLane s1,
+                        const float* HWY_RESTRICT dbeta,
+                        const float* HWY_RESTRICT dgamma,
+                        float* HWY_RESTRICT dz_out,
+                        float* HWY_RESTRICT sum_dz) {
   const DF d;
-  const int64_t L = int64_t(hn::Lanes(d));
-  const float* HWY_RESTRICT mean = a.mean;
-  const float* HWY_RESTRICT rstd = a.rstd;
-  const float* HWY_RESTRICT gamma = a.gamma;
-  const int64_t M = a.M, N = a.N;
   const auto vscale = hn::Set(d, a.scale);
-  const auto inv_m = hn::Set(d, 1.0f / float(M));
+  const auto inv_m = hn::Set(d, 1.0f / float(a.M));
+  const auto mean0 = LoadPartial(d, a.mean + s0.n, s0.valid);
+  const auto mean1 = LoadPartial(d, a.mean + s1.n, s1.valid);
+  const auto rs0 = LoadPartial(d, a.rstd + s0.n, s0.valid);
+  const auto rs1 = LoadPartial(d, a.rstd + s1.n, s1.valid);
+  const auto k0 = a.gamma
+                      ? hn::Mul(LoadPartial(d, a.gamma + s0.n, s0.valid), rs0)
+                      : hn::Mul(hn::Set(d, 1.0f), rs0);
+  const auto k1 = a.gamma
+                      ? hn::Mul(LoadPartial(d, a.gamma + s1.n, s1.valid), rs1)
+                      : hn::Mul(hn::Set(d, 1.0f), rs1);
+  const auto mg0 = hn::Mul(LoadPartial(d, dbeta + s0.n, s0.valid), inv_m);
+  const auto mg1 = hn::Mul(LoadPartial(d, dbeta + s1.n, s1.valid), inv_m);
+  const auto mgx0 = hn::Mul(LoadPartial(d, dgamma + s0.n, s0.valid), inv_m);
+  const auto mgx1 = hn::Mul(LoadPartial(d, dgamma + s1.n, s1.valid), inv_m);
+  auto acc0 = hn::Zero(d), acc1 = hn::Zero(d);
   for (int64_t m = m0; m < m1; ++m) {
-    const float* HWY_RESTRICT dyr = a.d_out + m * N;
-    const float* HWY_RESTRICT zr = a.z + m * N;
-    float* HWY_RESTRICT dzr = dz_out + m * N;
-    for (int64_t n = c0; n < c1; n += L) {
-      const size_t v = Valid(n, c1, size_t(L));
-      const auto rs = LoadPartial(d, rstd + n, v);
-      const auto k = gamma ? hn::Mul(LoadPartial(d, gamma + n, v), rs)
-                           : hn::Mul(hn::Set(d, 1.0f), rs);
-      const auto mean_g = hn::Mul(LoadPartial(d, dbeta + n, v), inv_m);
-      const auto mean_gx = hn::Mul(LoadPartial(d, dgamma + n, v), inv_m);
-      const auto g = Incoming(d, dyr, a.mask, M, m, n, v, vscale);
-      const auto xhat = hn::Mul(
-          hn::Sub(LoadPartial(d, zr + n, v), LoadPartial(d, mean + n, v)), rs);
-      const auto dz =
-          hn::Mul(k, hn::Sub(hn::Sub(g, mean_g), hn::Mul(xhat, mean_gx)));
-      StorePartial(d, dz, dzr + n, v);
-      StorePartial(d, hn::Add(LoadPartial(d, acc_dz + n, v), dz), acc_dz + n,
-                   v);
-    }
+    const float* HWY_RESTRICT dyr = a.d_out + m * a.N;
+    const float* HWY_RESTRICT zr = a.z + m * a.N;
+    float* HWY_RESTRICT dzr = dz_out + m * a.N;
+    const auto x0 =
+        hn::Mul(hn::Sub(LoadPartial(d, zr + s0.n, s0.valid), mean0), rs0);
+    const auto x1 =
+        hn::Mul(hn::Sub(LoadPartial(d, zr + s1.n, s1.valid), mean1), rs1);
+    const auto dz0 =
+        hn::Mul(k0, hn::Sub(hn::Sub(Incoming(d, dyr, s0, m, vscale), mg0),
+                            hn::Mul(x0, mgx0)));
+    const auto dz1 =
+        hn::Mul(k1, hn::Sub(hn::Sub(Incoming(d, dyr, s1, m, vscale), mg1),
+                            hn::Mul(x1, mgx1)));
+    StorePartial(d, dz0, dzr + s0.n, s0.valid);
+    StorePartial(d, dz1, dzr + s1.n, s1.valid);
+    acc0 = hn::Add(acc0, dz0);
+    acc1 = hn::Add(acc1, dz1);
+  }
+  StorePartial(d, acc0, sum_dz + s0.n, s0.valid);
+  StorePartial(d, acc1, sum_dz + s1.n, s1.valid);
+}
+
+// Calls body(s0, s1) for each strip of two vectors of columns [c0, c1).
+template <class Body>
+HWY_INLINE void ForEachStrip(const BackwardArgs& a, int64_t c0, int64_t c1,
+                             Body body) {
+  const int64_t L = int64_t(hn::Lanes(DF()));
+  for (int64_t n = c0; n < c1; n += 2 * L) {
+    body(LaneOf(a, n, c1), LaneOf(a, n + L, c1));
   }
 }
 
@@ -519,47 +586,51 @@ void BnReluDropoutBackwardImpl(const BnBackwardArgs& a, int64_t M, int64_t N,
     const BlockSplit s =
         BlockSplit::Of(M, N, omp_get_thread_num(), omp_get_num_threads());
     const int64_t c0 = s.n_begin, c1 = s.n_end;
-    // Each thread sums into its own cache lines: sharing one with the thread
-    // next door, at the boundary of their columns, costs a line transfer
-    // per row.
-    const int64_t stride = PartialStride(N);
+    const int64_t m0 = s.m_begin, m1 = s.m_end;
     const int t = omp_get_thread_num();
-    float* acc_g = partial + 3 * stride * t;
-    float* acc_gx = acc_g + stride;
-    float* acc_dz = acc_gx + stride;
-    // The partials of the column group's threads (one per row group, see
-    // BlockSplit), added in row-group order, into out[c0, c1).
-    const auto reduce = [&](int64_t row, float* out) {
-      if (s.row_group != 0) return;  // one thread per column group
-      for (int64_t n = c0; n < c1; ++n) {
-        float sum = 0;
-        for (int g = 0; g < s.row_groups; ++g) {
-          sum += partial[3 * stride * (t + g * s.column_groups) + row * stride +
-                         n];
+    const int64_t stride = PartialStride(N);
+    if (s.row_groups == 1) {
+      // Whole columns: the sums are the results (dbias into the thread's own
+      // partial row when there is no bias).
+      float* dbias = a.dbias ? a.dbias : partial + 3 * stride * t;
+      ForEachStrip(b, c0, c1, [&](const StripLane s0, const StripLane s1) {
+        StripSums(b, m0, m1, s0, s1, a.dbeta, a.dgamma);
+        StripDz(b, m0, m1, s0, s1, a.dbeta, a.dgamma, a.dz, dbias);
+      });
+    } else {
+      // Each thread sums into its own cache lines: sharing one with the
+      // thread next door, at the boundary of their columns, costs a line
+      // transfer per row.
+      float* acc_g = partial + 3 * stride * t;
+      float* acc_gx = acc_g + stride;
+      float* acc_dz = acc_gx + stride;
+      // The partials of the column group's threads (one per row group, see
+      // BlockSplit), added in row-group order, into out[c0, c1).
+      const auto reduce = [&](int64_t row, float* out) {
+        if (s.row_group != 0) return;  // one thread per column group
+        for (int64_t n = c0; n < c1; ++n) {
+          float sum = 0;
+          for (int g = 0; g < s.row_groups; ++g) {
+            sum += partial[3 * stride * (t + g * s.column_groups) +
+                           row * stride + n];
+          }
+          out[n] = sum;
         }
-        out[n] = sum;
+      };
+      ForEachStrip(b, c0, c1, [&](const StripLane s0, const StripLane s1) {
+        StripSums(b, m0, m1, s0, s1, acc_g, acc_gx);
+      });
+#pragma omp barrier
+      reduce(0, a.dbeta);
+      reduce(1, a.dgamma);
+#pragma omp barrier
+      ForEachStrip(b, c0, c1, [&](const StripLane s0, const StripLane s1) {
+        StripDz(b, m0, m1, s0, s1, a.dbeta, a.dgamma, a.dz, acc_dz);
+      });
+      if (a.dbias) {
+#pragma omp barrier
+        reduce(2, a.dbias);
       }
-    };
-    for (int64_t i = 0; i < 3; ++i) {
-      std::fill(acc_g + i * stride + c0, acc_g + i * stride + c1, 0.0f);
-    }
-    BackwardSums(b, s.m_begin, s.m_end, c0, c1, acc_g, acc_gx);
-    // Barriers only when rows are split: a column group's sums are then
-    // spread over its threads. The condition is the same on every thread.
-    if (s.row_groups > 1) {
-#pragma omp barrier
-    }
-    reduce(0, a.dbeta);
-    reduce(1, a.dgamma);
-    if (s.row_groups > 1) {
-#pragma omp barrier
-    }
-    BackwardDz(b, s.m_begin, s.m_end, c0, c1, a.dbeta, a.dgamma, a.dz, acc_dz);
-    if (a.dbias) {
-      if (s.row_groups > 1) {
-#pragma omp barrier
-      }
-      reduce(2, a.dbias);
     }
   }
 }
