@@ -19,6 +19,7 @@
 namespace ballast::ops {
 
 HWY_EXPORT(PackBImpl);
+HWY_EXPORT(PackBFromPanelsImpl);
 HWY_EXPORT(PanelWidth);
 HWY_EXPORT(VectorLanes);
 HWY_EXPORT(GemmImpl);
@@ -107,30 +108,11 @@ void PackBFromPanels(PackedB& b, const float* panels, int64_t K, int64_t N,
     if (!b.data_) throw std::bad_alloc();
     b.capacity_ = floats;
   }
-  float* dst = b.data_.get();
   const int t = omp_in_parallel() || K * N < (int64_t{1} << 14)
                     ? 1
                     : std::max(1, threads);
-  const int64_t w = PanelLayoutWidth(N);  // the source's panel width
-  // Output panel q holds source rows k in [q·nr, q·nr + nr) as columns; each
-  // source panel s gives it a block, read along n (contiguous).
-#pragma omp parallel for num_threads(t) schedule(static)
-  for (int64_t q = 0; q < out_panels; ++q) {
-    const int64_t k0 = q * nr, cols = std::min(nr, K - k0);
-    float* out = dst + q * nr * N;
-    for (int64_t s = 0; s * w < N; ++s) {
-      const int64_t rows = std::min(w, N - s * w);
-      const float* src = panels + s * K * w + k0 * w;
-      for (int64_t j = 0; j < cols; ++j) {
-        for (int64_t r = 0; r < rows; ++r) {
-          out[(s * w + r) * nr + j] = src[j * w + r];
-        }
-      }
-      for (int64_t r = 0; r < rows; ++r) {
-        for (int64_t j = cols; j < nr; ++j) out[(s * w + r) * nr + j] = 0.0f;
-      }
-    }
-  }
+  HWY_DYNAMIC_DISPATCH(PackBFromPanelsImpl)
+  (panels, K, N, PanelLayoutWidth(N), b.data_.get(), t);
 }
 
 PackedB PackB(const float* src, int64_t K, int64_t N, int64_t stride_k,
