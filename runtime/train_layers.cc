@@ -45,11 +45,11 @@ struct LinearGemms {
   std::vector<float> dw_;  // NarrowWeightGrad's dW [out, in]
 
   // Threads for a GEMM of M·in·out multiply-adds: one below `min_macs`.
-  // The output layer's (128·256·10 = 330 K per batch) forward and weight
-  // gradient gain from a second thread (17 against 10 µs per step for the
-  // forward, median of 8 interleaved runs); its dX = dZ·W, with K = 10,
-  // leaves a thread too little work per panel and stays on one below
-  // half a million.
+  // The output layer's (128·256·10 = 330 K per batch) forward gains from a
+  // second thread (17 against 10 µs per step, median of 8 interleaved runs);
+  // its dX = dZ·W, with K = 10, leaves a thread too little work per panel
+  // and stays on one below half a million, and its weight gradient runs on
+  // one (see NarrowWeightGrad).
   static constexpr int64_t kSplitMacs = int64_t{1} << 18;
   static constexpr int64_t kSplitMacsInputGrad = int64_t{1} << 19;
   int ThreadsFor(int64_t M, int64_t min_macs) const {
@@ -92,12 +92,15 @@ struct LinearGemms {
   // panels over X in place instead (three times the speed in gemm_bench,
   // dw_256x10 against dwt_256x10); it is moved into the panel layout and
   // the SGD step applied after. The sums are the same, in the same order.
+  // One thread: the move and the step run on the calling thread, which would
+  // otherwise fetch the other core's half of dW (19.4 against 13.1 µs per
+  // step for the two-thread trainer's phase, median of 8 paired rounds).
   Status NarrowWeightGrad(const float* x, const float* dz, int64_t M,
                           Param& weight, const ops::SgdArgs* sgd) {
     dw_.resize(size_t(out * in));
-    BALLAST_RETURN_IF_ERROR(
-        ops::Gemm({dz, 1, out, out, dw_.data(), in, ThreadsFor(M, kSplitMacs)},
-                  ops::RowMajorB{x, M, in, in}, ops::Epilogue::kNone, {}));
+    BALLAST_RETURN_IF_ERROR(ops::Gemm({dz, 1, out, out, dw_.data(), in, 1},
+                                      ops::RowMajorB{x, M, in, in},
+                                      ops::Epilogue::kNone, {}));
     const int64_t w = ops::PanelLayoutWidth(out);
     float* g = weight.grad.data();
     for (int64_t i = 0; i < in; ++i) {
