@@ -529,12 +529,11 @@ HWY_INLINE void StripDz(const BackwardArgs a, int64_t m0, int64_t m1,
   const auto mean1 = LoadPartial(d, a.mean + s1.n, s1.valid);
   const auto rs0 = LoadPartial(d, a.rstd + s0.n, s0.valid);
   const auto rs1 = LoadPartial(d, a.rstd + s1.n, s1.valid);
-  const auto k0 = a.gamma
-                      ? hn::Mul(LoadPartial(d, a.gamma + s0.n, s0.valid), rs0)
-                      : hn::Mul(hn::Set(d, 1.0f), rs0);
-  const auto k1 = a.gamma
-                      ? hn::Mul(LoadPartial(d, a.gamma + s1.n, s1.valid), rs1)
-                      : hn::Mul(hn::Set(d, 1.0f), rs1);
+  // γ·rstd, or rstd without γ.
+  const auto k0 =
+      a.gamma ? hn::Mul(LoadPartial(d, a.gamma + s0.n, s0.valid), rs0) : rs0;
+  const auto k1 =
+      a.gamma ? hn::Mul(LoadPartial(d, a.gamma + s1.n, s1.valid), rs1) : rs1;
   const auto mg0 = hn::Mul(LoadPartial(d, dbeta + s0.n, s0.valid), inv_m);
   const auto mg1 = hn::Mul(LoadPartial(d, dbeta + s1.n, s1.valid), inv_m);
   const auto mgx0 = hn::Mul(LoadPartial(d, dgamma + s0.n, s0.valid), inv_m);

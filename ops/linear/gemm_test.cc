@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "ops/ref/activation.h"
@@ -345,10 +346,21 @@ TEST(GemmTest, RowMajorBNeverReadsPastItsLastRowAndMatchesPackedBitForBit) {
 TEST(GemmTest, PanelLayoutOperandsMatchTheOrdinaryPathBitForBit) {
   ForEachTarget([](const char*) {
     for (int threads : {1, 2}) {
-      for (int64_t n : {1, 10, 16, 17, 64, 100, 256}) {
-        const int64_t m = 13, k = 37;
+      // K = 131: several output panels of PackBFromPanels, the last partial,
+      // and edges of its 4 × 4 transpose squares in both directions.
+      for (auto [n, k] : {std::pair<int64_t, int64_t>{1, 37},
+                          {10, 37},
+                          {16, 37},
+                          {17, 37},
+                          {64, 37},
+                          {100, 37},
+                          {256, 37},
+                          {10, 131},
+                          {17, 131},
+                          {100, 131}}) {
+        const int64_t m = 13;
         SCOPED_TRACE(::testing::Message()
-                     << "N=" << n << " threads=" << threads);
+                     << "N=" << n << " K=" << k << " threads=" << threads);
         Generator g(static_cast<uint64_t>(n + 100 * threads));
         Buffer x(size_t(m * k)), w(size_t(n * k));  // W [N, K]
         x.FillUniform(g), w.FillUniform(g);
