@@ -1,10 +1,12 @@
 #include "ballast/data.h"
 
+#include <sys/mman.h>
 #include <zlib.h>
 
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +16,26 @@
 
 namespace ballast {
 namespace {
+
+// Reserves n floats and asks the kernel to back them with transparent huge
+// pages, where it allows them (THP in "madvise" mode, Debian's default).
+// The batch gather reads rows at random from the whole data set (188 MB for
+// Fashion-MNIST): on 4 KiB pages nearly every row costs a TLB miss and a page
+// walk, two levels deep in a virtual machine. The advice is only a hint: a
+// kernel without THP ignores it or refuses it, and the data are the same.
+void ReserveHugePages(std::vector<float>& v, size_t n) {
+  v.reserve(n);
+#ifdef MADV_HUGEPAGE
+  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+  const uintptr_t begin =
+      (reinterpret_cast<uintptr_t>(v.data()) + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t end =
+      reinterpret_cast<uintptr_t>(v.data() + n) & ~(kHuge - 1);
+  if (end > begin) {
+    (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+  }
+#endif
+}
 
 // Whole file, gunzipped when it is gzip (zlib reads plain files too).
 Result<std::vector<uint8_t>> ReadMaybeGzip(const std::string& path) {
@@ -98,6 +120,7 @@ Result<Dataset> ReadIdx(const std::string& images_path,
   d.features = 1;
   for (size_t i = 1; i < idims.size(); ++i) d.features *= idims[i];
   const size_t img_off = 4 + 4 * idims.size(), lab_off = 4 + 4 * ldims.size();
+  ReserveHugePages(d.x, size_t(d.rows * d.features));
   d.x.resize(size_t(d.rows * d.features));
   for (size_t i = 0; i < d.x.size(); ++i)
     d.x[i] = float(img[img_off + i]) / 255.0f;
