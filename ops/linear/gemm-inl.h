@@ -178,6 +178,9 @@ struct TileCtx {
   bool prefetch_a = false;  // the call runs on more than one thread
   const float* a_next = nullptr;
   int64_t a_next_step = 0;
+  // With A read down its columns (a_rs = 1), a full tile prefetches
+  // a_next_t + k·a_cs and the next kGemmMR − 1 floats at step k.
+  const float* a_next_t = nullptr;
 };
 
 // Epilogue for one output vector; `col` is the first column of the vector.
@@ -341,6 +344,10 @@ HWY_NOINLINE void Tile(const TileCtx& c, int64_t m0, int64_t p, int64_t k0,
     if constexpr (MR <= 4) hwy::Prefetch(bk + 8 * ldb);
     if constexpr (MR == kGemmMR) {
       if (c.a_next_step != 0) hwy::Prefetch(c.a_next + k * c.a_next_step);
+      if (c.a_next_t != nullptr) {
+        hwy::Prefetch(c.a_next_t + k * c.a_cs);
+        hwy::Prefetch(c.a_next_t + k * c.a_cs + (kGemmMR - 1));
+      }
     }
     const VF b0 = hn::LoadU(d, bk);
     VF b1 = b0, b2 = b0, b3 = b0;
@@ -429,6 +436,17 @@ void GemmRect(TileCtx c, const GemmPlan& plan, const GemmRange& r) {
             m + 2 * kGemmMR <= r.m_end && kc > 0) {
           c.a_next = c.a + (m + kGemmMR) * c.a_rs + k0;
           c.a_next_step = (kGemmMR * c.a_rs + kc - 1) / kc;
+        }
+        // A read down its columns (Xᵀ of a weight gradient): at each k a
+        // tile reads a few floats of another row of X, lines that the next
+        // two tiles read again and that no hardware prefetcher follows.
+        // After the layers between a batch's forward and its backward, X
+        // comes from L3. Fetch the next tile's lines while this one computes
+        // (the first layer's weight gradient in the trainer: 7% faster on one
+        // thread, 6% on two, every one of 8 paired runs faster).
+        c.a_next_t = nullptr;
+        if (c.a_rs == 1 && c.a_cs != 1 && m + 2 * kGemmMR <= r.m_end) {
+          c.a_next_t = c.a + (m + kGemmMR) + k0 * c.a_cs;
         }
         TileAnyRows<E>(c, mr, m, p, k0, kc, first, last, m == r.m_begin);
       }
