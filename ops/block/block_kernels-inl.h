@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 #include "ops/block/block_kernels.h"
 #include "ops/block/block_split.h"
@@ -478,6 +479,9 @@ HWY_INLINE hn::Vec<DF> Incoming(DF d, const float* HWY_RESTRICT dyr,
   return hn::IfThenElseZero(Keep(d, s, m), dy);
 }
 
+// Rows ahead that pass 1 prefetches.
+constexpr int64_t kStripPrefetchRows = 8;
+
 // Pass 1 over rows [m0, m1) of the strip (s0, s1): Σ g into sum_g and
 // Σ g·x̂ into sum_gx, at the strip's columns.
 // `a` by value: a local whose address never escapes, so the loop keeps its
@@ -497,6 +501,17 @@ HWY_INLINE void StripSums(const BackwardArgs a, int64_t m0, int64_t m1,
   for (int64_t m = m0; m < m1; ++m) {
     const float* HWY_RESTRICT dyr = a.d_out + m * a.N;
     const float* HWY_RESTRICT zr = a.z + m * a.N;
+    // z was written by the forward pass and is usually back in L3 by now;
+    // the stride prefetcher alone leaves the first pass over a strip
+    // waiting on it (block 1's pass in the trainer: 8% faster on one
+    // thread, 10% on two, medians of 8 paired runs).
+    if (m + kStripPrefetchRows < m1) {
+      const int64_t ahead = kStripPrefetchRows * a.N;
+      hwy::Prefetch(zr + ahead + s0.n);
+      hwy::Prefetch(zr + ahead + s1.n);
+      hwy::Prefetch(dyr + ahead + s0.n);
+      hwy::Prefetch(dyr + ahead + s1.n);
+    }
     const auto i0 = Incoming(d, dyr, s0, m, vscale);
     const auto i1 = Incoming(d, dyr, s1, m, vscale);
     const auto x0 =
