@@ -178,8 +178,8 @@ struct TileCtx {
   bool prefetch_a = false;  // the call runs on more than one thread
   const float* a_next = nullptr;
   int64_t a_next_step = 0;
-  // With A read down its columns (a_rs = 1), a full tile prefetches
-  // a_next_t + k·a_cs and the next kGemmMR − 1 floats at step k.
+  // With A read down its columns (a_rs = 1), a full tile prefetches at step
+  // k the lines of the next tile's kGemmMR floats from a_next_t + k·a_cs.
   const float* a_next_t = nullptr;
 };
 
