@@ -14,13 +14,16 @@ command -v taskset >/dev/null || { echo "bench-scaling.sh: needs taskset (util-l
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 epoch_s() {  # mean seconds of epochs 2 and 3 from `ballast train` output
-  sed -n 's/^epoch [23]\/3.*, \([0-9.]*\) s,.*/\1/p' | awk '{s += $1; n++} END {printf "%.3f", s / n}'
+  sed -n 's/^epoch [23]\/3.*, \([0-9.]*\) s,.*/\1/p' |
+    awk '{s += $1; n++} END {if (!n) {print "bench-scaling.sh: no epoch times in the output of ballast train" > "/dev/stderr"; exit 1}
+                             printf "%.3f", s / n}'
 }
 for r in $(seq "$rounds"); do
   lone=$(taskset -c 0 "$ballast" train --epochs 3 --threads 1 | epoch_s)
   taskset -c 0 "$ballast" train --epochs 3 --threads 1 > "$tmp/c0" &
+  first=$!
   taskset -c 1 "$ballast" train --epochs 3 --threads 1 > "$tmp/c1"
-  wait
+  wait "$first"  # its failure stops the script too
   c0=$(epoch_s < "$tmp/c0")
   c1=$(epoch_s < "$tmp/c1")
   two=$("$ballast" train --epochs 3 --threads 2 | epoch_s)
