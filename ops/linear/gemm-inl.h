@@ -25,6 +25,7 @@
 #include "ops/linear/gemm_plan.h"
 #include "ops/optim/sgd-inl.h"
 #include "ops/simd-inl.h"
+#include "ops/work_ranges.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace ballast::ops {
@@ -172,10 +173,9 @@ struct TileCtx {
   int64_t y_panel_stride;  // > 0: Y in the panel layout
   BPanels b;
   EpilogueArgs ep;
-  GemmStatsChunk* stats;  // kBiasStats: the chunk of this thread's rows
+  GemmStatsChunk* stats;  // kBiasStats: the chunk of this unit's rows
   // With a_next_step > 0, a full tile prefetches a_next + k·a_next_step at
-  // step k: the rows of A the next tile reads (see GemmRect).
-  bool prefetch_a = false;  // the call runs on more than one thread
+  // step k: the rows of A the next tile reads (see GemmUnit).
   const float* a_next = nullptr;
   int64_t a_next_step = 0;
   // With A read down its columns (a_rs = 1), a full tile prefetches at step
@@ -248,9 +248,12 @@ HWY_NOINLINE void AccumulateStats(const TileCtx& c, int64_t m0, int mr,
     }
     hn::Store(sum, d, s1);
     hn::Store(sumsq, d, s2);
+    // The unit's first tile starts the chunk's sums: nothing zeroes them.
     for (size_t i = 0; i < v; ++i) {
-      s.sum[j + int64_t(i)] += s1[i];
-      s.sumsq[j + int64_t(i)] += s2[i];
+      double& sum = s.sum[j + int64_t(i)];
+      double& sumsq = s.sumsq[j + int64_t(i)];
+      sum = first_tile ? s1[i] : sum + s1[i];
+      sumsq = first_tile ? s2[i] : sumsq + s2[i];
     }
   }
 }
@@ -414,42 +417,44 @@ void TileAnyRows(const TileCtx& c, int mr, int64_t m0, int64_t p, int64_t k0,
   return TileRows<E, kNV>(c, mr, m0, p, k0, kc, first, last, first_tile);
 }
 
-// The rectangle of work one thread owns: rows [m_begin, m_end) × panels
-// [p_begin, p_end), K in blocks of plan.kc.
+// One work unit (see GemmPlan): rows [m_begin, m_end) of panel p_begin, K in
+// blocks of plan.kc. `prefetch_a`: fetch the next tile's rows of a row-major
+// A ahead (see below).
 template <Epilogue E>
-void GemmRect(TileCtx c, const GemmPlan& plan, const GemmRange& r) {
+void GemmUnit(TileCtx c, const GemmPlan& plan, const GemmRange& r,
+              bool prefetch_a) {
   const int64_t K = c.b.k;
+  const int64_t p = r.p_begin;
   for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += plan.kc) {
     const int64_t kc = std::min(plan.kc, K - k0);
     const bool first = k0 == 0, last = k0 + kc >= K;
-    for (int64_t p = r.p_begin; p < r.p_end; ++p) {
-      for (int64_t m = r.m_begin; m < r.m_end; m += kGemmMR) {
-        const int mr = int(std::min<int64_t>(kGemmMR, r.m_end - m));
-        // Row-major A on several threads: on the thread's first panel, fetch
-        // the next tile's rows while this one computes. Half of them may sit
-        // in the other core's cache (its thread wrote them), where the
-        // hardware prefetcher does not reach ahead of the misses. Later
-        // panels, and single-threaded calls, find A in their own cache; the
-        // prefetches cost them about 5% (gemm_bench).
-        c.a_next_step = 0;
-        if (c.prefetch_a && p == r.p_begin && c.a_cs == 1 &&
-            m + 2 * kGemmMR <= r.m_end && kc > 0) {
-          c.a_next = c.a + (m + kGemmMR) * c.a_rs + k0;
-          c.a_next_step = (kGemmMR * c.a_rs + kc - 1) / kc;
-        }
-        // A read down its columns (Xᵀ of a weight gradient): at each k a
-        // tile reads a few floats of another row of X, lines that the next
-        // two tiles read again and that no hardware prefetcher follows.
-        // After the layers between a batch's forward and its backward, X
-        // comes from L3. Fetch the next tile's lines while this one computes
-        // (the first layer's weight gradient in the trainer: 7% faster on one
-        // thread, 6% on two, every one of 8 paired runs faster).
-        c.a_next_t = nullptr;
-        if (c.a_rs == 1 && c.a_cs != 1 && m + 2 * kGemmMR <= r.m_end) {
-          c.a_next_t = c.a + (m + kGemmMR) + k0 * c.a_cs;
-        }
-        TileAnyRows<E>(c, mr, m, p, k0, kc, first, last, m == r.m_begin);
+    for (int64_t m = r.m_begin; m < r.m_end; m += kGemmMR) {
+      const int mr = int(std::min<int64_t>(kGemmMR, r.m_end - m));
+      // Row-major A on several threads: on the thread's first panel, fetch
+      // the next tile's rows while this one computes. Half of them may sit
+      // in the other core's cache (its thread wrote them), where the
+      // hardware prefetcher does not reach ahead of the misses. Later
+      // panels, and single-threaded calls, find A in their own cache; the
+      // prefetches cost them about 5% (gemm_bench).
+      c.a_next_step = 0;
+      if (prefetch_a && c.a_cs == 1 && m + 2 * kGemmMR <= plan.m && kc > 0) {
+        c.a_next = c.a + (m + kGemmMR) * c.a_rs + k0;
+        c.a_next_step = (kGemmMR * c.a_rs + kc - 1) / kc;
       }
+      // A read down its columns (Xᵀ of a weight gradient): at each k a
+      // tile reads a few floats of another row of X, lines that the next
+      // two tiles read again and that no hardware prefetcher follows.
+      // After the layers between a batch's forward and its backward, X
+      // comes from L3. Fetch the next tile's lines while this one computes
+      // (the first layer's weight gradient in the trainer: 7% faster on one
+      // thread, 6% on two, every one of 8 paired runs faster). The next
+      // tile may open the next unit: a thread mostly takes its units in
+      // order.
+      c.a_next_t = nullptr;
+      if (c.a_rs == 1 && c.a_cs != 1 && m + 2 * kGemmMR <= plan.m) {
+        c.a_next_t = c.a + (m + kGemmMR) + k0 * c.a_cs;
+      }
+      TileAnyRows<E>(c, mr, m, p, k0, kc, first, last, m == r.m_begin);
     }
     if (K == 0) break;
   }
@@ -457,53 +462,61 @@ void GemmRect(TileCtx c, const GemmPlan& plan, const GemmRange& r) {
 
 template <Epilogue E>
 void GemmTyped(const GemmArgs& args, const BPanels& b, const EpilogueArgs& ep,
-               const GemmPlan& plan, GemmStatsChunk* chunks) {
-  TileCtx base{args.a,
-               args.a_row_stride,
-               args.a_col_stride,
-               args.y,
-               args.ldy,
-               b.n,
-               args.y_panel_stride,
-               b,
-               ep,
-               nullptr};
-  base.prefetch_a = plan.threads > 1;
+               const GemmPlan& plan, GemmStatsChunk* chunks, WorkRanges* work) {
+  const TileCtx base{args.a,
+                     args.a_row_stride,
+                     args.a_col_stride,
+                     args.y,
+                     args.ldy,
+                     b.n,
+                     args.y_panel_stride,
+                     b,
+                     ep,
+                     nullptr};
+  const auto run = [&](const GemmRange& r, bool prefetch_a) {
+    TileCtx c = base;
+    if (chunks) c.stats = &chunks[r.m_chunk];
+    if (r.m_begin < r.m_end) GemmUnit<E>(c, plan, r, prefetch_a);
+  };
   if (plan.threads <= 1) {
-    base.stats = chunks;
-    GemmRect<E>(base, plan, plan.Range(0, args.m, b.panels()));
+    for (int64_t u = 0; u < plan.units(); ++u) run(plan.Unit(u), false);
     return;
   }
+  work->Reset(plan.threads, plan.units());
 #pragma omp parallel num_threads(plan.threads)
   {
     const int t = omp_get_thread_num();
-    TileCtx c = base;
-    const GemmRange r = plan.Range(t, args.m, b.panels());
-    if (chunks) c.stats = &chunks[r.m_chunk];
-    if (r.m_begin < r.m_end && r.p_begin < r.p_end) GemmRect<E>(c, plan, r);
+    int64_t u = 0, first_panel = -1;
+    while (work->Next(t, &u)) {
+      const GemmRange r = plan.Unit(u);
+      if (first_panel < 0) first_panel = r.p_begin;
+      run(r, r.p_begin == first_panel);
+    }
   }
 }
 
 void GemmImpl(const GemmArgs& args, const BPanels& b, Epilogue e,
               const EpilogueArgs& ep, const GemmPlan& plan,
-              GemmStatsChunk* chunks) {
+              GemmStatsChunk* chunks, WorkRanges* work) {
   switch (e) {
     case Epilogue::kNone:
-      return GemmTyped<Epilogue::kNone>(args, b, ep, plan, chunks);
+      return GemmTyped<Epilogue::kNone>(args, b, ep, plan, chunks, work);
     case Epilogue::kBias:
-      return GemmTyped<Epilogue::kBias>(args, b, ep, plan, chunks);
+      return GemmTyped<Epilogue::kBias>(args, b, ep, plan, chunks, work);
     case Epilogue::kBiasRelu:
-      return GemmTyped<Epilogue::kBiasRelu>(args, b, ep, plan, chunks);
+      return GemmTyped<Epilogue::kBiasRelu>(args, b, ep, plan, chunks, work);
     case Epilogue::kBiasLeakyRelu:
-      return GemmTyped<Epilogue::kBiasLeakyRelu>(args, b, ep, plan, chunks);
+      return GemmTyped<Epilogue::kBiasLeakyRelu>(args, b, ep, plan, chunks,
+                                                 work);
     case Epilogue::kScaleShift:
-      return GemmTyped<Epilogue::kScaleShift>(args, b, ep, plan, chunks);
+      return GemmTyped<Epilogue::kScaleShift>(args, b, ep, plan, chunks, work);
     case Epilogue::kScaleShiftRelu:
-      return GemmTyped<Epilogue::kScaleShiftRelu>(args, b, ep, plan, chunks);
+      return GemmTyped<Epilogue::kScaleShiftRelu>(args, b, ep, plan, chunks,
+                                                  work);
     case Epilogue::kBiasStats:
-      return GemmTyped<Epilogue::kBiasStats>(args, b, ep, plan, chunks);
+      return GemmTyped<Epilogue::kBiasStats>(args, b, ep, plan, chunks, work);
     case Epilogue::kSgd:
-      return GemmTyped<Epilogue::kSgd>(args, b, ep, plan, chunks);
+      return GemmTyped<Epilogue::kSgd>(args, b, ep, plan, chunks, work);
   }
 }
 

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "ops/work_ranges.h"
+
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "ops/linear/gemm.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
@@ -143,25 +145,30 @@ int64_t KcMax(int64_t nr) {
 }
 
 // Merges the per-chunk shifted sums into mean and biased variance, chunk by
-// chunk in a fixed order (Chan et al.'s pairwise update).
+// chunk in a fixed order (Chan et al.'s pairwise update). Every column has
+// the same row counts, so the weights of each merge are scalars and the
+// column loop is free of divisions and of dependences between columns.
 void MergeStats(const std::vector<GemmStatsChunk>& chunks, int64_t n,
                 double* mean, double* var) {
-  for (int64_t j = 0; j < n; ++j) {
-    double count = 0, mu = 0, m2 = 0;
-    for (const GemmStatsChunk& c : chunks) {
-      if (c.rows == 0) continue;
-      const double nb = double(c.rows);
-      const double mb = c.shift[j] + c.sum[j] / nb;
-      const double m2b = c.sumsq[j] - c.sum[j] * c.sum[j] / nb;
-      const double total = count + nb;
-      const double delta = mb - mu;
-      mu += delta * nb / total;
-      m2 += m2b + delta * delta * count * nb / total;
-      count = total;
+  std::fill(mean, mean + n, 0.0);
+  std::fill(var, var + n, 0.0);  // M2, the sum of squared deviations
+  double count = 0;
+  for (const GemmStatsChunk& c : chunks) {
+    if (c.rows == 0) continue;
+    const double nb = double(c.rows), total = count + nb;
+    const double inv_nb = 1.0 / nb, w_mean = nb / total,
+                 w_m2 = count * nb / total;
+    for (int64_t j = 0; j < n; ++j) {
+      const double mb = c.shift[j] + c.sum[j] * inv_nb;
+      const double m2b = c.sumsq[j] - c.sum[j] * c.sum[j] * inv_nb;
+      const double delta = mb - mean[j];
+      mean[j] += delta * w_mean;
+      var[j] += m2b + delta * delta * w_m2;
     }
-    mean[j] = mu;
-    var[j] = count > 0 ? std::max(0.0, m2 / count) : 0.0;
+    count = total;
   }
+  const double inv_count = count > 0 ? 1.0 / count : 0.0;
+  for (int64_t j = 0; j < n; ++j) var[j] = std::max(0.0, var[j] * inv_count);
 }
 
 // Checks the arguments and runs the kernel over B's panels.
@@ -222,21 +229,22 @@ Status GemmPanels(const GemmArgs& args, const BPanels& b, Epilogue epilogue,
   thread_local std::vector<GemmStatsChunk> chunks;  // grow once, reused
   thread_local std::vector<double> scratch;         // grow once, then reused
   thread_local std::vector<float> scratch_f;
+  thread_local WorkRanges work;
   if (stats) {
     const size_t n = size_t(b.n);
-    scratch.assign(3 * n * size_t(plan.tm), 0.0);
-    scratch_f.assign(n * size_t(plan.tm), 0.0f);
-    chunks.resize(size_t(plan.tm));
-    for (int i = 0; i < plan.tm; ++i) {
-      double* base = scratch.data() + 3 * n * size_t(i);
-      chunks[size_t(i)] = {base, base + n, base + 2 * n,
-                           scratch_f.data() + n * size_t(i), 0};
-      const GemmRange r = plan.Range(i * plan.tn, args.m, b.panels());
-      chunks[size_t(i)].rows = r.m_end - r.m_begin;
+    const size_t count = size_t(plan.row_blocks);
+    // Each unit's first tile sets its chunk's shift and starts its sums.
+    scratch.resize(3 * n * count);
+    scratch_f.resize(n * count);
+    chunks.resize(count);
+    for (size_t i = 0; i < count; ++i) {
+      double* base = scratch.data() + 3 * n * i;
+      chunks[i] = {base, base + n, base + 2 * n, scratch_f.data() + n * i,
+                   plan.ChunkRows(int(i))};
     }
   }
   HWY_DYNAMIC_DISPATCH(GemmImpl)
-  (args, b, epilogue, ep, plan, stats ? chunks.data() : nullptr);
+  (args, b, epilogue, ep, plan, stats ? chunks.data() : nullptr, &work);
   if (stats) MergeStats(chunks, b.n, ep.mean, ep.var);
   return Status::Ok();
 }

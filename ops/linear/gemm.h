@@ -13,10 +13,13 @@
 // and applies the epilogue on the last block. M <= 4 takes a small-M
 // path that streams each packed panel once over the whole K.
 //
-// Threads: the caller's count; the work is split over column panels first
-// (each thread streams its own share of the weights), then over rows. Inside
-// an active OpenMP parallel region the call runs on the calling thread. For a
-// fixed thread count the result is deterministic.
+// Threads: the caller's count. The work is cut into units of one column
+// panel × one block of rows; each thread starts on its own contiguous share
+// of them (its own panels: it streams only its share of the weights), and a
+// thread that runs out takes units from another, so threads on cores of
+// unequal speed finish together (see ops/work_ranges.h). Inside an active
+// OpenMP parallel region the call runs on the calling thread. The result is
+// deterministic and the same on any thread count.
 #ifndef BALLAST_OPS_LINEAR_GEMM_H_
 #define BALLAST_OPS_LINEAR_GEMM_H_
 
@@ -49,9 +52,10 @@ struct EpilogueArgs {
   const float* shift = nullptr;  // [N] for kScaleShift*; nullptr means zero
   float slope = 0.01f;           // kBiasLeakyRelu
   // kBiasStats outputs, [N] each: mean and biased variance of each output
-  // column over the M rows. Accumulated as sums of (y − y_first_row) in
-  // double and merged across threads with Chan's formula, so a large mean
-  // does not swamp a small variance.
+  // column over the M rows. Accumulated per block of rows (fixed by M, not
+  // by the thread count) as sums of (y − the block's first row) in double,
+  // and the blocks merged in order with Chan's formula: a large mean does
+  // not swamp a small variance, and every thread count gives the same bits.
   double* mean = nullptr;
   double* var = nullptr;
   // kSgd: the weight and momentum buffer (nullptr when sgd->has_buf is

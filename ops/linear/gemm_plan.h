@@ -33,8 +33,8 @@ struct BPanels {
   }
 };
 
-// Rows and column panels one thread owns; m_chunk indexes the statistics
-// chunk of its rows.
+// The rows and column panels of one work unit; m_chunk indexes the
+// statistics chunk of its rows.
 struct GemmRange {
   int64_t m_begin = 0, m_end = 0, p_begin = 0, p_end = 0;
   int m_chunk = 0;
@@ -49,24 +49,39 @@ struct GemmStatsChunk {
   int64_t rows = 0;
 };
 
-// threads = tn × tm: tn groups of panels, tm groups of rows.
+// The work of one call: units of one column panel × one block of rows,
+// panel-major (unit u = p·row_blocks + row block), shared among the threads
+// by WorkRanges (ops/work_ranges.h). Thread t's home range is a contiguous
+// run of units, so with as many panels as threads it starts on its own
+// panels, as a static split would: each thread streams only its share of B.
+// The row blocks depend on M alone, never on the thread count, and so do the
+// statistics chunks (one per row block): every thread count gives the same
+// bits.
 struct GemmPlan {
   int threads = 1;
-  int tn = 1, tm = 1;
   int64_t kc = 256;
+  int64_t m = 0, panels = 0;
+  int64_t mb = kGemmMR;  // rows per block, a multiple of kGemmMR
+  int64_t row_blocks = 1;
+
+  // Row blocks of at least 2 tiles, and at most 16 blocks: units small
+  // enough that the threads finish close together (the last unit decides
+  // when the call ends), few enough that the statistics chunks stay long.
+  static int64_t RowsPerBlock(int64_t m) {
+    const int64_t tiles = (m + kGemmMR - 1) / kGemmMR;
+    return std::max<int64_t>(2, (tiles + 15) / 16) * kGemmMR;
+  }
 
   static GemmPlan Make(int threads, int64_t m, int64_t k, int64_t panels,
                        int64_t kc_max) {
     GemmPlan plan;
-    const int64_t row_tiles = (m + kGemmMR - 1) / kGemmMR;
-    // Never more threads than there are tiles.
-    const int64_t tiles = std::max<int64_t>(1, row_tiles * panels);
-    plan.threads = int(std::clamp<int64_t>(threads, 1, tiles));
-    // Split panels first: each thread streams only its share of B.
-    plan.tn = int(std::min<int64_t>(plan.threads, panels));
-    if (plan.tn < 1) plan.tn = 1;
-    plan.tm = plan.threads / plan.tn;
-    plan.threads = plan.tn * plan.tm;
+    plan.m = m;
+    plan.panels = panels;
+    plan.mb = RowsPerBlock(m);
+    plan.row_blocks = std::max<int64_t>(1, (m + plan.mb - 1) / plan.mb);
+    // Never more threads than there are units.
+    plan.threads = int(
+        std::clamp<int64_t>(threads, 1, std::max<int64_t>(1, plan.units())));
     if (m <= kGemmSmallM || k <= kc_max) {
       plan.kc = std::max<int64_t>(k, 1);
     } else {
@@ -77,17 +92,21 @@ struct GemmPlan {
     return plan;
   }
 
-  GemmRange Range(int t, int64_t m, int64_t panels) const {
+  int64_t units() const { return row_blocks * panels; }
+
+  GemmRange Unit(int64_t u) const {
     GemmRange r;
-    const int tn_i = t % tn, tm_i = t / tn;
-    r.p_begin = panels * tn_i / tn;
-    r.p_end = panels * (tn_i + 1) / tn;
-    // Row groups start on tile boundaries.
-    const int64_t row_tiles = (m + kGemmMR - 1) / kGemmMR;
-    r.m_begin = std::min(m, row_tiles * tm_i / tm * kGemmMR);
-    r.m_end = std::min(m, row_tiles * (tm_i + 1) / tm * kGemmMR);
-    r.m_chunk = tm_i;
+    r.p_begin = u / row_blocks;
+    r.p_end = r.p_begin + 1;
+    const int64_t rb = u % row_blocks;
+    r.m_begin = std::min(m, rb * mb);
+    r.m_end = std::min(m, (rb + 1) * mb);
+    r.m_chunk = int(rb);
     return r;
+  }
+  // The rows of statistics chunk i.
+  int64_t ChunkRows(int i) const {
+    return std::min(m, (i + 1) * mb) - std::min(m, i * mb);
   }
 };
 
