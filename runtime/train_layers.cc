@@ -1,5 +1,7 @@
 #include "runtime/train_layers.h"
 
+#include <omp.h>
+
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -120,6 +122,35 @@ struct LinearGemms {
         {dz, out, 1, M, dx, in, ThreadsFor(M, kSplitMacsInputGrad)}, packed_w,
         ops::Epilogue::kNone, {});
   }
+  // Both gradients of a layer whose GEMMs each run on one thread (the
+  // output layer's: its weight gradient is narrow and its dX too small to
+  // split): with two or more threads they run side by side, the weight
+  // gradient (`weight_side`, which may add more, e.g. the bias gradient) on
+  // one and dX on another, instead of one after the other while the other
+  // threads wait. They share no output: dX reads W as packed before the
+  // update.
+  template <typename WeightSide>
+  Status Grads(const float* dz, int64_t M, float* dx, WeightSide weight_side) {
+    const bool side_by_side =
+        threads > 1 && dx != nullptr &&
+        ops::PanelLayoutWidth(out) < ops::GemmPanelWidth() &&
+        ThreadsFor(M, kSplitMacsInputGrad) == 1;
+    if (!side_by_side) {
+      BALLAST_RETURN_IF_ERROR(weight_side());
+      return dx ? InputGrad(dz, M, dx) : Status::Ok();
+    }
+    Status w_status, x_status;
+#pragma omp parallel num_threads(2)
+    {
+      if (omp_get_thread_num() == 0) {
+        w_status = weight_side();
+      } else {
+        x_status = InputGrad(dz, M, dx);
+      }
+    }
+    BALLAST_RETURN_IF_ERROR(w_status);
+    return x_status;
+  }
   // B(o, i) = W[o][i] = Wᵀ(i, o).
   void Repack(const float* wt) {
     ops::PackBFromPanels(packed_w, wt, in, out, threads);
@@ -183,17 +214,18 @@ class LinearLayer : public TrainLayer {
   }
   Status Backward(const float* dy, float* dx, int64_t M) override {
     // dWᵀ = Xᵀ·dY; db = Σ_m dY; dX = dY·W.
-    BALLAST_RETURN_IF_ERROR(
-        gemms_.WeightGrad(x_, dy, M, params_[0], fused_sgd));
-    if (has_bias_) {
-      float* db = params_[1].grad.data();
-      for (int64_t j = 0; j < out; ++j) db[j] = 0;
-      for (int64_t m = 0; m < M; ++m) {
-        for (int64_t j = 0; j < out; ++j) db[j] += dy[m * out + j];
+    return gemms_.Grads(dy, M, needs_dx ? dx : nullptr, [&] {
+      BALLAST_RETURN_IF_ERROR(
+          gemms_.WeightGrad(x_, dy, M, params_[0], fused_sgd));
+      if (has_bias_) {
+        float* db = params_[1].grad.data();
+        for (int64_t j = 0; j < out; ++j) db[j] = 0;
+        for (int64_t m = 0; m < M; ++m) {
+          for (int64_t j = 0; j < out; ++j) db[j] += dy[m * out + j];
+        }
       }
-    }
-    if (!dx || !needs_dx) return Status::Ok();
-    return gemms_.InputGrad(dy, M, dx);
+      return Status::Ok();
+    });
   }
   void ParamsUpdated() override {
     if (needs_dx) gemms_.Repack(params_[0].value.data());
@@ -269,10 +301,9 @@ class FusedBlockLayer : public TrainLayer {
         affine_ ? params_[g + 1].grad.data() : scratch_db_.data(),
         has_bias_ ? params_[1].grad.data() : scratch_dbias_.data()};
     ops::BnReluDropoutBackward(a, M, out, ctx_.threads);
-    BALLAST_RETURN_IF_ERROR(
-        gemms_.WeightGrad(x_, dz_.data(), M, params_[0], fused_sgd));
-    if (!dx || !needs_dx) return Status::Ok();
-    return gemms_.InputGrad(dz_.data(), M, dx);
+    return gemms_.Grads(dz_.data(), M, needs_dx ? dx : nullptr, [&] {
+      return gemms_.WeightGrad(x_, dz_.data(), M, params_[0], fused_sgd);
+    });
   }
   void ParamsUpdated() override {
     if (needs_dx) gemms_.Repack(params_[0].value.data());
