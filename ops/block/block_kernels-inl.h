@@ -17,6 +17,7 @@
 #include "ops/block/block_kernels.h"
 #include "ops/block/block_split.h"
 #include "ops/simd-inl.h"
+#include "ops/work_ranges.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace ballast::ops {
@@ -359,15 +360,14 @@ HWY_INLINE void ForwardChunk(const ForwardRow& r, int64_t n0, int64_t n1,
   }
 }
 
+// With more than one thread, the units of BlockUnits are shared through
+// `work`; the result does not depend on which thread runs which.
 void BnReluDropoutForwardImpl(const BnForwardArgs& a, int64_t M, int64_t N,
-                              int threads) {
+                              int threads, WorkRanges* work) {
   const bool dropout = a.p > 0.0;
   const int32_t threshold = int32_t(DropoutThreshold(a.p));
   const float scale = a.p < 1.0 ? float(1.0 / (1.0 - a.p)) : 0.0f;
-#pragma omp parallel num_threads(threads)
-  {
-    const BlockSplit s =
-        BlockSplit::Of(M, N, omp_get_thread_num(), omp_get_num_threads());
+  const auto run = [&](const BlockSplit& s) {
     ForEachDrawChunk(
         s, N, dropout, a.rng,
         [&](int64_t m, int64_t n0, int64_t n1, const ChunkDraws& chunk) {
@@ -382,6 +382,19 @@ void BnReluDropoutForwardImpl(const BnForwardArgs& a, int64_t M, int64_t N,
                              scale};
           ForwardChunk(r, n0, n1, a.pass_mask, M, m);
         });
+  };
+  const BlockUnits units = BlockUnits::Of(M, N, threads);
+  threads = int(std::min<int64_t>(threads, units.count()));
+  if (threads <= 1) {
+    run(BlockSplit::Of(M, N, 0, 1));
+    return;
+  }
+  work->Reset(threads, units.count());
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num();
+    int64_t u = 0;
+    while (work->Next(t, &u)) run(units.Unit(u));
   }
 }
 
@@ -411,20 +424,16 @@ void DropoutBackwardImpl(const uint64_t* mask, const float* dy, float* dx,
   }
 }
 
-// BatchNorm backward over the thread's share of [M, N] (see BlockSplit).
-// With a pass mask (the fused path) the incoming gradient is
-// g = d_out·mask/(1 − p); without one (the unfused path, after separate
-// dropout and ReLU backward passes) g = d_out. Pass 1 sums g and g·x̂ per
-// column, pass 2 writes dz and sums it for the bias.
+// BatchNorm backward over [M, N]. With a pass mask (the fused path) the
+// incoming gradient is g = d_out·mask/(1 − p); without one (the unfused path,
+// after separate dropout and ReLU backward passes) g = d_out. Pass 1 sums g
+// and g·x̂ per column, pass 2 writes dz and sums it for the bias.
 //
-// Both passes walk a strip of two vectors of columns down the rows, the sums
-// in registers. When a thread owns whole columns (every layer of 64 columns
-// or more per thread), pass 2 follows pass 1 strip by strip: a strip's rows
-// are still in L1, and no sum goes through memory. Otherwise (narrow
-// layers, rows split too) each row group sums into its own partial row, and
-// the partials are added in row-group order between the passes. Either way
-// each column is summed over its rows in row order: deterministic, and the
-// same bits on any thread count.
+// Both passes walk a strip of two vectors of columns down all the rows, the
+// sums in registers, and pass 2 follows pass 1 strip by strip: a strip's
+// rows are still in L1, and no sum goes through memory. Each column is
+// summed over its rows in row order, whichever thread runs its strip:
+// deterministic, and the same bits on any thread count.
 //
 // What the backward passes read, copied into the thread's own locals by
 // the helpers below (see ForwardRow).
@@ -587,65 +596,38 @@ HWY_INLINE void ForEachStrip(const BackwardArgs& a, int64_t c0, int64_t c1,
   }
 }
 
-// `partial`: 64-byte aligned, 3·PartialStride(N) floats per thread.
+// The strips (two vectors of columns each) are the units, shared among the
+// threads through `work`: each thread starts on its own columns and one that
+// runs out takes strips from another. `scratch`: 64-byte aligned,
+// PartialStride(N) floats per thread, for Σ dz when there is no bias
+// gradient to put it in.
 void BnReluDropoutBackwardImpl(const BnBackwardArgs& a, int64_t M, int64_t N,
-                               int threads, float* partial) {
+                               int threads, float* scratch, WorkRanges* work) {
   const float scale = a.pass_mask == nullptr ? 1.0f
                       : a.p < 1.0            ? float(1.0 / (1.0 - a.p))
                                              : 0.0f;
   const BackwardArgs b{a.z,         a.d_out, a.mean, a.rstd, a.gamma,
                        a.pass_mask, scale,   M,      N};
+  const int64_t L = int64_t(hn::Lanes(DF()));
+  const int64_t strips = (N + 2 * L - 1) / (2 * L);
+  const auto strip = [&](int64_t u, float* dbias) {
+    const int64_t n = u * 2 * L;
+    const StripLane s0 = LaneOf(b, n, N), s1 = LaneOf(b, n + L, N);
+    StripSums(b, 0, M, s0, s1, a.dbeta, a.dgamma);
+    StripDz(b, 0, M, s0, s1, a.dbeta, a.dgamma, a.dz, dbias);
+  };
+  threads = int(std::min<int64_t>(threads, strips));
+  if (threads <= 1) {
+    for (int64_t u = 0; u < strips; ++u) strip(u, a.dbias ? a.dbias : scratch);
+    return;
+  }
+  work->Reset(threads, strips);
 #pragma omp parallel num_threads(threads)
   {
-    const BlockSplit s =
-        BlockSplit::Of(M, N, omp_get_thread_num(), omp_get_num_threads());
-    const int64_t c0 = s.n_begin, c1 = s.n_end;
-    const int64_t m0 = s.m_begin, m1 = s.m_end;
     const int t = omp_get_thread_num();
-    const int64_t stride = PartialStride(N);
-    if (s.row_groups == 1) {
-      // Whole columns: the sums are the results (dbias into the thread's own
-      // partial row when there is no bias).
-      float* dbias = a.dbias ? a.dbias : partial + 3 * stride * t;
-      ForEachStrip(b, c0, c1, [&](const StripLane s0, const StripLane s1) {
-        StripSums(b, m0, m1, s0, s1, a.dbeta, a.dgamma);
-        StripDz(b, m0, m1, s0, s1, a.dbeta, a.dgamma, a.dz, dbias);
-      });
-    } else {
-      // Each thread sums into its own cache lines: sharing one with the
-      // thread next door, at the boundary of their columns, costs a line
-      // transfer per row.
-      float* acc_g = partial + 3 * stride * t;
-      float* acc_gx = acc_g + stride;
-      float* acc_dz = acc_gx + stride;
-      // The partials of the column group's threads (one per row group, see
-      // BlockSplit), added in row-group order, into out[c0, c1).
-      const auto reduce = [&](int64_t row, float* out) {
-        if (s.row_group != 0) return;  // one thread per column group
-        for (int64_t n = c0; n < c1; ++n) {
-          float sum = 0;
-          for (int g = 0; g < s.row_groups; ++g) {
-            sum += partial[3 * stride * (t + g * s.column_groups) +
-                           row * stride + n];
-          }
-          out[n] = sum;
-        }
-      };
-      ForEachStrip(b, c0, c1, [&](const StripLane s0, const StripLane s1) {
-        StripSums(b, m0, m1, s0, s1, acc_g, acc_gx);
-      });
-#pragma omp barrier
-      reduce(0, a.dbeta);
-      reduce(1, a.dgamma);
-#pragma omp barrier
-      ForEachStrip(b, c0, c1, [&](const StripLane s0, const StripLane s1) {
-        StripDz(b, m0, m1, s0, s1, a.dbeta, a.dgamma, a.dz, acc_dz);
-      });
-      if (a.dbias) {
-#pragma omp barrier
-        reduce(2, a.dbias);
-      }
-    }
+    float* dbias = a.dbias ? a.dbias : scratch + PartialStride(N) * t;
+    int64_t u = 0;
+    while (work->Next(t, &u)) strip(u, dbias);
   }
 }
 

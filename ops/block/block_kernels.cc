@@ -8,6 +8,7 @@
 
 #include "ops/block/block_split.h"
 #include "ops/cache_aligned.h"
+#include "ops/work_ranges.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "ops/block/block_kernels.cc"
@@ -89,16 +90,20 @@ void ColumnMoments(const float* z, int64_t M, int64_t N, double* mean,
 
 void BnReluDropoutForward(const BnForwardArgs& a, int64_t M, int64_t N,
                           int threads) {
-  HWY_DYNAMIC_DISPATCH(BnReluDropoutForwardImpl)(a, M, N, Threads(threads));
+  thread_local WorkRanges work;
+  HWY_DYNAMIC_DISPATCH(BnReluDropoutForwardImpl)
+  (a, M, N, Threads(threads), &work);
 }
 
 void BnReluDropoutBackward(const BnBackwardArgs& a, int64_t M, int64_t N,
                            int threads) {
   const int t = Threads(threads);
-  // Per-thread partial sums, 64-byte aligned; grows once, then reused.
-  thread_local AlignedVector<float> partial;
-  partial.resize(size_t(3 * PartialStride(N) * t));
-  HWY_DYNAMIC_DISPATCH(BnReluDropoutBackwardImpl)(a, M, N, t, partial.data());
+  // Per-thread scratch, 64-byte aligned; grows once, then reused.
+  thread_local AlignedVector<float> scratch;
+  scratch.resize(size_t(PartialStride(N) * t));
+  thread_local WorkRanges work;
+  HWY_DYNAMIC_DISPATCH(BnReluDropoutBackwardImpl)
+  (a, M, N, t, scratch.data(), &work);
 }
 
 }  // namespace ballast::ops

@@ -1,7 +1,10 @@
 // Elementwise passes of the standard block Linear → BatchNorm1d → ReLU →
-// Dropout, vectorized with Highway and split over threads with OpenMP (the
-// fused passes and dropout by columns, as the GEMMs are; see
-// ops/block/block_split.h).
+// Dropout, vectorized with Highway and split over threads with OpenMP. The
+// fused passes share their units (forward: a group of 64-column mask words
+// × a block of rows; backward: a strip of columns) among the threads
+// dynamically, as the GEMMs do (ops/work_ranges.h): each thread starts on its
+// own columns, and threads on cores of unequal speed finish together. Unfused
+// dropout splits by columns (ops/block/block_split.h).
 //
 // Unfused passes (one trip over memory each) exist so fused and unfused
 // plans can be compared on equal terms; the fused training passes do BN, ReLU
@@ -40,11 +43,9 @@ void Dropout(float* y, int64_t M, int64_t N, double p, const RngSlice& rng,
 
 // --- fused training passes --------------------------------------------------
 // Masks hold one bit per element in 64-bit words, word-major: the word of
-// columns [64·w, 64·w + 64) of row m is mask[w·M + m], bit n % 64. The
-// threads of a block pass split columns in whole words (see
-// ops/block/block_split.h), so each one writes its own contiguous run of
-// words and none shares a cache line of the mask with another. M·words per
-// row words in all.
+// columns [64·w, 64·w + 64) of row m is mask[w·M + m], bit n % 64. A
+// thread writes whole words: its columns' run of words, or (the fused
+// forward pass) a block of 16 rows of them. M·words per row words in all.
 inline int64_t MaskWordsPerRow(int64_t N) { return (N + 63) / 64; }
 inline int64_t MaskWord(int64_t M, int64_t m, int64_t n) {
   return n / 64 * M + m;
@@ -88,8 +89,8 @@ struct BnBackwardArgs {
 // Through dropout and ReLU (the pass mask), then BatchNorm:
 //   g = d_out·mask/(1 − p),  dβ = Σ g,  dγ = Σ g·x̂,
 //   dz = γ·rstd·(g − dβ/M − x̂·dγ/M).
-// Two streaming passes over each thread's columns; deterministic for a
-// fixed thread count. Without a pass mask this is the plain BatchNorm backward
+// Two streaming passes per strip of columns; the same bits on any thread
+// count. Without a pass mask this is the plain BatchNorm backward
 // (g = d_out) of the unfused path.
 void BnReluDropoutBackward(const BnBackwardArgs& a, int64_t M, int64_t N,
                            int threads);

@@ -8,13 +8,11 @@
 
 namespace ballast::ops {
 
-// Columns first, in whole 64-column mask words, then rows. The GEMM before
-// and after a block pass splits its output over column panels in the same
-// way, so with N = 256 on two threads each thread reads the half of z and of
-// the incoming gradient that it wrote itself, owns its mask words, and sums
-// its columns over all the rows without a partial sum to merge. Narrow
-// layers (fewer words than threads) split rows too; the threads of one column
-// group then merge their partial column sums in row-group order.
+// A static share of an [M, N] activation for thread t of nt (the unfused
+// dropout pass, and the whole matrix for one thread): columns first, in
+// whole 64-column mask words, then rows. Each thread writes its own
+// contiguous run of mask words. Narrow layers (fewer words than threads)
+// split rows too.
 struct BlockSplit {
   int64_t m_begin = 0, m_end = 0, n_begin = 0, n_end = 0;
   int row_group = 0, row_groups = 1, column_groups = 1;
@@ -37,7 +35,39 @@ struct BlockSplit {
   }
 };
 
-// Floats per row of a thread's partial column sums: N rounded up to whole
+// The forward pass's work units, shared among the threads dynamically (see
+// ops/work_ranges.h): one group of whole 64-column mask words × one block of
+// kRows rows, group-major. There are as many groups as threads (fewer when
+// the layer has fewer words), so each thread's home range is its own columns
+// over all the rows, as in the static split, and a thread that runs out takes
+// blocks of rows from another's columns. Each unit writes its own elements
+// and mask words; the pass is elementwise, so the units' shape never changes
+// the result.
+struct BlockUnits {
+  static constexpr int64_t kRows = 16;
+  int64_t M = 0, N = 0, words = 1, groups = 1, row_blocks = 1;
+
+  static BlockUnits Of(int64_t M, int64_t N, int threads) {
+    BlockUnits u;
+    u.M = M, u.N = N;
+    u.words = std::max<int64_t>(1, (N + 63) / 64);
+    u.groups = std::clamp<int64_t>(threads, 1, u.words);
+    u.row_blocks = std::max<int64_t>(1, (M + kRows - 1) / kRows);
+    return u;
+  }
+  int64_t count() const { return groups * row_blocks; }
+  BlockSplit Unit(int64_t u) const {
+    BlockSplit s;
+    const int64_t g = u / row_blocks, rb = u % row_blocks;
+    s.n_begin = std::min(N, words * g / groups * 64);
+    s.n_end = std::min(N, words * (g + 1) / groups * 64);
+    s.m_begin = std::min(M, rb * kRows);
+    s.m_end = std::min(M, rb * kRows + kRows);
+    return s;
+  }
+};
+
+// Floats per row of a thread's scratch column sums: N rounded up to whole
 // 64-byte lines.
 inline int64_t PartialStride(int64_t N) { return (N + 15) / 16 * 16; }
 

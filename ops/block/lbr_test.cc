@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "ops/block/block_kernels.h"
@@ -213,9 +214,9 @@ TEST(LbrTest, TrainingForwardAndBackwardMatchTheReferenceOnEveryTarget) {
   }
 }
 
-// Two threads split a layer of two or more 64-column mask words by columns,
-// and a narrower one (c) by rows, merging partial column sums; 300 columns
-// (d) take two draw chunks on one thread.
+// Two threads share a layer's mask words and blocks of rows forward and its
+// strips of columns backward, narrow ones (c, one mask word) included; 300
+// columns (d) take two draw chunks on one thread.
 TEST(LbrTest, TrainingUnfusedEqualsFusedAndThreadsAgree) {
   const TrainCase a(64, 100, 130, 0.3, true), b(17, 31, 65, 0.0, false),
       c(33, 20, 40, 0.5, true), d(20, 16, 300, 0.5, true);
@@ -253,6 +254,60 @@ TEST(LbrTest, DropoutKernelDrawsTheReferenceMask) {
       }
     }
   });
+}
+
+// The fused passes share their units among the threads dynamically (forward:
+// mask words × blocks of rows; backward: strips of columns): any thread count
+// gives the bits of one thread, outputs, masks and gradients alike.
+TEST(LbrTest, FusedPassesGiveTheSameBitsOnAnyThreadCount) {
+  for (auto [M, N] :
+       {std::pair<int64_t, int64_t>{128, 256}, {37, 300}, {20, 130}, {9, 40}}) {
+    Generator g(uint64_t(M * 1000 + N));
+    const auto random = [&](int64_t n, float lo, float hi) {
+      std::vector<float> v(static_cast<size_t>(n));
+      for (float& x : v) x = lo + (hi - lo) * float(g.NextDouble());
+      return v;
+    };
+    const std::vector<float> z = random(M * N, -2, 2),
+                             d_out = random(M * N, -1, 1),
+                             mean = random(N, -0.5f, 0.5f),
+                             rstd = random(N, 0.5f, 2),
+                             gamma = random(N, 0.5f, 1.5f),
+                             beta = random(N, -0.5f, 0.5f);
+    const RngSlice rng = Generator(9).Take(M * N);
+    struct Result {
+      std::vector<float> out, dz, dgamma, dbeta, dbias;
+      std::vector<uint64_t> mask;
+    };
+    Result one;
+    for (int threads = 1; threads <= 4; ++threads) {
+      SCOPED_TRACE(::testing::Message()
+                   << "M=" << M << " N=" << N << " threads=" << threads);
+      Result r{std::vector<float>(size_t(M * N)),
+               std::vector<float>(size_t(M * N)),
+               std::vector<float>(size_t(N)),
+               std::vector<float>(size_t(N)),
+               std::vector<float>(size_t(N)),
+               std::vector<uint64_t>(size_t(M * MaskWordsPerRow(N)))};
+      BnReluDropoutForward({z.data(), mean.data(), rstd.data(), gamma.data(),
+                            beta.data(), 0.5, rng, r.out.data(), r.mask.data()},
+                           M, N, threads);
+      BnReluDropoutBackward({z.data(), mean.data(), rstd.data(), gamma.data(),
+                             d_out.data(), r.mask.data(), 0.5, r.dz.data(),
+                             r.dgamma.data(), r.dbeta.data(), r.dbias.data()},
+                            M, N, threads);
+      if (threads == 1) {
+        one = r;
+        continue;
+      }
+      EXPECT_EQ(r.out, one.out);
+      EXPECT_EQ(r.mask, one.mask);
+      EXPECT_EQ(r.dz, one.dz);
+      EXPECT_EQ(r.dgamma, one.dgamma);
+      EXPECT_EQ(r.dbeta, one.dbeta);
+      EXPECT_EQ(r.dbias, one.dbias);
+    }
+  }
 }
 
 TEST(LbrTest, CreateRejectsBadParameters) {
