@@ -56,9 +56,14 @@ struct BlockUnits {
     return u;
   }
   int64_t count() const { return groups * row_blocks; }
+  // Group g is thread g's home range; odd threads walk theirs downwards
+  // (ops/work_ranges.h), so their row blocks are numbered from the bottom
+  // and they still read rows top down.
   BlockSplit Unit(int64_t u) const {
     BlockSplit s;
-    const int64_t g = u / row_blocks, rb = u % row_blocks;
+    const int64_t g = u / row_blocks;
+    const int64_t rb =
+        g % 2 == 1 ? row_blocks - 1 - u % row_blocks : u % row_blocks;
     s.n_begin = std::min(N, words * g / groups * 64);
     s.n_end = std::min(N, words * (g + 1) / groups * 64);
     s.m_begin = std::min(M, rb * kRows);

@@ -173,7 +173,7 @@ struct TileCtx {
   int64_t y_panel_stride;  // > 0: Y in the panel layout
   BPanels b;
   EpilogueArgs ep;
-  GemmStatsChunk* stats;  // kBiasStats: the chunk of this unit's rows
+  GemmStatsChunk* stats;  // kBiasStats: this unit's sums
   // With a_next_step > 0, a full tile prefetches a_next + k·a_next_step at
   // step k: the rows of A the next tile reads (see GemmUnit).
   const float* a_next = nullptr;
@@ -227,33 +227,33 @@ HWY_NOINLINE void AccumulateStats(const TileCtx& c, int64_t m0, int mr,
                                   int64_t n0, int64_t cols, bool first_tile) {
   const DF d;
   const int64_t L = int64_t(hn::Lanes(d));
-  GemmStatsChunk& s = *c.stats;
+  GemmStatsChunk& s = *c.stats;  // indexed from column n0
   HWY_ALIGN float s1[hn::MaxLanes(d)];
   HWY_ALIGN float s2[hn::MaxLanes(d)];
-  for (int64_t j = n0; j < n0 + cols; j += L) {
-    const size_t v = size_t(std::min<int64_t>(L, n0 + cols - j));
+  for (int64_t j = 0; j < cols; j += L) {
+    const size_t v = size_t(std::min<int64_t>(L, cols - j));
+    const float* y = c.y + m0 * c.ldy + n0 + j;
     if (first_tile) {
       for (size_t i = 0; i < v; ++i) {
-        s.shift_f[j + int64_t(i)] = c.y[m0 * c.ldy + j + int64_t(i)];
-        s.shift[j + int64_t(i)] = s.shift_f[j + int64_t(i)];
+        s.shift_f[j + int64_t(i)] = y[i];
+        s.shift[j + int64_t(i)] = y[i];
       }
     }
     const VF shift = LoadPartial(d, s.shift_f + j, v);
     VF sum = hn::Zero(d), sumsq = hn::Zero(d);
     for (int r = 0; r < mr; ++r) {
-      const VF dv =
-          hn::Sub(LoadPartial(d, c.y + (m0 + r) * c.ldy + j, v), shift);
+      const VF dv = hn::Sub(LoadPartial(d, y + r * c.ldy, v), shift);
       sum = hn::Add(sum, dv);
       sumsq = hn::MulAdd(dv, dv, sumsq);
     }
     hn::Store(sum, d, s1);
     hn::Store(sumsq, d, s2);
-    // The unit's first tile starts the chunk's sums: nothing zeroes them.
+    // The unit's first tile starts its sums: nothing zeroes them.
+    double* HWY_RESTRICT out_sum = s.sum + j;
+    double* HWY_RESTRICT out_sumsq = s.sumsq + j;
     for (size_t i = 0; i < v; ++i) {
-      double& sum = s.sum[j + int64_t(i)];
-      double& sumsq = s.sumsq[j + int64_t(i)];
-      sum = first_tile ? s1[i] : sum + s1[i];
-      sumsq = first_tile ? s2[i] : sumsq + s2[i];
+      out_sum[i] = first_tile ? double(s1[i]) : out_sum[i] + s1[i];
+      out_sumsq[i] = first_tile ? double(s2[i]) : out_sumsq[i] + s2[i];
     }
   }
 }
@@ -475,11 +475,18 @@ void GemmTyped(const GemmArgs& args, const BPanels& b, const EpilogueArgs& ep,
                      nullptr};
   const auto run = [&](const GemmRange& r, bool prefetch_a) {
     TileCtx c = base;
-    if (chunks) c.stats = &chunks[r.m_chunk];
+    if (chunks) c.stats = &chunks[r.p_begin * plan.row_blocks + r.m_chunk];
     if (r.m_begin < r.m_end) GemmUnit<E>(c, plan, r, prefetch_a);
+  };
+  // The statistics of panel p's columns from its row blocks' sums.
+  const auto merge_panel = [&](int64_t p) {
+    const int64_t n0 = p * b.nr, cols = std::min(b.nr, b.n - n0);
+    MergeStats(chunks + p * plan.row_blocks, plan.row_blocks, cols,
+               ep.mean + n0, ep.var + n0);
   };
   if (plan.threads <= 1) {
     for (int64_t u = 0; u < plan.units(); ++u) run(plan.Unit(u), false);
+    for (int64_t p = 0; chunks && p < plan.panels; ++p) merge_panel(p);
     return;
   }
   work->Reset(plan.threads, plan.units());
@@ -491,6 +498,17 @@ void GemmTyped(const GemmArgs& args, const BPanels& b, const EpilogueArgs& ep,
       const GemmRange r = plan.Unit(u);
       if (first_panel < 0) first_panel = r.p_begin;
       run(r, r.p_begin == first_panel);
+    }
+    if (chunks) {
+      // Each thread merges its home panels, whose sums it mostly wrote
+      // itself: merged on one thread, half of them crossed to it from the
+      // other core, and back on the next call.
+#pragma omp barrier
+      const int T = plan.threads;
+      for (int64_t p = plan.panels * t / T; p < plan.panels * (t + 1) / T;
+           ++p) {
+        merge_panel(p);
+      }
     }
   }
 }

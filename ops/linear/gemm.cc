@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "ops/cache_aligned.h"
 #include "ops/work_ranges.h"
 
 #undef HWY_TARGET_INCLUDE
@@ -144,33 +145,6 @@ int64_t KcMax(int64_t nr) {
       128, int64_t(l2 / 4) / (nr * int64_t(sizeof(float))) / 8 * 8);
 }
 
-// Merges the per-chunk shifted sums into mean and biased variance, chunk by
-// chunk in a fixed order (Chan et al.'s pairwise update). Every column has
-// the same row counts, so the weights of each merge are scalars and the
-// column loop is free of divisions and of dependences between columns.
-void MergeStats(const std::vector<GemmStatsChunk>& chunks, int64_t n,
-                double* mean, double* var) {
-  std::fill(mean, mean + n, 0.0);
-  std::fill(var, var + n, 0.0);  // M2, the sum of squared deviations
-  double count = 0;
-  for (const GemmStatsChunk& c : chunks) {
-    if (c.rows == 0) continue;
-    const double nb = double(c.rows), total = count + nb;
-    const double inv_nb = 1.0 / nb, w_mean = nb / total,
-                 w_m2 = count * nb / total;
-    for (int64_t j = 0; j < n; ++j) {
-      const double mb = c.shift[j] + c.sum[j] * inv_nb;
-      const double m2b = c.sumsq[j] - c.sum[j] * c.sum[j] * inv_nb;
-      const double delta = mb - mean[j];
-      mean[j] += delta * w_mean;
-      var[j] += m2b + delta * delta * w_m2;
-    }
-    count = total;
-  }
-  const double inv_count = count > 0 ? 1.0 / count : 0.0;
-  for (int64_t j = 0; j < n; ++j) var[j] = std::max(0.0, var[j] * inv_count);
-}
-
 // Checks the arguments and runs the kernel over B's panels.
 Status GemmPanels(const GemmArgs& args, const BPanels& b, Epilogue epilogue,
                   const EpilogueArgs& ep) {
@@ -227,25 +201,25 @@ Status GemmPanels(const GemmArgs& args, const BPanels& b, Epilogue epilogue,
       GemmPlan::Make(threads, args.m, b.k, b.panels(), KcMax(b.nr));
 
   thread_local std::vector<GemmStatsChunk> chunks;  // grow once, reused
-  thread_local std::vector<double> scratch;         // grow once, then reused
-  thread_local std::vector<float> scratch_f;
+  thread_local AlignedVector<double> scratch;       // grow once, then reused
   thread_local WorkRanges work;
   if (stats) {
-    const size_t n = size_t(b.n);
-    const size_t count = size_t(plan.row_blocks);
-    // Each unit's first tile sets its chunk's shift and starts its sums.
-    scratch.resize(3 * n * count);
-    scratch_f.resize(n * count);
+    // One chunk per unit, in a block of whole cache lines of its own: the
+    // thread that runs the unit is the only one that writes it.
+    const int64_t nr = b.nr;
+    const int64_t stride = (3 * nr + (nr + 1) / 2 + 7) / 8 * 8;  // doubles
+    const size_t count = size_t(plan.units());
+    scratch.resize(size_t(stride) * count);
     chunks.resize(count);
-    for (size_t i = 0; i < count; ++i) {
-      double* base = scratch.data() + 3 * n * i;
-      chunks[i] = {base, base + n, base + 2 * n, scratch_f.data() + n * i,
-                   plan.ChunkRows(int(i))};
+    for (size_t u = 0; u < count; ++u) {
+      double* base = scratch.data() + size_t(stride) * u;
+      chunks[u] = {base, base + nr, base + 2 * nr,
+                   reinterpret_cast<float*>(base + 3 * nr),
+                   plan.ChunkRows(int(int64_t(u) % plan.row_blocks))};
     }
   }
   HWY_DYNAMIC_DISPATCH(GemmImpl)
   (args, b, epilogue, ep, plan, stats ? chunks.data() : nullptr, &work);
-  if (stats) MergeStats(chunks, b.n, ep.mean, ep.var);
   return Status::Ok();
 }
 
