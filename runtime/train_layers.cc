@@ -72,9 +72,8 @@ struct LinearGemms {
   // from each gradient tile while it is in registers.
   Status WeightGrad(const float* x, const float* dz, int64_t M, Param& weight,
                     const ops::SgdArgs* sgd) {
+    if (Narrow()) return NarrowWeightGrad(x, dz, M, weight, sgd);
     const int64_t w = ops::PanelLayoutWidth(out);
-    if (w < ops::GemmPanelWidth())
-      return NarrowWeightGrad(x, dz, M, weight, sgd);
     ops::PackBInto(packed_dz, dz, M, out, out, 1, threads);
     ops::GemmArgs args{
         x, 1, in, in, weight.grad.data(), w, ThreadsFor(M, kSplitMacs)};
@@ -87,6 +86,10 @@ struct LinearGemms {
     ep.sgd_w = weight.value.data();
     ep.sgd_buf = sgd->has_buf ? weight.buf1.data() : nullptr;
     return ops::Gemm(args, packed_dz, ops::Epilogue::kSgd, ep);
+  }
+  // Whether the layer's outputs fit one vector (see NarrowWeightGrad).
+  bool Narrow() const {
+    return ops::PanelLayoutWidth(out) < ops::GemmPanelWidth();
   }
   // A layer whose outputs fit one vector (the output layer's 10): dWᵀ would
   // be a GEMM of one-vector tiles, each multiply-add waiting on a broadcast
@@ -131,10 +134,8 @@ struct LinearGemms {
   // update.
   template <typename WeightSide>
   Status Grads(const float* dz, int64_t M, float* dx, WeightSide weight_side) {
-    const bool side_by_side =
-        threads > 1 && dx != nullptr &&
-        ops::PanelLayoutWidth(out) < ops::GemmPanelWidth() &&
-        ThreadsFor(M, kSplitMacsInputGrad) == 1;
+    const bool side_by_side = threads > 1 && dx != nullptr && Narrow() &&
+                              ThreadsFor(M, kSplitMacsInputGrad) == 1;
     if (!side_by_side) {
       BALLAST_RETURN_IF_ERROR(weight_side());
       return dx ? InputGrad(dz, M, dx) : Status::Ok();

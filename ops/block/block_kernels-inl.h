@@ -586,16 +586,6 @@ HWY_INLINE void StripDz(const BackwardArgs a, int64_t m0, int64_t m1,
   StorePartial(d, acc1, sum_dz + s1.n, s1.valid);
 }
 
-// Calls body(s0, s1) for each strip of two vectors of columns [c0, c1).
-template <class Body>
-HWY_INLINE void ForEachStrip(const BackwardArgs& a, int64_t c0, int64_t c1,
-                             Body body) {
-  const int64_t L = int64_t(hn::Lanes(DF()));
-  for (int64_t n = c0; n < c1; n += 2 * L) {
-    body(LaneOf(a, n, c1), LaneOf(a, n + L, c1));
-  }
-}
-
 // The strips (two vectors of columns each) are the units, shared among the
 // threads through `work`: each thread starts on its own columns and one that
 // runs out takes strips from another. `scratch`: 64-byte aligned,

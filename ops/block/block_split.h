@@ -1,4 +1,4 @@
-// How the fused block passes split an [M, N] activation over threads
+// How the block passes split an [M, N] activation over threads
 // (target-independent).
 #ifndef BALLAST_OPS_BLOCK_BLOCK_SPLIT_H_
 #define BALLAST_OPS_BLOCK_BLOCK_SPLIT_H_
@@ -15,22 +15,18 @@ namespace ballast::ops {
 // split rows too.
 struct BlockSplit {
   int64_t m_begin = 0, m_end = 0, n_begin = 0, n_end = 0;
-  int row_group = 0, row_groups = 1, column_groups = 1;
 
   static BlockSplit Of(int64_t M, int64_t N, int t, int nt) {
     BlockSplit s;
     const int64_t words = (N + 63) / 64;
     const int tn = int(std::clamp<int64_t>(words, 1, std::max(nt, 1)));
     const int tm = std::max(1, nt / tn);
-    s.row_groups = tm;
-    s.column_groups = tn;
     if (t >= tn * tm) return s;  // an idle thread: empty ranges
-    const int ti = t % tn;
-    s.row_group = t / tn;
+    const int ti = t % tn, row_group = t / tn;
     s.n_begin = std::min(N, words * ti / tn * 64);
     s.n_end = std::min(N, words * (ti + 1) / tn * 64);
-    s.m_begin = M * s.row_group / tm;
-    s.m_end = M * (s.row_group + 1) / tm;
+    s.m_begin = M * row_group / tm;
+    s.m_end = M * (row_group + 1) / tm;
     return s;
   }
 };

@@ -258,56 +258,62 @@ TEST(LbrTest, DropoutKernelDrawsTheReferenceMask) {
 
 // The fused passes share their units among the threads dynamically (forward:
 // mask words × blocks of rows; backward: strips of columns): any thread count
-// gives the bits of one thread, outputs, masks and gradients alike.
-TEST(LbrTest, FusedPassesGiveTheSameBitsOnAnyThreadCount) {
-  for (auto [M, N] :
-       {std::pair<int64_t, int64_t>{128, 256}, {37, 300}, {20, 130}, {9, 40}}) {
-    Generator g(uint64_t(M * 1000 + N));
-    const auto random = [&](int64_t n, float lo, float hi) {
-      std::vector<float> v(static_cast<size_t>(n));
-      for (float& x : v) x = lo + (hi - lo) * float(g.NextDouble());
-      return v;
-    };
-    const std::vector<float> z = random(M * N, -2, 2),
-                             d_out = random(M * N, -1, 1),
-                             mean = random(N, -0.5f, 0.5f),
-                             rstd = random(N, 0.5f, 2),
-                             gamma = random(N, 0.5f, 1.5f),
-                             beta = random(N, -0.5f, 0.5f);
-    const RngSlice rng = Generator(9).Take(M * N);
-    struct Result {
-      std::vector<float> out, dz, dgamma, dbeta, dbias;
-      std::vector<uint64_t> mask;
-    };
-    Result one;
-    for (int threads = 1; threads <= 4; ++threads) {
-      SCOPED_TRACE(::testing::Message()
-                   << "M=" << M << " N=" << N << " threads=" << threads);
-      Result r{std::vector<float>(size_t(M * N)),
-               std::vector<float>(size_t(M * N)),
-               std::vector<float>(size_t(N)),
-               std::vector<float>(size_t(N)),
-               std::vector<float>(size_t(N)),
-               std::vector<uint64_t>(size_t(M * MaskWordsPerRow(N)))};
-      BnReluDropoutForward({z.data(), mean.data(), rstd.data(), gamma.data(),
-                            beta.data(), 0.5, rng, r.out.data(), r.mask.data()},
-                           M, N, threads);
-      BnReluDropoutBackward({z.data(), mean.data(), rstd.data(), gamma.data(),
-                             d_out.data(), r.mask.data(), 0.5, r.dz.data(),
-                             r.dgamma.data(), r.dbeta.data(), r.dbias.data()},
-                            M, N, threads);
-      if (threads == 1) {
-        one = r;
-        continue;
+// gives the bits of one thread, outputs, masks and gradients alike, on every
+// target (the strips are two vectors wide).
+TEST(LbrTest, FusedPassesGiveTheSameBitsOnAnyThreadCountOnEveryTarget) {
+  ForEachTarget([](const char*) {
+    for (auto [M, N] : {std::pair<int64_t, int64_t>{128, 256},
+                        {37, 300},
+                        {20, 130},
+                        {9, 40}}) {
+      Generator g(uint64_t(M * 1000 + N));
+      const auto random = [&](int64_t n, float lo, float hi) {
+        std::vector<float> v(static_cast<size_t>(n));
+        for (float& x : v) x = lo + (hi - lo) * float(g.NextDouble());
+        return v;
+      };
+      const std::vector<float> z = random(M * N, -2, 2),
+                               d_out = random(M * N, -1, 1),
+                               mean = random(N, -0.5f, 0.5f),
+                               rstd = random(N, 0.5f, 2),
+                               gamma = random(N, 0.5f, 1.5f),
+                               beta = random(N, -0.5f, 0.5f);
+      const RngSlice rng = Generator(9).Take(M * N);
+      struct Result {
+        std::vector<float> out, dz, dgamma, dbeta, dbias;
+        std::vector<uint64_t> mask;
+      };
+      Result one;
+      for (int threads = 1; threads <= 4; ++threads) {
+        SCOPED_TRACE(::testing::Message()
+                     << "M=" << M << " N=" << N << " threads=" << threads);
+        Result r{std::vector<float>(size_t(M * N)),
+                 std::vector<float>(size_t(M * N)),
+                 std::vector<float>(size_t(N)),
+                 std::vector<float>(size_t(N)),
+                 std::vector<float>(size_t(N)),
+                 std::vector<uint64_t>(size_t(M * MaskWordsPerRow(N)))};
+        BnReluDropoutForward(
+            {z.data(), mean.data(), rstd.data(), gamma.data(), beta.data(), 0.5,
+             rng, r.out.data(), r.mask.data()},
+            M, N, threads);
+        BnReluDropoutBackward({z.data(), mean.data(), rstd.data(), gamma.data(),
+                               d_out.data(), r.mask.data(), 0.5, r.dz.data(),
+                               r.dgamma.data(), r.dbeta.data(), r.dbias.data()},
+                              M, N, threads);
+        if (threads == 1) {
+          one = r;
+          continue;
+        }
+        EXPECT_EQ(r.out, one.out);
+        EXPECT_EQ(r.mask, one.mask);
+        EXPECT_EQ(r.dz, one.dz);
+        EXPECT_EQ(r.dgamma, one.dgamma);
+        EXPECT_EQ(r.dbeta, one.dbeta);
+        EXPECT_EQ(r.dbias, one.dbias);
       }
-      EXPECT_EQ(r.out, one.out);
-      EXPECT_EQ(r.mask, one.mask);
-      EXPECT_EQ(r.dz, one.dz);
-      EXPECT_EQ(r.dgamma, one.dgamma);
-      EXPECT_EQ(r.dbeta, one.dbeta);
-      EXPECT_EQ(r.dbias, one.dbias);
     }
-  }
+  });
 }
 
 TEST(LbrTest, CreateRejectsBadParameters) {

@@ -417,14 +417,14 @@ void TileAnyRows(const TileCtx& c, int mr, int64_t m0, int64_t p, int64_t k0,
   return TileRows<E, kNV>(c, mr, m0, p, k0, kc, first, last, first_tile);
 }
 
-// One work unit (see GemmPlan): rows [m_begin, m_end) of panel p_begin, K in
+// One work unit (see GemmPlan): rows [m_begin, m_end) of panel p, K in
 // blocks of plan.kc. `prefetch_a`: fetch the next tile's rows of a row-major
 // A ahead (see below).
 template <Epilogue E>
 void GemmUnit(TileCtx c, const GemmPlan& plan, const GemmRange& r,
               bool prefetch_a) {
   const int64_t K = c.b.k;
-  const int64_t p = r.p_begin;
+  const int64_t p = r.p;
   for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += plan.kc) {
     const int64_t kc = std::min(plan.kc, K - k0);
     const bool first = k0 == 0, last = k0 + kc >= K;
@@ -475,7 +475,7 @@ void GemmTyped(const GemmArgs& args, const BPanels& b, const EpilogueArgs& ep,
                      nullptr};
   const auto run = [&](const GemmRange& r, bool prefetch_a) {
     TileCtx c = base;
-    if (chunks) c.stats = &chunks[r.p_begin * plan.row_blocks + r.m_chunk];
+    if (chunks) c.stats = &chunks[r.p * plan.row_blocks + r.m_chunk];
     if (r.m_begin < r.m_end) GemmUnit<E>(c, plan, r, prefetch_a);
   };
   // The statistics of panel p's columns from its row blocks' sums.
@@ -496,8 +496,8 @@ void GemmTyped(const GemmArgs& args, const BPanels& b, const EpilogueArgs& ep,
     int64_t u = 0, first_panel = -1;
     while (work->Next(t, &u)) {
       const GemmRange r = plan.Unit(u);
-      if (first_panel < 0) first_panel = r.p_begin;
-      run(r, r.p_begin == first_panel);
+      if (first_panel < 0) first_panel = r.p;
+      run(r, r.p == first_panel);
     }
     if (chunks) {
       // Each thread merges its home panels, whose sums it mostly wrote

@@ -202,19 +202,22 @@ Status GemmPanels(const GemmArgs& args, const BPanels& b, Epilogue epilogue,
 
   thread_local std::vector<GemmStatsChunk> chunks;  // grow once, reused
   thread_local AlignedVector<double> scratch;       // grow once, then reused
+  thread_local AlignedVector<float> scratch_f;
   thread_local WorkRanges work;
   if (stats) {
-    // One chunk per unit, in a block of whole cache lines of its own: the
-    // thread that runs the unit is the only one that writes it.
+    // One chunk per unit, in whole cache lines of its own: the thread that
+    // runs the unit is the only one that writes them.
     const int64_t nr = b.nr;
-    const int64_t stride = (3 * nr + (nr + 1) / 2 + 7) / 8 * 8;  // doubles
+    const int64_t stride = (3 * nr + 7) / 8 * 8;  // doubles
+    const int64_t stride_f = (nr + 15) / 16 * 16;
     const size_t count = size_t(plan.units());
     scratch.resize(size_t(stride) * count);
+    scratch_f.resize(size_t(stride_f) * count);
     chunks.resize(count);
     for (size_t u = 0; u < count; ++u) {
       double* base = scratch.data() + size_t(stride) * u;
       chunks[u] = {base, base + nr, base + 2 * nr,
-                   reinterpret_cast<float*>(base + 3 * nr),
+                   scratch_f.data() + size_t(stride_f) * u,
                    plan.ChunkRows(int(int64_t(u) % plan.row_blocks))};
     }
   }

@@ -35,7 +35,7 @@ struct BPanels {
 
 // The rows and column panel of one work unit; m_chunk is its row block.
 struct GemmRange {
-  int64_t m_begin = 0, m_end = 0, p_begin = 0, p_end = 0;
+  int64_t m_begin = 0, m_end = 0, p = 0;
   int m_chunk = 0;
 };
 
@@ -134,10 +134,9 @@ struct GemmPlan {
   // runs).
   GemmRange Unit(int64_t u) const {
     GemmRange r;
-    r.p_begin = u / row_blocks;
-    r.p_end = r.p_begin + 1;
+    r.p = u / row_blocks;
     int64_t rb = u % row_blocks;
-    if (threads > 1 && HomeOf(r.p_begin * row_blocks) % 2 == 1) {
+    if (threads > 1 && HomeOf(r.p * row_blocks) % 2 == 1) {
       rb = row_blocks - 1 - rb;
     }
     r.m_begin = std::min(m, rb * mb);

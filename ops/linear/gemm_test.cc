@@ -218,49 +218,53 @@ TEST(GemmTest, ResultsAreIdenticalAcrossRunsForAFixedThreadCount) {
 
 // The threads share the tiles dynamically (ops/work_ranges.h), and the
 // statistics are summed in row blocks fixed by M alone: any thread count,
-// and any timing, gives the bits of one thread.
-TEST(GemmTest, ResultsAreIdenticalOnEveryThreadCount) {
-  struct Shape {
-    int64_t m, k, n;
-    bool a_transposed;  // A read down its columns (a weight gradient)
-  };
-  for (const Shape s : {Shape{128, 300, 256, false}, Shape{784, 128, 256, true},
-                        Shape{13, 64, 10, false}}) {
-    Generator g(11);
-    Buffer x(size_t(s.m * s.k)), w(size_t(s.n * s.k)), bias(size_t(s.n));
-    x.FillUniform(g), w.FillUniform(g), bias.FillUniform(g);
-    const PackedB packed = PackB(w.data(), s.k, s.n, 1, s.k);
-    std::vector<float> y1;
-    std::vector<double> mean1, var1;
-    for (int threads = 1; threads <= 4; ++threads) {
-      SCOPED_TRACE(testing::Message() << "M=" << s.m << " K=" << s.k << " N="
-                                      << s.n << " threads=" << threads);
-      std::vector<double> mean(size_t(s.n)), var(size_t(s.n));
-      Buffer y(size_t(s.m * s.n));
-      const GemmArgs args{x.data(),
-                          s.a_transposed ? 1 : s.k,
-                          s.a_transposed ? s.m : 1,
-                          s.m,
-                          y.data(),
-                          s.n,
-                          threads};
-      const Epilogue e =
-          s.a_transposed ? Epilogue::kNone : Epilogue::kBiasStats;
-      ASSERT_TRUE(
-          Gemm(args, packed, e,
-               {bias.data(), nullptr, nullptr, 0, mean.data(), var.data()})
-              .ok());
-      if (threads == 1) {
-        y1 = y.ToVector(), mean1 = mean, var1 = var;
-        continue;
-      }
-      EXPECT_EQ(y.ToVector(), y1);
-      if (e == Epilogue::kBiasStats) {
-        EXPECT_EQ(mean, mean1);
-        EXPECT_EQ(var, var1);
+// and any timing, gives the bits of one thread, on every target (the panel
+// width, and so the units, differ between targets).
+TEST(GemmTest, ResultsAreIdenticalOnEveryThreadCountOnEveryTarget) {
+  ForEachTarget([](const char*) {
+    struct Shape {
+      int64_t m, k, n;
+      bool a_transposed;  // A read down its columns (a weight gradient)
+    };
+    for (const Shape s :
+         {Shape{128, 300, 256, false}, Shape{784, 128, 256, true},
+          Shape{13, 64, 10, false}}) {
+      Generator g(11);
+      Buffer x(size_t(s.m * s.k)), w(size_t(s.n * s.k)), bias(size_t(s.n));
+      x.FillUniform(g), w.FillUniform(g), bias.FillUniform(g);
+      const PackedB packed = PackB(w.data(), s.k, s.n, 1, s.k);
+      std::vector<float> y1;
+      std::vector<double> mean1, var1;
+      for (int threads = 1; threads <= 4; ++threads) {
+        SCOPED_TRACE(testing::Message() << "M=" << s.m << " K=" << s.k << " N="
+                                        << s.n << " threads=" << threads);
+        std::vector<double> mean(size_t(s.n)), var(size_t(s.n));
+        Buffer y(size_t(s.m * s.n));
+        const GemmArgs args{x.data(),
+                            s.a_transposed ? 1 : s.k,
+                            s.a_transposed ? s.m : 1,
+                            s.m,
+                            y.data(),
+                            s.n,
+                            threads};
+        const Epilogue e =
+            s.a_transposed ? Epilogue::kNone : Epilogue::kBiasStats;
+        ASSERT_TRUE(
+            Gemm(args, packed, e,
+                 {bias.data(), nullptr, nullptr, 0, mean.data(), var.data()})
+                .ok());
+        if (threads == 1) {
+          y1 = y.ToVector(), mean1 = mean, var1 = var;
+          continue;
+        }
+        EXPECT_EQ(y.ToVector(), y1);
+        if (e == Epilogue::kBiasStats) {
+          EXPECT_EQ(mean, mean1);
+          EXPECT_EQ(var, var1);
+        }
       }
     }
-  }
+  });
 }
 
 // Σy² − (Σy)²/n in float would lose the whole variance here: the mean is
