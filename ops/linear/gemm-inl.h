@@ -44,10 +44,11 @@ constexpr int kNV = 4;
 // rows of a row-major A ahead (see GemmUnit). With 16-column panels (16
 // registers) a call has four times the panels of a 64-column target, each
 // tile reads twice the A per flop, and A no longer stays in L1 from one
-// panel to the next: on AVX2 (8-way 32 KiB L1, 512 KiB L2) the prefetch made
-// the trainer's row-major-A GEMMs 4-27% faster on one thread and 8-27% on two
-// (interleaved harness, medians of 15). On AVX-512 it cost single-threaded
-// calls about 5%.
+// panel to the next. On AVX2 (8-way 32 KiB L1, 512 KiB L2), without it the
+// trainer's row-major-A GEMMs took 1.07-1.18× as long on one thread and
+// 1.07-1.14× on two (calls of the two variants alternated one by one, medians
+// of 200; see docs/KERNELS.md), and the trainer's epochs about 1.1× as long.
+// On AVX-512 it cost single-threaded calls about 5%.
 constexpr bool kPrefetchAEveryPanel = kNV == 2;
 
 using DF = hn::ScalableTag<float>;
