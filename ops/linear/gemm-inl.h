@@ -398,6 +398,78 @@ HWY_NOINLINE void Tile(const TileCtx& c, int64_t m0, int64_t p, int64_t k0,
 #undef BALLAST_GEMM_ROW
 #undef BALLAST_GEMM_STORE_ROW
 
+// The wide tile: MR (1 or 2) rows × V = kGemmWideChains / MR vectors, the
+// G = V / kNV whole panels from p on. A one-row tile of one panel has kNV
+// independent FMA chains; with an FMA latency of 4 cycles and two FMA units
+// it needs 8 to issue every cycle. Batch-1 serving ran at a quarter of the
+// FMA rate and at the same speed whether the weights came from L1, L2 or L3.
+// Each column still sums over k in order from zero, one FMA per k, as the
+// one-panel tile does: the same bits.
+#define BALLAST_WIDE_VEC(j, ...)                             \
+  if constexpr (V > j) {                                     \
+    const float* bj = bk + (j / kNV) * ps + (j % kNV) * L;   \
+    const VF b = hn::LoadU(d, bj);                           \
+    c0##j = hn::MulAdd(a0v, b, c0##j);                       \
+    if constexpr (MR > 1) c1##j = hn::MulAdd(a1v, b, c1##j); \
+  }
+
+#define BALLAST_WIDE_STORE(r, j)                                            \
+  if constexpr (MR > r && V > j) {                                          \
+    float* yj = c.y_panel_stride ? c.y + (p + j / kNV) * c.y_panel_stride + \
+                                       (m0 + r) * c.ldy + (j % kNV) * L     \
+                                 : c.y + (m0 + r) * c.ldy + n0 + j * L;     \
+    c##r##j = ApplyEpilogue<E>(d, c##r##j, c, n0 + j * L, size_t(L));       \
+    hn::StoreU(c##r##j, d, yj);                                             \
+    UpdateAfterStore<E>(d, c, yj, c##r##j, size_t(L));                      \
+  }
+
+template <int MR, Epilogue E>
+HWY_NOINLINE void WideTile(const TileCtx& c, int64_t m0, int64_t p) {
+  constexpr int V = int(kGemmWideChains) / MR;
+  static_assert(MR * V == kGemmWideChains && V % kNV == 0);
+  const DF d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  const int64_t n0 = p * kNV * L;
+  const int64_t ps = c.b.panel_stride;
+  int64_t ld;
+  const float* b0 = c.b.Row(p, 0, &ld);
+  const float* a0 = c.a + m0 * c.a_rs;
+  const float* a1 = c.a + (m0 + (MR > 1 ? 1 : 0)) * c.a_rs;
+  VF c00 = hn::Zero(d), c01 = c00, c02 = c00, c03 = c00;
+  VF c04 = c00, c05 = c00, c06 = c00, c07 = c00;
+  VF c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+  VF c14 = c00, c15 = c00, c16 = c00, c17 = c00;  // never used (V = 4)
+  for (int64_t k = 0; k < c.b.k; ++k) {
+    const float* bk = b0 + k * ld;
+    const VF a0v = hn::Set(d, a0[k * c.a_cs]);
+    const VF a1v = hn::Set(d, a1[k * c.a_cs]);
+    BALLAST_WIDE_VEC(0)
+    BALLAST_WIDE_VEC(1)
+    BALLAST_WIDE_VEC(2)
+    BALLAST_WIDE_VEC(3)
+    BALLAST_WIDE_VEC(4)
+    BALLAST_WIDE_VEC(5)
+    BALLAST_WIDE_VEC(6)
+    BALLAST_WIDE_VEC(7)
+  }
+  (void)a1;
+  BALLAST_WIDE_STORE(0, 0)
+  BALLAST_WIDE_STORE(0, 1)
+  BALLAST_WIDE_STORE(0, 2)
+  BALLAST_WIDE_STORE(0, 3)
+  BALLAST_WIDE_STORE(0, 4)
+  BALLAST_WIDE_STORE(0, 5)
+  BALLAST_WIDE_STORE(0, 6)
+  BALLAST_WIDE_STORE(0, 7)
+  BALLAST_WIDE_STORE(1, 0)
+  BALLAST_WIDE_STORE(1, 1)
+  BALLAST_WIDE_STORE(1, 2)
+  BALLAST_WIDE_STORE(1, 3)
+}
+
+#undef BALLAST_WIDE_VEC
+#undef BALLAST_WIDE_STORE
+
 template <Epilogue E, int NVA>
 void TileRows(const TileCtx& c, int mr, int64_t m0, int64_t p, int64_t k0,
               int64_t kc, bool first, bool last, bool first_tile) {
@@ -435,6 +507,25 @@ template <Epilogue E>
 void GemmUnit(TileCtx c, const GemmPlan& plan, const GemmRange& r,
               bool prefetch_a) {
   const int64_t K = c.b.k;
+  if (plan.group > 1) {
+    // At most kGemmWideM rows and one K block: wide tiles over the unit's
+    // whole panels, the one-panel tile for the rest (a last, narrower panel).
+    const int mr = int(r.m_end - r.m_begin);
+    const int64_t g = kGemmWideChains / (mr * kNV);
+    const int64_t whole = std::min(r.p_end, c.b.n / c.b.nr);
+    int64_t q = r.p;
+    for (; g > 1 && q + g <= whole; q += g) {
+      if (mr == 1) {
+        WideTile<1, E>(c, r.m_begin, q);
+      } else {
+        WideTile<2, E>(c, r.m_begin, q);
+      }
+    }
+    for (; q < r.p_end; ++q) {
+      TileAnyRows<E>(c, mr, r.m_begin, q, 0, K, true, true, true);
+    }
+    return;
+  }
   const int64_t p = r.p;
   for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += plan.kc) {
     const int64_t kc = std::min(plan.kc, K - k0);

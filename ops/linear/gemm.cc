@@ -197,8 +197,15 @@ Status GemmPanels(const GemmArgs& args, const BPanels& b, Epilogue epilogue,
   }
   // Inside a parallel region the call runs single-threaded: no nesting.
   const int threads = omp_in_parallel() ? 1 : std::max(1, args.threads);
+  // One or two rows: a unit spans the panels one wide tile computes, enough
+  // vectors for kGemmWideChains accumulators (see WideTile in gemm-inl.h).
+  int64_t group = 1;
+  if (args.m <= kGemmWideM && !stats) {
+    const int64_t vectors = b.nr / HWY_DYNAMIC_DISPATCH(VectorLanes)();
+    group = std::max<int64_t>(1, kGemmWideChains / (args.m * vectors));
+  }
   const GemmPlan plan =
-      GemmPlan::Make(threads, args.m, b.k, b.panels(), KcMax(b.nr));
+      GemmPlan::Make(threads, args.m, b.k, b.panels(), KcMax(b.nr), group);
 
   thread_local std::vector<GemmStatsChunk> chunks;  // grow once, reused
   thread_local AlignedVector<double> scratch;       // grow once, then reused

@@ -9,6 +9,11 @@ namespace ballast::ops {
 
 inline constexpr int kGemmMR = 6;          // rows per register tile
 inline constexpr int64_t kGemmSmallM = 4;  // M <= this streams whole panels
+// Accumulators of the wide tile, which computes one or two rows over several
+// panels at once: a one-row tile of one panel has only kNV independent FMA
+// chains, too few to hide the FMA latency (see WideTile in gemm-inl.h).
+inline constexpr int64_t kGemmWideChains = 8;
+inline constexpr int64_t kGemmWideM = 2;  // M <= this takes the wide tile
 
 // B as the micro-kernel walks it: NR-column panels of K rows. Packed B
 // (PackedB) has ld = nr and panels one after another; B read in place from a
@@ -33,9 +38,10 @@ struct BPanels {
   }
 };
 
-// The rows and column panel of one work unit; m_chunk is its row block.
+// The rows and column panels [p, p_end) of one work unit; m_chunk is its row
+// block.
 struct GemmRange {
-  int64_t m_begin = 0, m_end = 0, p = 0;
+  int64_t m_begin = 0, m_end = 0, p = 0, p_end = 0;
   int m_chunk = 0;
 };
 
@@ -79,8 +85,9 @@ inline void MergeStats(const GemmStatsChunk* chunks, int64_t count,
   for (int64_t j = 0; j < cols; ++j) var[j] = std::max(0.0, var[j] * inv_rows);
 }
 
-// The work of one call: units of one column panel × one block of rows,
-// panel-major (unit u = p·row_blocks + row block), shared among the threads
+// The work of one call: units of one group of column panels (one panel, or
+// the panels a wide tile computes together) × one block of rows, group-major
+// (unit u = group·row_blocks + row block), shared among the threads
 // by WorkRanges (ops/work_ranges.h). Thread t's home range is a contiguous
 // run of units, so with as many panels as threads it starts on its own
 // panels, as a static split would: each thread streams only its share of B.
@@ -93,6 +100,7 @@ struct GemmPlan {
   int64_t m = 0, panels = 0;
   int64_t mb = kGemmMR;  // rows per block, a multiple of kGemmMR
   int64_t row_blocks = 1;
+  int64_t group = 1;  // panels per unit
 
   // Row blocks of at least 2 tiles, and at most 16 blocks: units small
   // enough that the threads finish close together (the last unit decides
@@ -102,11 +110,14 @@ struct GemmPlan {
     return std::max<int64_t>(2, (tiles + 15) / 16) * kGemmMR;
   }
 
+  // `group`: panels per unit (1, or the wide tile's panels for M <=
+  // kGemmWideM; the statistics chunks need 1).
   static GemmPlan Make(int threads, int64_t m, int64_t k, int64_t panels,
-                       int64_t kc_max) {
+                       int64_t kc_max, int64_t group = 1) {
     GemmPlan plan;
     plan.m = m;
     plan.panels = panels;
+    plan.group = std::max<int64_t>(1, group);
     plan.mb = RowsPerBlock(m);
     plan.row_blocks = std::max<int64_t>(1, (m + plan.mb - 1) / plan.mb);
     // Never more threads than there are units.
@@ -122,7 +133,8 @@ struct GemmPlan {
     return plan;
   }
 
-  int64_t units() const { return row_blocks * panels; }
+  int64_t groups() const { return (panels + group - 1) / group; }
+  int64_t units() const { return row_blocks * groups(); }
 
   // The thread whose home range holds unit u (see WorkRanges::Reset).
   int HomeOf(int64_t u) const { return int(((u + 1) * threads - 1) / units()); }
@@ -134,9 +146,11 @@ struct GemmPlan {
   // runs).
   GemmRange Unit(int64_t u) const {
     GemmRange r;
-    r.p = u / row_blocks;
+    const int64_t g = u / row_blocks;
+    r.p = g * group;
+    r.p_end = std::min(panels, r.p + group);
     int64_t rb = u % row_blocks;
-    if (threads > 1 && HomeOf(r.p * row_blocks) % 2 == 1) {
+    if (threads > 1 && HomeOf(g * row_blocks) % 2 == 1) {
       rb = row_blocks - 1 - rb;
     }
     r.m_begin = std::min(m, rb * mb);

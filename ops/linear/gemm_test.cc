@@ -470,6 +470,106 @@ TEST(GemmTest, PanelLayoutOperandsMatchTheOrdinaryPathBitForBit) {
   });
 }
 
+// One or two rows take the wide tile over several panels at once. It must
+// give the bits of the one-panel tile: each panel computed alone (a call per
+// panel-wide slice of B), for every epilogue but the statistics, with B
+// packed and in place, and written in the panel layout too.
+TEST(GemmTest, WideTilesOfOneAndTwoRowsMatchOnePanelAtATimeBitForBit) {
+  ForEachTarget([](const char*) {
+    const int64_t nr = GemmPanelWidth();
+    const SgdArgs sgd{0.05f, 0.01f, 0.9f, 1.0f, 0.9f, false, true};
+    for (int threads : {1, 2}) {
+      for (int64_t m : {1, 2}) {
+        for (int64_t n : {4 * nr, 9 * nr + 5}) {
+          for (int64_t k : {1, 37, 300}) {
+            for (Epilogue e :
+                 {Epilogue::kNone, Epilogue::kBias, Epilogue::kBiasRelu,
+                  Epilogue::kBiasLeakyRelu, Epilogue::kScaleShift,
+                  Epilogue::kScaleShiftRelu, Epilogue::kSgd}) {
+              SCOPED_TRACE(::testing::Message()
+                           << "M=" << m << " K=" << k << " N=" << n
+                           << " epilogue=" << EpilogueName(e)
+                           << " threads=" << threads);
+              Generator g(uint64_t(m * 7 + k * 131 + n));
+              const size_t mn = size_t(m * n), nn = size_t(n);
+              Buffer x(size_t(m * k)), wt(size_t(k * n)), bias(nn), scale(nn),
+                  shift(nn), w0(mn), buf0(mn);
+              x.FillUniform(g), wt.FillUniform(g), bias.FillUniform(g);
+              scale.FillUniform(g, 0.5, 2), shift.FillUniform(g);
+              w0.FillUniform(g), buf0.FillUniform(g);
+              // The updated weight and momentum of kSgd are [M, N] like Y.
+              struct Out {
+                std::vector<float> y, w, buf;
+              };
+              // One call over all of N; with panel_y, Y (and the weight and
+              // momentum of kSgd) in the panel layout, read back row-major.
+              const auto run = [&](const auto& b, bool panel_y) {
+                const int64_t ldy = panel_y ? nr : n;
+                const auto at = [&](int64_t i, int64_t j) {
+                  return size_t(panel_y ? (j / nr) * m * nr + i * nr + j % nr
+                                        : i * n + j);
+                };
+                const size_t size = size_t((n + nr - 1) / nr * nr * m);
+                std::vector<float> y(size, NAN), w(size, 0.0f), buf(size, 0.0f);
+                for (int64_t i = 0; i < m; ++i) {
+                  for (int64_t j = 0; j < n; ++j) {
+                    w[at(i, j)] = w0[size_t(i * n + j)];
+                    buf[at(i, j)] = buf0[size_t(i * n + j)];
+                  }
+                }
+                EpilogueArgs ep{bias.data(), scale.data(), shift.data(), 0.1f};
+                ep.sgd = &sgd, ep.sgd_w = w.data(), ep.sgd_buf = buf.data();
+                GemmArgs a{x.data(), k, 1, m, y.data(), ldy, threads};
+                if (panel_y) a.y_panel_stride = m * nr;
+                EXPECT_TRUE(Gemm(a, b, e, ep).ok());
+                Out o;
+                for (int64_t i = 0; i < m; ++i) {
+                  for (int64_t j = 0; j < n; ++j) {
+                    o.y.push_back(y[at(i, j)]);
+                    o.w.push_back(w[at(i, j)]);
+                    o.buf.push_back(buf[at(i, j)]);
+                  }
+                }
+                return o;
+              };
+              // B = Wᵀ [K, N] in place (row stride n), from column j0 on.
+              const auto in_place = [&](int64_t j0, int64_t cols) {
+                return RowMajorB{wt.data() + j0, k, cols, n};
+              };
+              const PackedB packed = PackB(wt.data(), k, n, n, 1);
+              // The oracle: one call per panel-wide slice.
+              Out ref{std::vector<float>(size_t(m * n), NAN), w0.ToVector(),
+                      buf0.ToVector()};
+              for (int64_t j0 = 0; j0 < n; j0 += nr) {
+                const int64_t cols = std::min(nr, n - j0);
+                EpilogueArgs ep{bias.data() + j0, scale.data() + j0,
+                                shift.data() + j0, 0.1f};
+                ep.sgd = &sgd;
+                ep.sgd_w = ref.w.data() + j0;
+                ep.sgd_buf = ref.buf.data() + j0;
+                GemmArgs a{x.data(), k, 1, m, ref.y.data() + j0, n, 1};
+                ASSERT_TRUE(Gemm(a, in_place(j0, cols), e, ep).ok());
+              }
+              for (bool panel_y : {false, true}) {
+                const Out a = run(in_place(0, n), panel_y);
+                const Out b = run(packed, panel_y);
+                EXPECT_EQ(a.y, ref.y) << "B in place, panel Y " << panel_y;
+                EXPECT_EQ(b.y, ref.y) << "B packed, panel Y " << panel_y;
+                if (e == Epilogue::kSgd) {
+                  EXPECT_EQ(a.w, ref.w);
+                  EXPECT_EQ(a.buf, ref.buf);
+                  EXPECT_EQ(b.w, ref.w);
+                  EXPECT_EQ(b.buf, ref.buf);
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
 TEST(GemmTest, RejectsWeightsPackedForAnotherTargetAndBadArguments) {
   std::vector<float> w(64 * 8, 1.0f), x(8, 1.0f), y(64);
   PackedB packed = PackB(w.data(), 8, 64, 1, 8);
