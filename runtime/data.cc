@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -39,8 +40,12 @@ void ReserveHugePages(std::vector<float>& v, size_t n) {
 
 // Whole file, gunzipped when it is gzip (zlib reads plain files too).
 Result<std::vector<uint8_t>> ReadMaybeGzip(const std::string& path) {
-  if (!std::filesystem::exists(path)) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
     return NotFound("data file '" + path + "' does not exist");
+  }
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    return InvalidArgument("data file '" + path + "' is not a regular file");
   }
   gzFile f = gzopen(path.c_str(), "rb");
   if (!f) return IoError("cannot open data file '" + path + "'");
@@ -51,10 +56,16 @@ Result<std::vector<uint8_t>> ReadMaybeGzip(const std::string& path) {
     out.insert(out.end(), buf, buf + n);
   int err = 0;
   const char* msg = gzerror(f, &err);
-  gzclose(f);
+  // gzclose frees the message: copy it first.
+  const std::string why = msg && *msg ? msg : "zlib error";
+  const int closed = gzclose(f);
   if (n < 0 || (err != Z_OK && err != Z_STREAM_END)) {
+    return DataLoss("data file '" + path + "' is damaged: " + why);
+  }
+  if (closed != Z_OK) {
+    // gzclose checks the gzip trailer (CRC and length) of the last member.
     return DataLoss("data file '" + path +
-                    "' is damaged: " + (msg ? msg : "zlib error"));
+                    "' is damaged: its gzip checksum or length does not match");
   }
   return out;
 }
@@ -71,8 +82,10 @@ Result<std::vector<int64_t>> IdxHeader(const std::vector<uint8_t>& b,
     return DataLoss("'" + path + "' is not an IDX file (bad magic)");
   }
   if (b[2] != 0x08) {
-    return DataLoss("'" + path + "': IDX element type 0x" +
-                    std::to_string(b[2]) + " is not unsigned byte (0x08)");
+    char type[8];
+    std::snprintf(type, sizeof(type), "0x%02x", unsigned(b[2]));
+    return DataLoss("'" + path + "': IDX element type " + type +
+                    " is not unsigned byte (0x08)");
   }
   const int rank = b[3];
   if (rank < 1 || rank > 4 || b.size() < size_t(4 + 4 * rank)) {
@@ -144,26 +157,40 @@ Result<Dataset> ReadCsv(const std::string& path, int label_column) {
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
     std::vector<double> values;
     std::stringstream ss(line);
-    std::string cell;
-    bool numeric = true;
+    std::string cell, bad_cell;
+    std::vector<bool> is_number;
+    int64_t numbers = 0, bad_column = -1;
     while (std::getline(ss, cell, ',')) {
       const size_t b = cell.find_first_not_of(" \t"),
                    e = cell.find_last_not_of(" \t");
       cell = b == std::string::npos ? "" : cell.substr(b, e - b + 1);
       double v = 0;
       auto [p, ec] = std::from_chars(cell.data(), cell.data() + cell.size(), v);
-      if (cell.empty() || ec != std::errc() || p != cell.data() + cell.size()) {
-        numeric = false;
+      // from_chars also reads "nan" and "inf": not data to train on.
+      is_number.push_back(!cell.empty() && ec == std::errc() &&
+                          p == cell.data() + cell.size() && std::isfinite(v));
+      if (!is_number.back()) {
+        if (bad_column < 0)
+          bad_column = int64_t(values.size()), bad_cell = cell;
+      } else {
+        ++numbers;
       }
       values.push_back(v);
     }
-    if (!numeric) {
-      if (d.rows == 0 && cols < 0) {  // a header line
+    if (bad_column >= 0) {
+      // The first line is a header when no cell is a number or its label
+      // cell is not one (a header may name the features 0, 1, ...);
+      // otherwise it is a data row with a typo.
+      const int64_t n = int64_t(values.size());
+      const int64_t at = label_column < 0 ? n + label_column : label_column;
+      const bool label_is_name = at >= 0 && at < n && !is_number[size_t(at)];
+      if (d.rows == 0 && cols < 0 && (numbers == 0 || label_is_name)) {
         cols = int64_t(values.size());
         continue;
       }
       return InvalidArgument("'" + path + "' line " + std::to_string(line_no) +
-                             ": a value is not a number");
+                             ", column " + std::to_string(bad_column + 1) +
+                             ": '" + bad_cell + "' is not a finite number");
     }
     if (cols < 0) cols = int64_t(values.size());
     if (int64_t(values.size()) != cols) {

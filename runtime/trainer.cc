@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -338,6 +339,18 @@ double Trainer::lr() const { return impl_->opt.optimizer.lr; }
 int64_t Trainer::step() const { return impl_->step; }
 std::vector<PhaseTime> Trainer::Profile() const { return impl_->profile; }
 
+const char* OptimizerName(OptimizerKind kind) {
+  switch (kind) {
+    case OptimizerKind::kSgd:
+      return "sgd";
+    case OptimizerKind::kAdam:
+      return "adam";
+    case OptimizerKind::kAdamW:
+      return "adamw";
+  }
+  return "unknown";
+}
+
 Model Trainer::Checkpoint(
     const std::map<std::string, std::string>& metadata) const {
   Model m;
@@ -348,6 +361,8 @@ Model Trainer::Checkpoint(
   m.graph.metadata["trainer.rng_seed"] = std::to_string(impl_->rng.seed());
   m.graph.metadata["trainer.rng_offset"] = std::to_string(impl_->rng.offset());
   m.graph.metadata["trainer.lr"] = std::to_string(impl_->opt.optimizer.lr);
+  m.graph.metadata["trainer.optimizer"] =
+      OptimizerName(impl_->opt.optimizer.kind);
   for (size_t i = 0; i < impl_->layers.size(); ++i) {
     if (int64_t* nb = impl_->layers[i]->num_batches()) {
       m.graph.metadata["trainer.num_batches." + std::to_string(i)] =
@@ -379,8 +394,41 @@ Result<std::unique_ptr<Trainer>> Trainer::Resume(
     if (it == ck.graph.metadata.end()) {
       return DataLoss("resume: checkpoint metadata lacks '" + key + "'");
     }
-    return uint64_t(std::stoull(it->second));
+    uint64_t v = 0;
+    const std::string& text = it->second;
+    const auto [end, ec] =
+        std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc() || end != text.data() + text.size()) {
+      return DataLoss("resume: checkpoint metadata '" + key + "' = '" + text +
+                      "' is not a count");
+    }
+    return v;
   };
+  // The optimizer state must be the one this trainer's optimizer reads:
+  // SGD's momentum buffer is not Adam's first moment, and Adam needs both
+  // moments. Checkpoints that predate "trainer.optimizer" are judged by
+  // their buffers.
+  const OptimizerKind kind = options.optimizer.kind;
+  const auto named = ck.graph.metadata.find("trainer.optimizer");
+  bool has_buf2 = false;
+  for (const auto& [key, tensor] : ck.extra) {
+    has_buf2 = has_buf2 || key.ends_with("/buf2");
+  }
+  const bool sgd_state =
+      named != ck.graph.metadata.end()
+          ? named->second == OptimizerName(OptimizerKind::kSgd)
+          : !has_buf2;
+  const bool same = named != ck.graph.metadata.end()
+                        ? named->second == OptimizerName(kind)
+                        : sgd_state == (kind == OptimizerKind::kSgd);
+  if (!same) {
+    return InvalidArgument(
+        std::string("resume: the checkpoint holds the state of optimizer ") +
+        (named != ck.graph.metadata.end() ? named->second
+         : sgd_state                      ? "sgd"
+                                          : "adam or adamw") +
+        ", which " + OptimizerName(kind) + " cannot continue");
+  }
   BALLAST_ASSIGN_OR_RETURN(const uint64_t step, get("trainer.step"));
   BALLAST_ASSIGN_OR_RETURN(const uint64_t seed, get("trainer.rng_seed"));
   BALLAST_ASSIGN_OR_RETURN(const uint64_t offset, get("trainer.rng_offset"));
@@ -409,6 +457,11 @@ Result<std::unique_ptr<Trainer>> Trainer::Resume(
       }
       *buf = FromGraphLayout(*p, t);
       p->has_state = true;
+    }
+    if (p->has_state && kind != OptimizerKind::kSgd &&
+        (p->buf1.empty() || p->buf2.empty())) {
+      return DataLoss("resume: the Adam state of '" + p->key + "' lacks its " +
+                      (p->buf1.empty() ? "first" : "second") + " moment");
     }
   }
   return t;

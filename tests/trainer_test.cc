@@ -126,6 +126,61 @@ TEST(TrainerTest, ResumingFromACheckpointIsBitExact) {
   }
 }
 
+// A checkpoint carries one optimizer's state: another optimizer must not read
+// SGD's momentum as Adam's first moment (or find no second moment).
+TEST(TrainerTest, ResumingWithAnotherOptimizerIsAnError) {
+  const Problem p = MakeProblem(64, 12, 3, 5);
+  const Graph g = Mlp(12, 3, 0.0, 8);
+  const auto checkpoint = [&](OptimizerKind kind) {
+    TrainerOptions opt;
+    opt.optimizer.kind = kind;
+    opt.optimizer.momentum = kind == OptimizerKind::kSgd ? 0.9 : 0.0;
+    auto t = Trainer::Create(g, opt);
+    EXPECT_TRUE(t.ok());
+    EXPECT_TRUE((*t)->Step(p.x.data(), p.y.data(), nullptr, 32).ok());
+    return *ParseModel(*SerializeModel((*t)->Checkpoint({})));
+  };
+  const Model sgd = checkpoint(OptimizerKind::kSgd);
+  const Model adam = checkpoint(OptimizerKind::kAdam);
+  EXPECT_EQ(sgd.graph.metadata.at("trainer.optimizer"), "sgd");
+  EXPECT_EQ(adam.graph.metadata.at("trainer.optimizer"), "adam");
+  TrainerOptions opt;
+  for (auto [ck, kind] : {std::pair{&sgd, OptimizerKind::kAdam},
+                          std::pair{&sgd, OptimizerKind::kAdamW},
+                          std::pair{&adam, OptimizerKind::kSgd},
+                          std::pair{&adam, OptimizerKind::kAdamW}}) {
+    opt.optimizer.kind = kind;
+    auto r = Trainer::Resume(*ck, opt);
+    ASSERT_FALSE(r.ok()) << OptimizerName(kind);
+    EXPECT_NE(r.status().message().find(std::string("which ") +
+                                        OptimizerName(kind) + " cannot"),
+              std::string::npos)
+        << r.status().ToString();
+  }
+  // Without the name (an older checkpoint) the buffers tell.
+  Model old = adam;
+  old.graph.metadata.erase("trainer.optimizer");
+  opt.optimizer.kind = OptimizerKind::kSgd;
+  EXPECT_FALSE(Trainer::Resume(old, opt).ok());
+  opt.optimizer.kind = OptimizerKind::kAdam;
+  EXPECT_TRUE(Trainer::Resume(old, opt).ok());
+  // Adam state missing its second moment is damaged, not a fresh start.
+  for (auto it = old.extra.begin(); it != old.extra.end();) {
+    it = it->first.ends_with("/buf2") ? old.extra.erase(it) : std::next(it);
+  }
+  old.graph.metadata["trainer.optimizer"] = "adam";
+  auto r = Trainer::Resume(old, opt);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("second moment"), std::string::npos)
+      << r.status().ToString();
+  // Metadata that is not a count is an error, not an exception.
+  old = adam;
+  old.graph.metadata["trainer.step"] = "12x";
+  r = Trainer::Resume(old, opt);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("trainer.step"), std::string::npos);
+}
+
 // The trainer keeps Linear weights in its GEMM layout; what it hands out —
 // gradients, graph, optimizer state in checkpoints — is in the graph's
 // layout. After one SGD step with momentum the momentum buffer is the
@@ -269,7 +324,67 @@ TEST(DataTest, CsvReaderSkipsAHeaderAndNamesBadCells) {
   d = ReadCsv(path.string(), 0);
   ASSERT_FALSE(d.ok());
   EXPECT_NE(d.status().message().find("line 2"), std::string::npos);
+  // NaN and infinities parse as numbers but are no data to train on; the
+  // error names the line, the column and the cell.
+  for (const char* cell : {"nan", "inf", "-inf"}) {
+    {
+      std::ofstream f(path);
+      f << "1,0.5,2\n0,1," << cell << "\n";
+    }
+    d = ReadCsv(path.string(), 0);
+    ASSERT_FALSE(d.ok()) << cell;
+    EXPECT_NE(d.status().message().find("line 2, column 3: '" +
+                                        std::string(cell) + "'"),
+              std::string::npos)
+        << d.status().ToString();
+  }
+  // A first line with a number in its label column is data with a typo, not
+  // a header to drop.
+  {
+    std::ofstream f(path);
+    f << "1,abc,2\n0,1,-1\n";
+  }
+  d = ReadCsv(path.string(), 0);
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("line 1, column 2"), std::string::npos)
+      << d.status().ToString();
+  // A header may name the features with numbers; its label cell is a name.
+  {
+    std::ofstream f(path);
+    f << "0,1,label\n0.5,2,1\n1.5,-1,0\n";
+  }
+  d = ReadCsv(path.string(), -1);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->rows, 2);
+  EXPECT_EQ(d->x[2], 1.5f);
   std::filesystem::remove(path);
+}
+
+TEST(DataTest, DamagedGzipAndDirectoriesNameTheFile) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / "ballast_damaged_idx";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  // A gzip stream cut short: the header of a member and a few bytes.
+  const std::string images = (dir / "images.gz").string();
+  {
+    std::ofstream f(images, std::ios::binary);
+    const unsigned char cut[] = {0x1f, 0x8b, 8, 0, 0,    0,
+                                 0,    0,    0, 3, 0x63, 0x60};
+    f.write(reinterpret_cast<const char*>(cut), sizeof(cut));
+  }
+  Result<Dataset> d = ReadIdx(images, images);
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(d.status().message().find("images.gz' is damaged"),
+            std::string::npos)
+      << d.status().ToString();
+  d = ReadIdx(dir.string(), dir.string());
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("is not a regular file"),
+            std::string::npos)
+      << d.status().ToString();
+  std::filesystem::remove_all(dir);
 }
 
 TEST(DataTest, MissingDataNamesThePathAndThePackage) {

@@ -25,8 +25,9 @@ Result<Dataset> ReadIdx(const std::string& images_path,
                         const std::string& labels_path);
 
 // CSV with one row per line; `label_column` (0-based; negative counts from
-// the end) holds integer class labels; a first line that is not numeric is
-// taken as a header and skipped.
+// the end) holds integer class labels. Every other cell must be a finite
+// number (an error names the line and column). A first line whose label cell
+// is not a number, or that holds no number at all, is a header and skipped.
 Result<Dataset> ReadCsv(const std::string& path, int label_column = 0);
 
 // Fashion-MNIST (or MNIST) from a directory holding

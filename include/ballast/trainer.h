@@ -24,6 +24,9 @@
 namespace ballast {
 
 enum class OptimizerKind { kSgd, kAdam, kAdamW };
+// "sgd", "adam", "adamw": the names of `ballast train --optimizer`, also
+// recorded in checkpoints ("trainer.optimizer").
+const char* OptimizerName(OptimizerKind kind);
 enum class LossKind { kCrossEntropy, kMse };
 
 // PyTorch's update rules (torch.optim.SGD / Adam / AdamW, 1.13).
