@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -87,7 +88,16 @@ Status ApplyInit(Graph& g, const std::string& scheme, uint64_t seed) {
     } else if (scheme == "zeros") {
       s = init::zeros(w);
     } else if (scheme.rfind("normal:", 0) == 0) {
-      s = init::normal(w, gen, 0.0, std::atof(scheme.c_str() + 7));
+      const std::string text = scheme.substr(7);
+      double std = -1;
+      const auto [end, ec] =
+          std::from_chars(text.data(), text.data() + text.size(), std);
+      if (ec != std::errc() || end != text.data() + text.size() ||
+          !std::isfinite(std) || std < 0) {
+        return InvalidArgument("--init '" + scheme + "': '" + text +
+                               "' is not a standard deviation (a number >= 0)");
+      }
+      s = init::normal(w, gen, 0.0, std);
     } else {
       return InvalidArgument(
           "--init '" + scheme +
@@ -113,10 +123,18 @@ double ScheduledLr(const TrainCli& o, int epoch) {  // epoch from 0
   return lr;
 }
 
+// --data: "fashion-mnist", a directory of IDX files, or any regular file,
+// read as CSV.
 Result<TrainTest> LoadData(const TrainCli& o) {
-  const bool csv =
-      o.data.size() > 4 && o.data.substr(o.data.size() - 4) == ".csv";
-  if (!csv) return LoadIdxDirectory(o.data);
+  std::error_code ec;
+  if (o.data != "fashion-mnist" && !std::filesystem::exists(o.data, ec)) {
+    return NotFound("--data '" + o.data +
+                    "' does not exist (expected fashion-mnist, a directory of "
+                    "IDX files or a CSV file)");
+  }
+  if (!std::filesystem::is_regular_file(o.data, ec)) {
+    return LoadIdxDirectory(o.data);
+  }
   BALLAST_ASSIGN_OR_RETURN(Dataset all, ReadCsv(o.data, o.label_column));
   // The last 10% of the rows (at least one) are the test set.
   const int64_t test_rows = std::max<int64_t>(1, all.rows / 10);
@@ -166,12 +184,129 @@ void PrintProfile(const std::vector<PhaseTime>& profile) {
   }
 }
 
+// The widths of the graph's Linear layers, input to output ("784-256-10").
+std::string GraphArch(const Graph& g) {
+  std::string arch;
+  for (const Node& n : g.nodes) {
+    if (n.op != "linear") continue;
+    const Shape& w = n.Param("weight").shape();  // [out, in]
+    if (w.rank() != 2) continue;
+    if (arch.empty()) arch = std::to_string(w[1]);
+    arch += "-" + std::to_string(w[0]);
+  }
+  return arch;
+}
+
+// The first parameter of `g` holding a NaN or an infinity, or "".
+std::string FirstNonFinite(const Graph& g) {
+  for (const Node& n : g.nodes) {
+    for (const auto& [name, t] : n.params) {
+      const float* v = t.data();
+      for (int64_t i = 0; i < t.numel(); ++i) {
+        if (!std::isfinite(v[i])) return n.name + "." + name;
+      }
+    }
+  }
+  return "";
+}
+
+// Checks before training that `path` (given as `flag`) can be written: its
+// directory exists and is writable and the path is not a directory. A run
+// must not train for an hour and then fail to save.
+Status CheckWritable(const std::string& flag, const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    return InvalidArgument(flag + " '" + path + "' is a directory");
+  }
+  const fs::path parent = fs::path(path).parent_path();
+  const std::string dir = parent.empty() ? "." : parent.string();
+  if (!fs::is_directory(dir, ec)) {
+    return NotFound(flag + " '" + path + "': directory '" + dir +
+                    "' does not exist");
+  }
+  if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+    return IoError(flag + " '" + path + "': directory '" + dir +
+                   "' is not writable");
+  }
+  return Status::Ok();
+}
+
+// Creates --checkpoint-dir (and its parents) or says why it cannot.
+Status MakeCheckpointDir(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec || !fs::is_directory(dir)) {
+    return IoError("--checkpoint-dir '" + dir + "' cannot be created: " +
+                   (ec ? ec.message() : "a file of that name exists"));
+  }
+  if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+    return IoError("--checkpoint-dir '" + dir + "' is not writable");
+  }
+  return Status::Ok();
+}
+
+// --log, --json and --plot from the epochs that completed. Returns the first
+// failure; later ones are printed, as every report is attempted.
+Status WriteReports(const TrainCli& o, const std::vector<EpochLog>& logs,
+                    double total_seconds) {
+  Status first = Status::Ok();
+  const auto write = [&](const std::string& path, const std::string& text) {
+    if (path.empty()) return;
+    Status s = WriteText(path, text);
+    if (s.ok()) return;
+    if (first.ok()) {
+      first = s;
+    } else {
+      std::fprintf(stderr, "ballast train: %s\n", s.ToString().c_str());
+    }
+  };
+  std::string csv =
+      "epoch,seconds,train_loss,train_accuracy,test_loss,test_accuracy\n";
+  for (const EpochLog& l : logs) {
+    csv += fmt::format("{},{:.4f},{:.6f},{:.6f},{:.6f},{:.6f}\n", l.epoch,
+                       l.seconds, l.train_loss, l.train_acc, l.test_loss,
+                       l.test_acc);
+  }
+  if (!o.log.empty()) write(o.log, csv);
+  if (!o.json.empty()) {
+    nlohmann::json j;
+    j["epochs"] = nlohmann::json::array();
+    for (const EpochLog& l : logs) {
+      j["epochs"].push_back({{"epoch", l.epoch},
+                             {"seconds", l.seconds},
+                             {"train_loss", l.train_loss},
+                             {"test_accuracy", l.test_acc}});
+    }
+    j["total_seconds"] = total_seconds;
+    write(o.json, j.dump(2) + "\n");
+  }
+  if (!o.plot.empty()) {
+    std::vector<double> loss, acc;
+    for (const EpochLog& l : logs)
+      loss.push_back(l.train_loss), acc.push_back(l.test_acc);
+    write(o.plot, LinePlotSvg("training: " + o.arch, "epoch",
+                              {{"train loss", loss, false},
+                               {"test accuracy", acc, true}}));
+  }
+  return first;
+}
+
 Status RunTrain(const TrainCli& o) {
   BALLAST_ASSIGN_OR_RETURN(const std::vector<int64_t> widths,
                            ParseArch(o.arch));
   if (!(o.dropout >= 0 && o.dropout <= 1)) {
     return InvalidArgument("--dropout " + std::to_string(o.dropout) +
                            " must be in [0, 1]");
+  }
+  const std::pair<const char*, const std::string*> outputs[] = {
+      {"--out", &o.out},
+      {"--log", &o.log},
+      {"--json", &o.json},
+      {"--plot", &o.plot}};
+  for (const auto& [flag, path] : outputs) {
+    if (!path->empty()) BALLAST_RETURN_IF_ERROR(CheckWritable(flag, *path));
   }
   BALLAST_ASSIGN_OR_RETURN(TrainTest data, LoadData(o));
   if (data.train.features != widths.front()) {
@@ -184,6 +319,15 @@ Status RunTrain(const TrainCli& o) {
     return InvalidArgument("--arch ends with " + std::to_string(widths.back()) +
                            " outputs but the data has " +
                            std::to_string(data.train.classes) + " classes");
+  }
+  if (data.train.rows < o.batch) {
+    return InvalidArgument(
+        "'" + o.data + "' has " + std::to_string(data.train.rows) +
+        " training rows, fewer than one batch of " + std::to_string(o.batch) +
+        " (--batch): nothing would be trained");
+  }
+  if (data.test.rows == 0) {
+    return InvalidArgument("'" + o.data + "' has no test rows to evaluate on");
   }
   const Normalization norm = ComputeNormalization(data.train);
   ApplyNormalization(data.train, norm);
@@ -209,12 +353,39 @@ Status RunTrain(const TrainCli& o) {
 
   std::unique_ptr<Trainer> trainer;
   int first_epoch = 0;
+  std::string last_checkpoint;  // the newest checkpoint on disk, if any
   if (!o.resume.empty()) {
     BALLAST_ASSIGN_OR_RETURN(const Model ck, LoadModel(o.resume));
+    const std::string arch = GraphArch(ck.graph);
+    std::string want;
+    for (int64_t w : widths)
+      want += (want.empty() ? "" : "-") + std::to_string(w);
+    if (arch != want) {
+      return InvalidArgument("--resume '" + o.resume + "' holds a " + arch +
+                             " network but --arch is " + o.arch +
+                             " (pass the checkpoint's --arch to continue it)");
+    }
     BALLAST_ASSIGN_OR_RETURN(trainer, Trainer::Resume(ck, to));
     auto it = ck.graph.metadata.find("train.epoch");
-    first_epoch = it == ck.graph.metadata.end() ? 0 : std::stoi(it->second);
+    if (it != ck.graph.metadata.end()) {
+      const std::string& text = it->second;
+      const auto [end, ec] =
+          std::from_chars(text.data(), text.data() + text.size(), first_epoch);
+      if (ec != std::errc() || end != text.data() + text.size() ||
+          first_epoch < 0) {
+        return DataLoss("--resume '" + o.resume +
+                        "': metadata train.epoch = '" + text +
+                        "' is not an epoch count");
+      }
+    }
+    last_checkpoint = o.resume;
     fmt::print("resumed from {} after epoch {}\n", o.resume, first_epoch);
+    if (first_epoch >= o.epochs) {
+      fmt::print(
+          "the checkpoint is at epoch {}, --epochs is {}: no epoch left "
+          "to train\n",
+          first_epoch, o.epochs);
+    }
   } else {
     Sequential net(widths.front(), o.seed);
     for (size_t i = 1; i + 1 < widths.size(); ++i) {
@@ -229,8 +400,9 @@ Status RunTrain(const TrainCli& o) {
     BALLAST_RETURN_IF_ERROR(ApplyInit(g, o.init, o.seed));
     BALLAST_ASSIGN_OR_RETURN(trainer, Trainer::Create(g, to));
   }
-  if (!o.checkpoint_dir.empty())
-    std::filesystem::create_directories(o.checkpoint_dir);
+  if (!o.checkpoint_dir.empty()) {
+    BALLAST_RETURN_IF_ERROR(MakeCheckpointDir(o.checkpoint_dir));
+  }
 
   const bool tty = ::isatty(STDOUT_FILENO);
   fmt::print(
@@ -242,7 +414,15 @@ Status RunTrain(const TrainCli& o) {
   AlignedVector<float> xb(size_t(o.batch * data.train.features));
   std::vector<int32_t> yb(size_t(o.batch));
   double total_seconds = 0;
-  for (int epoch = first_epoch; epoch < o.epochs; ++epoch) {
+  // What is kept when a step fails: named in the error.
+  const auto kept = [&] {
+    if (o.checkpoint_dir.empty()) return std::string();
+    return last_checkpoint.empty()
+               ? std::string("no checkpoint was written yet; ")
+               : "the last good checkpoint, '" + last_checkpoint +
+                     "', is kept; ";
+  };
+  const auto train_epoch = [&](int epoch) -> Status {
     trainer->set_lr(ScheduledLr(o, epoch));
     const std::vector<int64_t> order =
         EpochOrder(data.train.rows, o.seed, epoch);
@@ -261,11 +441,9 @@ Status RunTrain(const TrainCli& o) {
           trainer->Step(xb.data(), yb.data(), nullptr, o.batch);
       if (!r.ok()) {
         if (tty) std::fputs("\n", stdout);
-        return r.status().WithContext(
-            "epoch " + std::to_string(epoch + 1) + ", batch " +
-            std::to_string(b + 1) + ": " +
-            (o.checkpoint_dir.empty() ? ""
-                                      : "the last good checkpoint is kept; "));
+        return r.status().WithContext("epoch " + std::to_string(epoch + 1) +
+                                      ", batch " + std::to_string(b + 1) +
+                                      ": " + kept());
       }
       loss_sum += r->loss;
       correct += r->correct;
@@ -282,31 +460,43 @@ Status RunTrain(const TrainCli& o) {
         const EvalResult ev,
         trainer->Evaluate(data.test.x.data(), data.test.labels.data(),
                           data.test.rows));
-    EpochLog l{
-        epoch + 1,
-        seconds,
-        loss_sum / double(std::max<int64_t>(batches, 1)),
-        double(correct) / double(std::max<int64_t>(batches * o.batch, 1)),
-        ev.loss,
-        ev.accuracy};
-    logs.push_back(l);
+    const EpochLog l{epoch + 1,
+                     seconds,
+                     loss_sum / double(batches),
+                     double(correct) / double(batches * o.batch),
+                     ev.loss,
+                     ev.accuracy};
     if (tty) std::fputs("\r\033[K", stdout);
     fmt::print(
-        "epoch {}/{}: loss {:.4f}, train acc {:.2f}%, test acc {:.2f}%, {:.2f} "
-        "s, "
-        "{:.0f} samples/s\n",
+        "epoch {}/{}: loss {:.4f}, train acc {:.2f}%, test acc {:.2f}%, "
+        "{:.2f} s, {:.0f} samples/s\n",
         l.epoch, o.epochs, l.train_loss, 100 * l.train_acc, 100 * l.test_acc,
         seconds, double(batches * o.batch) / seconds);
     std::fflush(stdout);
+    // A finite loss does not prove finite weights (ReLU maps NaN to 0).
+    const std::string bad = FirstNonFinite(trainer->CurrentGraph());
+    if (!bad.empty()) {
+      return FailedPrecondition("epoch " + std::to_string(epoch + 1) + ": " +
+                                kept() + "train: '" + bad +
+                                "' holds a NaN or an infinity after epoch " +
+                                std::to_string(epoch + 1));
+    }
+    logs.push_back(l);
     if (!o.checkpoint_dir.empty()) {
       Model ck = trainer->Checkpoint(
           {{"train.epoch", std::to_string(epoch + 1)}, {"train.arch", o.arch}});
       const std::string path =
           o.checkpoint_dir + "/epoch-" + std::to_string(epoch + 1) + ".blst";
       BALLAST_RETURN_IF_ERROR(SaveModel(ck, path));
+      last_checkpoint = path;
     }
+    return Status::Ok();
+  };
+  Status status = Status::Ok();
+  for (int epoch = first_epoch; epoch < o.epochs && status.ok(); ++epoch) {
+    status = train_epoch(epoch);
   }
-  if (!o.out.empty()) {
+  if (status.ok() && !o.out.empty()) {
     Model m;
     m.graph = trainer->CurrentGraph();
     char created[32];
@@ -321,44 +511,19 @@ Status RunTrain(const TrainCli& o) {
         {"output_names", "logits"},
         {"input_mean", fmt::format("{:.9g}", norm.mean)},
         {"input_std", fmt::format("{:.9g}", norm.std)}};
-    BALLAST_RETURN_IF_ERROR(SaveModel(m, o.out));
-    fmt::print("saved {}\n", o.out);
+    status = SaveModel(m, o.out);
+    if (status.ok()) fmt::print("saved {}\n", o.out);
   }
   fmt::print("total train time {:.2f} s\n", total_seconds);
   if (o.profile) PrintProfile(trainer->Profile());
-  if (!o.log.empty()) {
-    std::string csv =
-        "epoch,seconds,train_loss,train_accuracy,test_loss,test_accuracy\n";
-    for (const EpochLog& l : logs) {
-      csv += fmt::format("{},{:.4f},{:.6f},{:.6f},{:.6f},{:.6f}\n", l.epoch,
-                         l.seconds, l.train_loss, l.train_acc, l.test_loss,
-                         l.test_acc);
-    }
-    BALLAST_RETURN_IF_ERROR(WriteText(o.log, csv));
+  // The reports cover the epochs that completed, also when a later one
+  // failed.
+  const Status reports = WriteReports(o, logs, total_seconds);
+  if (status.ok()) return reports;
+  if (!reports.ok()) {
+    std::fprintf(stderr, "ballast train: %s\n", reports.ToString().c_str());
   }
-  if (!o.json.empty()) {
-    nlohmann::json j;
-    j["epochs"] = nlohmann::json::array();
-    for (const EpochLog& l : logs) {
-      j["epochs"].push_back({{"epoch", l.epoch},
-                             {"seconds", l.seconds},
-                             {"train_loss", l.train_loss},
-                             {"test_accuracy", l.test_acc}});
-    }
-    j["total_seconds"] = total_seconds;
-    const std::string s = j.dump(2) + "\n";
-    BALLAST_RETURN_IF_ERROR(WriteText(o.json, s));
-  }
-  if (!o.plot.empty()) {
-    std::vector<double> loss, acc;
-    for (const EpochLog& l : logs)
-      loss.push_back(l.train_loss), acc.push_back(l.test_acc);
-    const std::string svg = LinePlotSvg(
-        "training: " + o.arch, "epoch",
-        {{"train loss", loss, false}, {"test accuracy", acc, true}});
-    BALLAST_RETURN_IF_ERROR(WriteText(o.plot, svg));
-  }
-  return Status::Ok();
+  return status;
 }
 
 }  // namespace
@@ -370,8 +535,8 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
                                    "BatchNorm1d -> ReLU -> Dropout)");
   c->add_option("--data", o->data,
                 "fashion-mnist (Debian's dataset-fashion-mnist), an IDX "
-                "directory, or a CSV "
-                "file (last 10% of rows held out for test)")
+                "directory, or a CSV file (any regular file; last 10% of "
+                "rows held out for test)")
       ->capture_default_str();
   c->add_option("--label-column", o->label_column,
                 "CSV: column holding the class label")

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# `ballast train` on bad input and bad paths: each case fails with exit code 1 (not a crash) and a
+# message naming the problem, before any training where it can be known in advance, and a failed run
+# loses nothing already saved.
+#   train_errors_test.sh BALLAST WORK_DIR
+# BALLAST_EMULATOR, when set, is a command that runs BALLAST (qemu-aarch64 for a cross build).
+set -uo pipefail
+ballast=$1
+work=$2
+read -ra emulator <<< "${BALLAST_EMULATOR:-}"
+rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
+failures=0
+# expect_error NAME PATTERN ARGS...: `ballast ARGS` exits with 1 and its stderr matches PATTERN.
+expect_error() {
+  local name=$1 pattern=$2
+  shift 2
+  "${emulator[@]}" "$ballast" "$@" > out.txt 2> err.txt
+  local rc=$?
+  if [[ $rc -ne 1 ]] || ! grep -qE -- "$pattern" err.txt; then
+    echo "FAIL $name: exit code $rc, stderr:"; cat err.txt
+    failures=$((failures + 1))
+  fi
+}
+# 60 rows of 4 features and a label in the last column (3 classes).
+awk 'BEGIN { for (r = 0; r < 60; r++) printf "%.4f,%.4f,%.4f,%.4f,%d\n",
+  sin(r), cos(r * 0.7), sin(r * 1.3) * 2, cos(r * 2.1), r % 3 }' > ok.csv
+common=(--data ok.csv --label-column -1 --arch 4-8-3 --batch 16)
+"${emulator[@]}" "$ballast" train "${common[@]}" --epochs 1 --checkpoint-dir sgd > /dev/null || exit 1
+
+expect_error "another optimizer on resume" "state of optimizer sgd, which adam cannot continue" \
+  train "${common[@]}" --epochs 2 --resume sgd/epoch-1.blst --optimizer adam
+expect_error "another --arch on resume" "holds a 4-8-3 network but --arch is 4-16-3" \
+  train --data ok.csv --label-column -1 --arch 4-16-3 --batch 16 --epochs 2 --resume sgd/epoch-1.blst
+touch a_file
+expect_error "--checkpoint-dir under a file" "checkpoint-dir 'a_file/sub' cannot be created" \
+  train "${common[@]}" --epochs 1 --checkpoint-dir a_file/sub
+sed '12s/^[^,]*/nan/' ok.csv > nan.csv
+expect_error "a NaN cell" "'nan.csv' line 12, column 1: 'nan' is not a finite number" \
+  train --data nan.csv --label-column -1 --arch 4-8-3 --batch 16 --epochs 1
+sed '1s/^[^,]*/abc/' ok.csv > typo.csv
+expect_error "a typo in the first row" "line 1, column 1: 'abc'" \
+  train --data typo.csv --label-column -1 --arch 4-8-3 --batch 16 --epochs 1
+head -n 30 ok.csv > small.csv
+expect_error "fewer rows than a batch" "27 training rows, fewer than one batch of 128" \
+  train --data small.csv --label-column -1 --arch 4-8-3 --epochs 1
+expect_error "--init normal:abc" "--init 'normal:abc'" train "${common[@]}" --epochs 1 --init normal:abc
+expect_error "--data that does not exist" "--data 'nowhere' does not exist" \
+  train --data nowhere --arch 4-8-3 --epochs 1
+# An output that cannot be written is found before training, not after it.
+expect_error "--out in a missing directory" "--out 'missing/m.blst': directory 'missing' does not exist" \
+  train "${common[@]}" --epochs 1 --out missing/m.blst
+if grep -q "epoch 1/" out.txt; then echo "FAIL: trained before finding --out unwritable"; failures=$((failures + 1)); fi
+expect_error "--json in a missing directory" "--json 'missing/j.json'" \
+  train "${common[@]}" --epochs 1 --json missing/j.json
+# A diverging run stops, says no checkpoint exists yet, keeps the saved model, and still writes the
+# log of the epochs that completed (here none).
+echo "an earlier model" > keep.blst
+expect_error "a NaN loss" "no checkpoint was written yet; train: the loss is .*nan at step" \
+  train "${common[@]}" --epochs 3 --lr 1e30 --checkpoint-dir nan_ck --out keep.blst --log nan.log
+grep -q "an earlier model" keep.blst || { echo "FAIL: the saved model was overwritten"; failures=$((failures + 1)); }
+test "$(head -n 1 nan.log)" = "epoch,seconds,train_loss,train_accuracy,test_loss,test_accuracy" ||
+  { echo "FAIL: no --log after a failed run"; failures=$((failures + 1)); }
+# A finite loss with weights gone to infinity is caught at the end of the epoch, before its
+# checkpoint; the checkpoint resumed from stays the last good one.
+expect_error "non-finite weights" "the last good checkpoint, 'sgd/epoch-1.blst', is kept; .*holds a NaN or an infinity after epoch 2" \
+  train "${common[@]}" --epochs 3 --checkpoint-dir inf_ck --resume sgd/epoch-1.blst --lr 1e10
+test -f inf_ck/epoch-2.blst && { echo "FAIL: a checkpoint was written from bad weights"; failures=$((failures + 1)); }
+# Any regular file is read as CSV, whatever its extension.
+cp ok.csv DATA.TXT
+"${emulator[@]}" "$ballast" train --data DATA.TXT --label-column -1 --arch 4-8-3 --batch 16 --epochs 1 > /dev/null ||
+  { echo "FAIL: a CSV file named DATA.TXT was not read"; failures=$((failures + 1)); }
+if [[ $failures -ne 0 ]]; then echo "$failures case(s) failed"; exit 1; fi
+echo "train error cases: all passed"
