@@ -26,6 +26,9 @@ struct Param {
   Tensor buf1, buf2;  // SGD: momentum buffer; Adam: exp_avg, exp_avg_sq
   bool has_state = false;
   bool panels = false;
+  // False when the last step updated the weight inside its gradient GEMM
+  // without storing the gradient (TrainerOptions::keep_gradients).
+  bool grad_stored = true;
   Tensor graph_value;  // panels only: the graph's [out, in] tensor
 };
 

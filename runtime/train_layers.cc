@@ -71,7 +71,8 @@ struct LinearGemms {
   // With `sgd`, the weight (and its momentum) is updated inside the GEMM,
   // from each gradient tile while it is in registers.
   Status WeightGrad(const float* x, const float* dz, int64_t M, Param& weight,
-                    const ops::SgdArgs* sgd) {
+                    const ops::SgdArgs* sgd, bool store_grad) {
+    weight.grad_stored = true;
     if (Narrow()) return NarrowWeightGrad(x, dz, M, weight, sgd);
     const int64_t w = ops::PanelLayoutWidth(out);
     ops::PackBInto(packed_dz, dz, M, out, out, 1, threads);
@@ -85,6 +86,8 @@ struct LinearGemms {
     ep.sgd = sgd;
     ep.sgd_w = weight.value.data();
     ep.sgd_buf = sgd->has_buf ? weight.buf1.data() : nullptr;
+    ep.sgd_store_grad = store_grad;
+    weight.grad_stored = store_grad;
     return ops::Gemm(args, packed_dz, ops::Epilogue::kSgd, ep);
   }
   // Whether the layer's outputs fit one vector (see NarrowWeightGrad).
@@ -216,8 +219,8 @@ class LinearLayer : public TrainLayer {
   Status Backward(const float* dy, float* dx, int64_t M) override {
     // dWᵀ = Xᵀ·dY; db = Σ_m dY; dX = dY·W.
     return gemms_.Grads(dy, M, needs_dx ? dx : nullptr, [&] {
-      BALLAST_RETURN_IF_ERROR(
-          gemms_.WeightGrad(x_, dy, M, params_[0], fused_sgd));
+      BALLAST_RETURN_IF_ERROR(gemms_.WeightGrad(x_, dy, M, params_[0],
+                                                fused_sgd, fused_store_grad));
       if (has_bias_) {
         float* db = params_[1].grad.data();
         for (int64_t j = 0; j < out; ++j) db[j] = 0;
@@ -303,7 +306,8 @@ class FusedBlockLayer : public TrainLayer {
         has_bias_ ? params_[1].grad.data() : scratch_dbias_.data()};
     ops::BnReluDropoutBackward(a, M, out, ctx_.threads);
     return gemms_.Grads(dz_.data(), M, needs_dx ? dx : nullptr, [&] {
-      return gemms_.WeightGrad(x_, dz_.data(), M, params_[0], fused_sgd);
+      return gemms_.WeightGrad(x_, dz_.data(), M, params_[0], fused_sgd,
+                               fused_store_grad);
     });
   }
   void ParamsUpdated() override {

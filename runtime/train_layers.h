@@ -35,6 +35,9 @@ class TrainLayer {
   // Set by the trainer for one Backward: update FusableWeight() with these
   // SGD arguments as its gradient is computed.
   const ops::SgdArgs* fused_sgd = nullptr;
+  // With fused_sgd: whether to store the gradient too (see
+  // TrainerOptions::keep_gradients).
+  bool fused_store_grad = true;
   std::vector<Param*> params() {
     std::vector<Param*> out;
     for (Param& p : params_) out.push_back(&p);

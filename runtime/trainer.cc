@@ -168,6 +168,7 @@ struct Trainer::Impl {
       ops::SgdArgs sgd;
       if (fused) sgd = PrepareSgd(opt.optimizer, *fused);
       layers[i]->fused_sgd = fused ? &sgd : nullptr;
+      layers[i]->fused_store_grad = opt.keep_gradients;
       const Status s = Timed(3 * i + 1, [&] {
         return layers[i]->Backward(dy, i > 0 ? dx : nullptr, M);
       });
@@ -330,7 +331,9 @@ Result<EvalResult> Trainer::Evaluate(const float* x, const int32_t* labels,
 
 std::map<std::string, Tensor> Trainer::Gradients() const {
   std::map<std::string, Tensor> out;
-  for (Param* p : impl_->params) out[p->key] = ToGraphLayout(*p, p->grad);
+  for (Param* p : impl_->params) {
+    if (p->grad_stored) out[p->key] = ToGraphLayout(*p, p->grad);
+  }
   return out;
 }
 

@@ -126,6 +126,41 @@ TEST(TrainerTest, ResumingFromACheckpointIsBitExact) {
   }
 }
 
+// Without kept gradients the fused SGD update is the same bits; only the
+// weights updated inside their gradient GEMM drop out of Gradients().
+TEST(TrainerTest, NotKeepingGradientsChangesNoWeight) {
+  const Problem p = MakeProblem(96, 12, 3, 5);
+  const Graph g = Mlp(12, 3, 0.2, 8);
+  std::unique_ptr<Trainer> t[2];
+  for (int keep = 0; keep < 2; ++keep) {
+    TrainerOptions opt;
+    opt.optimizer.momentum = 0.9;
+    opt.optimizer.weight_decay = 1e-3;
+    opt.keep_gradients = keep == 1;
+    auto created = Trainer::Create(g, opt);
+    ASSERT_TRUE(created.ok()) << created.status().ToString();
+    t[keep] = std::move(*created);
+    for (int s = 0; s < 3; ++s) {
+      ASSERT_TRUE(
+          t[keep]
+              ->Step(p.x.data() + s * 32 * 12, p.y.data() + s * 32, nullptr, 32)
+              .ok());
+    }
+  }
+  ExpectBitIdentical(t[0]->CurrentGraph(), t[1]->CurrentGraph());
+  const auto kept = t[1]->Gradients(), some = t[0]->Gradients();
+  EXPECT_LT(some.size(), kept.size());
+  for (const auto& [key, grad] : some) {
+    ASSERT_TRUE(kept.count(key)) << key;
+    EXPECT_EQ(0, std::memcmp(grad.data(), kept.at(key).data(), grad.nbytes()))
+        << key;
+  }
+  // The two hidden Linear weights are updated in their GEMM; the output
+  // layer's (10-wide, one vector) takes the separate step and keeps its own.
+  EXPECT_FALSE(some.count("block1.linear.weight"));
+  EXPECT_TRUE(some.count("block1.linear.bias"));
+}
+
 // A checkpoint carries one optimizer's state: another optimizer must not read
 // SGD's momentum as Adam's first moment (or find no second moment).
 TEST(TrainerTest, ResumingWithAnotherOptimizerIsAnError) {

@@ -338,6 +338,7 @@ Status RunTrain(const TrainCli& o) {
   to.seed = o.seed;
   to.max_batch = o.batch;
   to.fuse = !o.no_fuse;
+  to.keep_gradients = false;  // nothing here reads them
   to.profile = o.profile;
   to.label_smoothing = o.label_smoothing;
   to.clip_grad_norm = o.clip;

@@ -50,6 +50,11 @@ struct TrainerOptions {
   int64_t max_batch = 256;
   bool fuse = true;
   bool profile = false;  // time each phase of Step (see Trainer::Profile)
+  // False: with SGD, a Linear weight updated inside its gradient GEMM does
+  // not have its gradient stored, which nothing else reads (the update
+  // is the same bits); Gradients() then leaves those weights out. `ballast
+  // train` sets it.
+  bool keep_gradients = true;
 };
 
 // Wall time of one phase of Step, summed over the steps since Create.
@@ -92,7 +97,8 @@ class Trainer {
 
   // The graph with the current weights and running statistics (copies).
   Graph CurrentGraph() const;
-  // "node.param" → gradient of the last step.
+  // "node.param" → gradient of the last step (without the weights whose
+  // gradient was not stored: TrainerOptions::keep_gradients).
   std::map<std::string, Tensor> Gradients() const;
   void set_lr(double lr);
   double lr() const;

@@ -305,13 +305,15 @@ HWY_NOINLINE void AccumulateStats(const TileCtx& c, int64_t m0, int mr,
         c##r##3 = ApplyEpilogue<E>(d, c##r##3, c, n0 + 3 * L, v3);  \
       }                                                             \
     }                                                               \
-    if (v0) StorePartial(d, c##r##0, yr, v0);                       \
-    if constexpr (NVA > 1) {                                        \
-      if (v1) StorePartial(d, c##r##1, yr + L, v1);                 \
-    }                                                               \
-    if constexpr (NVA == 4) {                                       \
-      if (v2) StorePartial(d, c##r##2, yr + 2 * L, v2);             \
-      if (v3) StorePartial(d, c##r##3, yr + 3 * L, v3);             \
+    if (store) {                                                    \
+      if (v0) StorePartial(d, c##r##0, yr, v0);                     \
+      if constexpr (NVA > 1) {                                      \
+        if (v1) StorePartial(d, c##r##1, yr + L, v1);               \
+      }                                                             \
+      if constexpr (NVA == 4) {                                     \
+        if (v2) StorePartial(d, c##r##2, yr + 2 * L, v2);           \
+        if (v3) StorePartial(d, c##r##3, yr + 3 * L, v3);           \
+      }                                                             \
     }                                                               \
     if constexpr (E == Epilogue::kSgd) {                            \
       if (last) {                                                   \
@@ -384,6 +386,11 @@ HWY_NOINLINE void Tile(const TileCtx& c, int64_t m0, int64_t p, int64_t k0,
   };
   const size_t v0 = valid(0), v1 = valid(1), v2 = valid(2), v3 = valid(3);
   float* y_panel = c.y + (c.y_panel_stride ? p * c.y_panel_stride : n0);
+  // kSgd may leave a gradient that nothing reads unstored (see
+  // EpilogueArgs::sgd_store_grad); an earlier K block's partial sums are
+  // always stored.
+  const bool store =
+      E != Epilogue::kSgd || c.ep.sgd_store_grad || !(first && last);
   BALLAST_GEMM_STORE_ROW(0)
   BALLAST_GEMM_STORE_ROW(1)
   BALLAST_GEMM_STORE_ROW(2)
@@ -419,7 +426,9 @@ HWY_NOINLINE void Tile(const TileCtx& c, int64_t m0, int64_t p, int64_t k0,
                                        (m0 + r) * c.ldy + (j % kNV) * L     \
                                  : c.y + (m0 + r) * c.ldy + n0 + j * L;     \
     c##r##j = ApplyEpilogue<E>(d, c##r##j, c, n0 + j * L, size_t(L));       \
-    hn::StoreU(c##r##j, d, yj);                                             \
+    if (E != Epilogue::kSgd || c.ep.sgd_store_grad) {                       \
+      hn::StoreU(c##r##j, d, yj);                                           \
+    }                                                                       \
     UpdateAfterStore<E>(d, c, yj, c##r##j, size_t(L));                      \
   }
 

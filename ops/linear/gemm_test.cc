@@ -570,6 +570,47 @@ TEST(GemmTest, WideTilesOfOneAndTwoRowsMatchOnePanelAtATimeBitForBit) {
   });
 }
 
+// kSgd without storing the gradient: the same weight and momentum bits, and
+// Y untouched where K fits one block; a longer K still works through Y.
+TEST(GemmTest, SgdWithoutStoringTheGradientUpdatesTheSameBits) {
+  ForEachTarget([](const char*) {
+    const SgdArgs sgd{0.05f, 0.01f, 0.9f, 1.0f, 0.9f, false, true};
+    for (int threads : {1, 2}) {
+      for (int64_t m : {1, 64, 129}) {
+        for (int64_t k : {37, 3000}) {
+          const int64_t n = 70;
+          SCOPED_TRACE(::testing::Message()
+                       << "M=" << m << " K=" << k << " threads=" << threads);
+          Generator g(uint64_t(m + k));
+          Buffer x(size_t(m * k)), wt(size_t(k * n));
+          x.FillUniform(g), wt.FillUniform(g);
+          const PackedB b = PackB(wt.data(), k, n, n, 1);
+          std::vector<float> w0(size_t(m * n)), buf0(size_t(m * n));
+          g.FillUniform(w0, -1, 1), g.FillUniform(buf0, -1, 1);
+          std::vector<float> y[2], w[2], buf[2];
+          for (int store = 0; store < 2; ++store) {
+            y[store].assign(size_t(m * n), NAN);
+            w[store] = w0, buf[store] = buf0;
+            EpilogueArgs ep;
+            ep.sgd = &sgd, ep.sgd_w = w[store].data();
+            ep.sgd_buf = buf[store].data();
+            ep.sgd_store_grad = store == 1;
+            ASSERT_TRUE(Gemm({x.data(), k, 1, m, y[store].data(), n, threads},
+                             b, Epilogue::kSgd, ep)
+                            .ok());
+          }
+          EXPECT_EQ(w[0], w[1]);
+          EXPECT_EQ(buf[0], buf[1]);
+          EXPECT_NE(w[1], w0);
+          if (k == 37) {
+            for (float v : y[0]) ASSERT_TRUE(std::isnan(v)) << "Y was written";
+          }
+        }
+      }
+    }
+  });
+}
+
 TEST(GemmTest, RejectsWeightsPackedForAnotherTargetAndBadArguments) {
   std::vector<float> w(64 * 8, 1.0f), x(8, 1.0f), y(64);
   PackedB packed = PackB(w.data(), 8, 64, 1, 8);
