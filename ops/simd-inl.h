@@ -15,6 +15,14 @@ namespace ballast::ops {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
+// max(v, 0) as torch.relu computes it: a NaN stays NaN (x86's maxps returns
+// its second operand when either is NaN, so Max(v, 0) would make it 0, and
+// a NaN input would come out as a plausible number) and −0 becomes +0.
+template <class D>
+HWY_INLINE hn::Vec<D> Relu(D d, hn::Vec<D> v) {
+  return hn::IfThenZeroElse(hn::Le(v, hn::Zero(d)), v);
+}
+
 // Loads `valid` floats, zero-filling the other lanes, without reading past
 // p + valid.
 template <class D>

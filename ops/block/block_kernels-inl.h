@@ -83,7 +83,7 @@ HWY_INLINE void ForEachVector(int64_t n_total, int threads, Body body) {
 void ReluImpl(const float* x, float* y, int64_t n_total, int threads) {
   ForEachVector(n_total, threads, [=](int64_t i, size_t v) {
     const DF d;
-    StorePartial(d, hn::Max(LoadPartial(d, x + i, v), hn::Zero(d)), y + i, v);
+    StorePartial(d, Relu(d, LoadPartial(d, x + i, v)), y + i, v);
   });
 }
 
@@ -346,7 +346,7 @@ HWY_INLINE void ForwardChunk(const ForwardRow& r, int64_t n0, int64_t n1,
       const auto b = beta ? LoadPartial(d, beta + n, v) : hn::Zero(d);
       const auto bn = hn::MulAdd(xc, gr, b);
       auto pass = hn::Gt(bn, hn::Zero(d));
-      auto y = hn::IfThenElseZero(pass, bn);
+      auto y = Relu(d, bn);
       if (draws) {
         const auto keep =
             hn::RebindMask(d, hn::Gt(hn::LoadU(di, draws + (n - n0)), below));

@@ -208,7 +208,7 @@ HWY_INLINE VF ApplyEpilogue(DF d, VF acc, const TileCtx& c, int64_t col,
     acc = hn::MulAdd(acc, LoadPartial(d, c.ep.scale + col, valid), shift);
   }
   if constexpr (E == Epilogue::kBiasRelu || E == Epilogue::kScaleShiftRelu) {
-    acc = hn::Max(acc, hn::Zero(d));
+    acc = Relu(d, acc);
   }
   if constexpr (E == Epilogue::kBiasLeakyRelu) {
     const VF neg = hn::Mul(acc, hn::Set(d, c.ep.slope));

@@ -9,9 +9,10 @@
 
 namespace ballast::ref {
 
+// torch.relu: a NaN stays NaN, −0 becomes +0.
 template <typename T>
 void relu_forward(const T* x, T* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] <= T(0) ? T(0) : x[i];
 }
 // dx = dy where x > 0, else 0 (PyTorch's threshold_backward: 0 at x == 0).
 template <typename T>
