@@ -1,8 +1,11 @@
 #include "ballast/session.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -175,8 +178,32 @@ Result<std::unique_ptr<InferenceSession>> InferenceSession::Create(
     impl->widest = std::max(impl->widest, widths[i]);
     in = widths[i];
   }
-  // One workspace up front: the first Run allocates nothing.
-  impl->Release(impl->Acquire());
+  // One workspace up front: the first Run allocates nothing. Sizes past the
+  // machine's memory are refused before asking for them (a sanitizer's
+  // allocator would abort rather than throw).
+  const double bytes =
+      2.0 * double(options.max_batch) * double(impl->widest) * sizeof(float);
+  const double memory =
+      double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
+  if (memory > 0 && bytes > memory) {
+    return OutOfRange(
+        "session: two activation buffers of max_batch × widest layer = " +
+        std::to_string(options.max_batch) + " × " +
+        std::to_string(impl->widest) + " floats need " +
+        std::to_string(int64_t(bytes / (1 << 30))) +
+        " GiB, more than the machine's memory; lower max_batch or check the "
+        "model's widths");
+  }
+  try {
+    impl->Release(impl->Acquire());
+  } catch (const std::bad_alloc&) {
+    return OutOfRange(
+        "session: two activation buffers of max_batch × widest layer = " +
+        std::to_string(options.max_batch) + " × " +
+        std::to_string(impl->widest) +
+        " floats cannot be allocated; lower max_batch or check the model's "
+        "widths");
+  }
   return std::unique_ptr<InferenceSession>(
       new InferenceSession(std::move(impl)));
 }

@@ -269,6 +269,55 @@ TEST(SessionTest, RejectsBadOptionsAndInputs) {
   EXPECT_TRUE((*s)->Run(Tensor::Zeros({2, 784})).ok());
 }
 
+// torch.relu keeps a NaN: a NaN input must come out NaN, fused or not, and
+// leave the other rows alone. (x86's maxps turned it into 0 in the ReLU
+// epilogue, and the output looked like a valid prediction.) oneDNN's fused
+// ReLU post-op still does that; it is the comparison backend, not ours.
+TEST(SessionTest, ANaNInputComesOutNaNAsInTorch) {
+  Graph g = BookMlp(4);
+  auto x = RandomInput(3, 784, 5);
+  const std::vector<float> clean = RunSession(g, Reference(), x, 3);
+  x[784 + 100] = NAN;  // row 1
+  for (Backend backend : {Backend::kHwy, Backend::kOnednn, Backend::kRef}) {
+    for (bool passes : {false, true}) {
+      SessionOptions opt;
+      opt.backend = backend;
+      opt.fold_batchnorm = opt.fuse = opt.drop_dropout = passes;
+      const std::vector<float> y = RunSession(g, opt, x, 3);
+      const bool onednn_fused =
+          backend == Backend::kOnednn && passes && ops_onednn_available();
+      for (int j = 0; j < 10; ++j) {
+        EXPECT_TRUE(onednn_fused || std::isnan(y[size_t(10 + j)]))
+            << "backend " << int(backend) << " passes " << passes << " output "
+            << j << " = " << y[size_t(10 + j)];
+        for (int r : {0, 2}) {
+          EXPECT_NEAR(y[size_t(r * 10 + j)], clean[size_t(r * 10 + j)],
+                      Close(clean[size_t(r * 10 + j)]));
+        }
+      }
+    }
+  }
+}
+
+// Buffers past the machine's memory are an error before any allocation (a
+// 300-byte model of one ReLU over 2^30 inputs used to abort on bad_alloc).
+TEST(SessionTest, RefusesBuffersLargerThanTheMachine) {
+  Graph g;
+  g.input_features = int64_t{1} << 30;
+  Node relu;
+  relu.name = "relu";
+  relu.op = "relu";
+  g.nodes.push_back(relu);
+  SessionOptions opt;
+  opt.max_batch = 64;
+  auto s = InferenceSession::Create(g, opt);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kOutOfRange);
+  EXPECT_NE(s.status().message().find("more than the machine's memory"),
+            std::string::npos)
+      << s.status().ToString();
+}
+
 TEST(SessionTest, BatchStatisticsModelsRefuseToBeChunked) {
   Sequential net(6, 1);
   net.Linear(5).BatchNorm1d(1e-5, 0.1, true, /*track_running_stats=*/false);

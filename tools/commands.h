@@ -10,7 +10,8 @@
 
 namespace ballast::cli {
 
-// Exit codes: 0 success, 1 a command failed (bad input, I/O), 2 usage error.
+// Exit codes: 0 success, 1 a command failed (bad input, I/O, out of memory);
+// a usage error exits with CLI11's code for it (above 100, see CLI::ExitCodes).
 inline constexpr int kExitFailure = 1;
 
 // An attribute value as text: true/false, %g for floats, strings as they
