@@ -1,5 +1,6 @@
 #include "ballast/diagnose.h"
 
+#include <charconv>
 #include <cmath>
 #include <string>
 
@@ -78,11 +79,27 @@ Status InitWeight(Tensor& w, const DiagnoseOptions& o, const std::string& act,
   if (act == "tanh") nl = init::Nonlinearity::kTanh;
   if (act == "sigmoid") nl = init::Nonlinearity::kSigmoid;
   if (act == "leaky_relu") nl = init::Nonlinearity::kLeakyRelu;
-  auto number = [&](size_t at) { return std::strtod(s.c_str() + at, nullptr); };
+  // The number after "normal:" or "uniform:": finite, >= 0, nothing after.
+  auto number = [&](size_t at, double* v) -> Status {
+    const char* begin = s.c_str() + at;
+    const auto [end, ec] = std::from_chars(begin, s.c_str() + s.size(), *v);
+    if (at >= s.size() || ec != std::errc() || end != s.c_str() + s.size() ||
+        !std::isfinite(*v) || *v < 0) {
+      return InvalidArgument("--init '" + s + "': '" + s.substr(at) +
+                             "' is not a number >= 0");
+    }
+    return Status::Ok();
+  };
+  double v = 0;
   if (s == "zeros") return init::zeros(w);
-  if (s.rfind("normal:", 0) == 0) return init::normal(w, gen, 0.0, number(7));
-  if (s.rfind("uniform:", 0) == 0)
-    return init::uniform(w, gen, -number(8), number(8));
+  if (s.rfind("normal:", 0) == 0) {
+    BALLAST_RETURN_IF_ERROR(number(7, &v));
+    return init::normal(w, gen, 0.0, v);
+  }
+  if (s.rfind("uniform:", 0) == 0) {
+    BALLAST_RETURN_IF_ERROR(number(8, &v));
+    return init::uniform(w, gen, -v, v);
+  }
   if (s == "xavier") return init::xavier_normal(w, gen, o.gain.value_or(1.0));
   if (s == "orthogonal") return init::orthogonal(w, gen, o.gain.value_or(1.0));
   if (s == "kaiming") {
@@ -121,8 +138,17 @@ Result<Diagnosis> Diagnose(const DiagnoseOptions& o) {
     return InvalidArgument("--depth " + std::to_string(o.depth) +
                            " must be in [1, 10000]");
   }
-  if (o.width < 1 || o.batch < 2) {
-    return InvalidArgument("--width must be >= 1 and --batch >= 2");
+  // Every layer keeps its weights (width²) and activations (batch × width)
+  // for the backward pass: at most 2^28 floats (1 GiB) of each.
+  const int64_t kMaxFloats = int64_t{1} << 28;
+  if (o.width < 1 || o.width > 65536 || o.batch < 2 || o.batch > kMaxFloats ||
+      o.depth * o.width * o.width > kMaxFloats ||
+      o.depth * o.batch * o.width > kMaxFloats) {
+    return InvalidArgument(
+        "--depth " + std::to_string(o.depth) + ", --width " +
+        std::to_string(o.width) + ", --batch " + std::to_string(o.batch) +
+        ": need width >= 1, batch >= 2, and depth × width² and depth × batch "
+        "× width each at most 2^28 floats (1 GiB)");
   }
   std::string act;
   double slope = 0.01;

@@ -1,13 +1,18 @@
 #include "tools/array_io.h"
 
 #include <fmt/core.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <charconv>
+#include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <limits>
 #include <regex>
 #include <sstream>
+#include <string_view>
 
 #include "ballast/format.h"
 
@@ -20,6 +25,11 @@ bool EndsWith(const std::string& s, const std::string& suffix) {
 }
 
 Result<std::string> Slurp(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec) &&
+      !std::filesystem::is_regular_file(path, ec)) {
+    return InvalidArgument("'" + path + "' is not a regular file");
+  }
   std::ifstream f(path, std::ios::binary);
   if (!f) {
     return NotFound("cannot open '" + path + "': " + std::strerror(errno));
@@ -132,14 +142,32 @@ Result<Array2D> ParseCsv(const std::string& path, const std::string& data) {
       const size_t b = cell.find_first_not_of(" \t"),
                    e = cell.find_last_not_of(" \t");
       cell = b == std::string::npos ? "" : cell.substr(b, e - b + 1);
-      float v = 0;
-      auto [p, ec] = std::from_chars(cell.data(), cell.data() + cell.size(), v);
-      if (cell.empty() || ec != std::errc() || p != cell.data() + cell.size()) {
-        return InvalidArgument(
-            "'" + path + "' line " + std::to_string(line_no) + " column " +
-            std::to_string(cols + 1) + ": '" + cell + "' is not a number");
+      // Read as double, as Python and NumPy do, then rounded to float: a
+      // value below float's range becomes 0 (or a subnormal), not an error;
+      // one above it is an error. A leading '+' is allowed.
+      const bool plus = cell.size() > 1 && cell[0] == '+';
+      const std::string_view text = std::string_view(cell).substr(plus ? 1 : 0);
+      double v = 0;
+      auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+      const auto at = [&] {
+        return "'" + path + "' line " + std::to_string(line_no) + " column " +
+               std::to_string(cols + 1) + ": '" + cell + "'";
+      };
+      if (text.empty() || p != text.data() + text.size() ||
+          (ec != std::errc() && ec != std::errc::result_out_of_range) ||
+          (plus && (text[0] == '+' || text[0] == '-'))) {
+        return InvalidArgument(at() + " is not a number");
       }
-      a.values.push_back(v);
+      if (ec == std::errc::result_out_of_range) {
+        // Beyond double's range: strtod tells overflow (±inf) from
+        // underflow (0).
+        v = std::strtod(std::string(text).c_str(), nullptr);
+      }
+      if (!std::isnan(v) && std::isinf(float(v)) &&
+          (ec != std::errc() || !std::isinf(v))) {
+        return InvalidArgument(at() + " is outside float's range (±3.4e38)");
+      }
+      a.values.push_back(float(v));
       ++cols;
       pos = end + 1;
     }
@@ -208,6 +236,25 @@ Status WriteArray(const std::string& path, const Array2D& a) {
 Status WriteText(const std::string& path, const std::string& text) {
   return WriteFileAtomically(
       path, {reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+}
+
+Status CheckWritable(const std::string& flag, const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    return InvalidArgument(flag + " '" + path + "' is a directory");
+  }
+  const fs::path parent = fs::path(path).parent_path();
+  const std::string dir = parent.empty() ? "." : parent.string();
+  if (!fs::is_directory(dir, ec)) {
+    return NotFound(flag + " '" + path + "': directory '" + dir +
+                    "' does not exist");
+  }
+  if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+    return IoError(flag + " '" + path + "': directory '" + dir +
+                   "' is not writable");
+  }
+  return Status::Ok();
 }
 
 }  // namespace ballast::cli

@@ -16,6 +16,7 @@
 #include "ballast/model.h"
 #include "ballast/session.h"
 #include "benchmarks/lbr_cases.h"
+#include "ops/onednn/onednn_block.h"
 #include "ops/roof/fma_roof.h"
 #include "tools/array_io.h"
 #include "tools/commands.h"
@@ -79,6 +80,7 @@ std::vector<CaseSpec> Cases(const BenchOptions& o) {
 }
 
 Status RunBench(const BenchOptions& o) {
+  if (!o.json.empty()) BALLAST_RETURN_IF_ERROR(CheckWritable("--json", o.json));
   const double seconds = o.quick ? 0.25 : 1.0;
   nlohmann::json out;
   std::vector<int> roof_threads =
@@ -180,6 +182,7 @@ class SessionCase : public bench::Case {
 };
 
 Status RunBenchMlp(const BenchOptions& o) {
+  if (!o.json.empty()) BALLAST_RETURN_IF_ERROR(CheckWritable("--json", o.json));
   Graph graph;
   std::string model = "mlp-784-256-256-10";
   if (o.model.empty()) {
@@ -215,7 +218,11 @@ Status RunBenchMlp(const BenchOptions& o) {
             InferenceSession::Create(graph, opt);
         if (!s.ok()) return s.status();
         if (v == "onednn" && (*s)->plan()[0].backend != "onednn") {
-          fmt::print("{:<9} skipped: oneDNN is not built in\n", v);
+          fmt::print("{:<9} skipped: {}\n", v,
+                     ops::onednn::Available()
+                         ? "oneDNN has no kernel for the model's first node (" +
+                               (*s)->plan()[0].op + ")"
+                         : std::string("oneDNN is not built in"));
           continue;
         }
         cases.push_back(std::make_unique<SessionCase>(std::move(*s), batch));

@@ -180,7 +180,10 @@ void RegisterDiagnose(CLI::App& app, int& exit_code) {
                 "Run the grid init × activation × BN, one table");
   cmd->callback([c, cmd, &exit_code] {
     if (cmd->count("--gain")) c->o.gain = c->gain;
-    Status s = c->compare ? RunCompare(*c) : RunSingle(*c);
+    Status s = Status::Ok();
+    if (!c->json.empty()) s = CheckWritable("--json", c->json);
+    if (s.ok() && !c->plot.empty()) s = CheckWritable("--plot", c->plot);
+    if (s.ok()) s = c->compare ? RunCompare(*c) : RunSingle(*c);
     if (!s.ok()) {
       std::fprintf(stderr, "ballast diagnose: %s\n", s.ToString().c_str());
       exit_code = kExitFailure;

@@ -2,6 +2,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -78,14 +79,27 @@ struct RunOptions {
 // x ← (x − input_mean)/input_std.
 Status Normalize(const Graph& g, Array2D& x) {
   auto mean = g.metadata.find("input_mean"), std = g.metadata.find("input_std");
-  if (mean == g.metadata.end() || std == g.metadata.end()) return Status::Ok();
-  char* end = nullptr;
-  const double mu = std::strtod(mean->second.c_str(), &end);
-  const double sd = std::strtod(std->second.c_str(), &end);
-  if (!std::isfinite(mu) || !(sd > 0)) {
+  const bool has_mean = mean != g.metadata.end(),
+             has_std = std != g.metadata.end();
+  if (!has_mean && !has_std) return Status::Ok();
+  if (has_mean != has_std) {
+    return InvalidArgument(std::string("model metadata: input_") +
+                           (has_mean ? "mean" : "std") + " without input_" +
+                           (has_mean ? "std" : "mean") +
+                           ": the input normalization is incomplete");
+  }
+  const auto number = [](const std::string& text, double* v) {
+    const auto [end, ec] =
+        std::from_chars(text.data(), text.data() + text.size(), *v);
+    return ec == std::errc() && end == text.data() + text.size() &&
+           std::isfinite(*v);
+  };
+  double mu = 0, sd = 0;
+  if (!number(mean->second, &mu) || !number(std->second, &sd) || !(sd > 0)) {
     return InvalidArgument("model metadata: input_mean = '" + mean->second +
                            "', input_std = '" + std->second +
-                           "' are not a usable normalization");
+                           "' are not a usable normalization (finite numbers, "
+                           "input_std > 0)");
   }
   for (float& v : x.values) v = float((v - mu) / sd);
   return Status::Ok();
@@ -111,7 +125,14 @@ Status RunRun(const RunOptions& o) {
   so.threads = o.threads;
   BALLAST_ASSIGN_OR_RETURN(so.backend, ParseBackend(o.backend));
   so.fold_batchnorm = so.fuse = !o.no_fuse;
+  // Rows are run in chunks of up to 1024, except through BatchNorm with
+  // batch statistics, whose result depends on the whole batch.
   so.max_batch = std::clamp<int64_t>(x.rows, 1, 1024);
+  for (const Node& n : m.graph.nodes) {
+    if (n.op == "batchnorm1d" && !n.GetBool("track_running_stats", true)) {
+      so.max_batch = std::max<int64_t>(x.rows, 1);
+    }
+  }
   BALLAST_ASSIGN_OR_RETURN(auto session, InferenceSession::Create(m.graph, so));
   Array2D y;
   y.rows = x.rows;
@@ -160,6 +181,14 @@ Status RunFold(const FoldOptions& o) {
   Model out = m;
   out.graph = folded;
   out.graph.metadata["folded_from"] = o.in;
+  if (out.checkpoint) {
+    // A folded network has no BatchNorm to train: the result is an
+    // inference model, without the checkpoint's optimizer state.
+    out.checkpoint = false;
+    out.extra.clear();
+    fmt::print("{} is a training checkpoint: its optimizer state is dropped\n",
+               o.in);
+  }
   BALLAST_RETURN_IF_ERROR(SaveModel(out, o.out));
   fmt::print("folded {} BatchNorm node(s): {} -> {} nodes; wrote {}\n",
              m.graph.nodes.size() - folded.nodes.size(), m.graph.nodes.size(),

@@ -210,28 +210,6 @@ std::string FirstNonFinite(const Graph& g) {
   return "";
 }
 
-// Checks before training that `path` (given as `flag`) can be written: its
-// directory exists and is writable and the path is not a directory. A run
-// must not train for an hour and then fail to save.
-Status CheckWritable(const std::string& flag, const std::string& path) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) {
-    return InvalidArgument(flag + " '" + path + "' is a directory");
-  }
-  const fs::path parent = fs::path(path).parent_path();
-  const std::string dir = parent.empty() ? "." : parent.string();
-  if (!fs::is_directory(dir, ec)) {
-    return NotFound(flag + " '" + path + "': directory '" + dir +
-                    "' does not exist");
-  }
-  if (::access(dir.c_str(), W_OK | X_OK) != 0) {
-    return IoError(flag + " '" + path + "': directory '" + dir +
-                   "' is not writable");
-  }
-  return Status::Ok();
-}
-
 // Creates --checkpoint-dir (and its parents) or says why it cannot.
 Status MakeCheckpointDir(const std::string& dir) {
   namespace fs = std::filesystem;
@@ -484,8 +462,13 @@ Status RunTrain(const TrainCli& o) {
     }
     logs.push_back(l);
     if (!o.checkpoint_dir.empty()) {
-      Model ck = trainer->Checkpoint(
-          {{"train.epoch", std::to_string(epoch + 1)}, {"train.arch", o.arch}});
+      // With the input normalization, so that `ballast run` on a
+      // checkpoint computes what it does on the final model.
+      Model ck =
+          trainer->Checkpoint({{"train.epoch", std::to_string(epoch + 1)},
+                               {"train.arch", o.arch},
+                               {"input_mean", fmt::format("{:.9g}", norm.mean)},
+                               {"input_std", fmt::format("{:.9g}", norm.std)}});
       const std::string path =
           o.checkpoint_dir + "/epoch-" + std::to_string(epoch + 1) + ".blst";
       BALLAST_RETURN_IF_ERROR(SaveModel(ck, path));

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# `ballast run`, `fold`, `diagnose` and `bench` on bad input and bad paths: exit code 1 (not a crash)
+# with a message naming the problem, checked before long work; NaN input comes out NaN, as in PyTorch.
+#   serve_errors_test.sh BALLAST WORK_DIR
+# BALLAST_EMULATOR, when set, is a command that runs BALLAST (qemu-aarch64 for a cross build).
+set -uo pipefail
+ballast=$1
+work=$2
+read -ra emulator <<< "${BALLAST_EMULATOR:-}"
+rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
+failures=0
+fail() { echo "FAIL $*"; failures=$((failures + 1)); }
+b() { "${emulator[@]}" "$ballast" "$@"; }
+# expect_error NAME PATTERN ARGS...: `ballast ARGS` exits with 1 and its stderr matches PATTERN.
+expect_error() {
+  local name=$1 pattern=$2
+  shift 2
+  b "$@" > out.txt 2> err.txt
+  local rc=$?
+  if [[ $rc -ne 1 ]] || ! grep -qE -- "$pattern" err.txt; then
+    fail "$name: exit code $rc, stderr:"; cat err.txt
+  fi
+}
+awk 'BEGIN { for (r = 0; r < 60; r++) printf "%.4f,%.4f,%.4f,%.4f,%d\n",
+  sin(r), cos(r * 0.7), sin(r * 1.3) * 2, cos(r * 2.1), r % 3 }' > data.csv
+b train --data data.csv --label-column -1 --arch 4-8-3 --batch 16 --epochs 1 --checkpoint-dir ck \
+  --out m.blst > /dev/null || exit 1
+
+# NaN in, NaN out (the ReLU keeps it); the other row is unaffected.
+printf '0.1,0.2,0.3,0.4\n1,2,nan,4\n' > nan.csv
+b run m.blst --input nan.csv > y.csv || fail "run with a NaN cell failed"
+[[ "$(sed -n 2p y.csv)" == "nan,nan,nan" ]] || fail "a NaN row gave '$(sed -n 2p y.csv)'"
+[[ "$(sed -n 1p y.csv)" != *nan* ]] || fail "a clean row gave NaN"
+# Numbers as Python writes them: tiny values round to 0, a leading '+' is fine.
+printf '1e-50,+1,2,3\n' > ok.csv
+b run m.blst --input ok.csv > /dev/null || fail "1e-50 or +1 was refused"
+printf '1e39,1,2,3\n' > big.csv
+expect_error "a value past float's range" "'big.csv' line 1 column 1: '1e39' is outside float's range" \
+  run m.blst --input big.csv
+mkdir -p dir.csv
+expect_error "a directory as input" "'dir.csv' is not a regular file" run m.blst --input dir.csv
+# Output that cannot be written is an error, not a silent success.
+if [[ -w /dev/full ]]; then
+  b run m.blst --input ok.csv > /dev/full 2> err.txt && fail "writing to /dev/full succeeded"
+  grep -q "cannot write to standard output" err.txt || fail "no message for a full stdout"
+fi
+# A checkpoint carries the input normalization: run gives the final model's outputs.
+b run ck/epoch-1.blst --input ok.csv > y_ck.csv || fail "run on a checkpoint failed"
+b run m.blst --input ok.csv > y_m.csv
+cmp -s y_ck.csv y_m.csv || fail "run on the checkpoint and on the model differ"
+# fold turns a checkpoint into an inference model without optimizer state.
+b fold ck/epoch-1.blst folded.blst > /dev/null || fail "fold of a checkpoint failed"
+b info folded.blst > info.txt
+grep -q "training checkpoint" info.txt && fail "the folded model is still a checkpoint"
+grep -q "optimizer/" info.txt && fail "the folded model kept optimizer state"
+expect_error "resume from a folded model" "inference model, not a training checkpoint" \
+  train --data data.csv --label-column -1 --arch 4-8-3 --batch 16 --epochs 2 --resume folded.blst
+# diagnose: numbers that are not numbers, sizes past memory.
+expect_error "diagnose --init normal:abc" "--init 'normal:abc'" diagnose --init normal:abc --depth 2 --width 8
+expect_error "diagnose --width 10^6" "--width 1000000" diagnose --width 1000000 --depth 1 --batch 2
+# Reports whose directory is missing are found before the benchmark runs.
+expect_error "bench --json in a missing directory" "--json 'missing/k.json': directory 'missing' does not exist" \
+  bench mlp --quick --threads 1 --json missing/k.json
+[[ -s out.txt ]] && fail "bench ran before finding --json unwritable"
+expect_error "diagnose --plot in a missing directory" "--plot 'missing/p.svg'" \
+  diagnose --depth 2 --width 8 --plot missing/p.svg
+if [[ $failures -ne 0 ]]; then echo "$failures case(s) failed"; exit 1; fi
+echo "serve error cases: all passed"
