@@ -189,9 +189,6 @@ struct TileCtx {
   // step k: the rows of A the next tile reads (see GemmUnit).
   const float* a_next = nullptr;
   int64_t a_next_step = 0;
-  // With A read down its columns (a_rs = 1), a full tile prefetches at step
-  // k the lines of the next tile's kGemmMR floats from a_next_t + k·a_cs.
-  const float* a_next_t = nullptr;
 };
 
 // Epilogue for one output vector; `col` is the first column of the vector.
@@ -388,31 +385,28 @@ HWY_NOINLINE void Tile(const TileCtx& c, int64_t m0, int64_t p, int64_t k0,
     // GEMMs (784 or 256 × 128 × 256) took 0.80-0.87 of the time this way,
     // on one thread and on two (AVX2; calls of the two loops alternated,
     // medians of 400).
+    // At each k the tile reads a few floats of another row of X, lines
+    // that the next two tiles read again and that no hardware prefetcher
+    // follows; after the layers between a batch's forward and its
+    // backward, X comes from L3. So the tile fetches the next tile's lines
+    // (the first layer's weight gradient in the trainer: 7% faster on one
+    // thread, 6% on two, every one of 8 paired runs faster); the next tile
+    // may open the next unit, as a thread mostly takes its units in order.
+    // The last tiles fetch lines no tile reads: a prefetch never faults,
+    // and the loop stays one.
     const float* ap = a0;
     const int64_t step = c.a_cs;
     const float* bk = bp;
-    if (c.a_next_t != nullptr) {
-      for (int64_t k = 0; k < kc; ++k, ap += step, bk += ldb) {
-        hwy::Prefetch(ap + kGemmMR);
-        hwy::Prefetch(ap + 2 * kGemmMR - 1);
-        BALLAST_GEMM_LOAD_B(bk)
-        BALLAST_GEMM_ROW_T(0)
-        BALLAST_GEMM_ROW_T(1)
-        BALLAST_GEMM_ROW_T(2)
-        BALLAST_GEMM_ROW_T(3)
-        BALLAST_GEMM_ROW_T(4)
-        BALLAST_GEMM_ROW_T(5)
-      }
-    } else {
-      for (int64_t k = 0; k < kc; ++k, ap += step, bk += ldb) {
-        BALLAST_GEMM_LOAD_B(bk)
-        BALLAST_GEMM_ROW_T(0)
-        BALLAST_GEMM_ROW_T(1)
-        BALLAST_GEMM_ROW_T(2)
-        BALLAST_GEMM_ROW_T(3)
-        BALLAST_GEMM_ROW_T(4)
-        BALLAST_GEMM_ROW_T(5)
-      }
+    for (int64_t k = 0; k < kc; ++k, ap += step, bk += ldb) {
+      hwy::Prefetch(ap + kGemmMR);
+      hwy::Prefetch(ap + 2 * kGemmMR - 1);
+      BALLAST_GEMM_LOAD_B(bk)
+      BALLAST_GEMM_ROW_T(0)
+      BALLAST_GEMM_ROW_T(1)
+      BALLAST_GEMM_ROW_T(2)
+      BALLAST_GEMM_ROW_T(3)
+      BALLAST_GEMM_ROW_T(4)
+      BALLAST_GEMM_ROW_T(5)
     }
   } else {
     for (int64_t k = 0; k < kc; ++k) {
@@ -606,19 +600,6 @@ void GemmUnit(TileCtx c, const GemmPlan& plan, const GemmRange& r,
       if (prefetch_a && c.a_cs == 1 && m + 2 * kGemmMR <= plan.m && kc > 0) {
         c.a_next = c.a + (m + kGemmMR) * c.a_rs + k0;
         c.a_next_step = (kGemmMR * c.a_rs + kc - 1) / kc;
-      }
-      // A read down its columns (Xᵀ of a weight gradient): at each k a
-      // tile reads a few floats of another row of X, lines that the next
-      // two tiles read again and that no hardware prefetcher follows.
-      // After the layers between a batch's forward and its backward, X
-      // comes from L3. Fetch the next tile's lines while this one computes
-      // (the first layer's weight gradient in the trainer: 7% faster on one
-      // thread, 6% on two, every one of 8 paired runs faster). The next
-      // tile may open the next unit: a thread mostly takes its units in
-      // order.
-      c.a_next_t = nullptr;
-      if (c.a_rs == 1 && c.a_cs != 1 && m + 2 * kGemmMR <= plan.m) {
-        c.a_next_t = c.a + (m + kGemmMR) + k0 * c.a_cs;
       }
       TileAnyRows<E>(c, mr, m, p, k0, kc, first, last, m == r.m_begin);
     }

@@ -4,23 +4,13 @@
 #   serve_errors_test.sh BALLAST WORK_DIR
 # BALLAST_EMULATOR, when set, is a command that runs BALLAST (qemu-aarch64 for a cross build).
 set -uo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ballast=$1
 work=$2
 read -ra emulator <<< "${BALLAST_EMULATOR:-}"
 rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
 failures=0
-fail() { echo "FAIL $*"; failures=$((failures + 1)); }
-b() { "${emulator[@]}" "$ballast" "$@"; }
-# expect_error NAME PATTERN ARGS...: `ballast ARGS` exits with 1 and its stderr matches PATTERN.
-expect_error() {
-  local name=$1 pattern=$2
-  shift 2
-  b "$@" > out.txt 2> err.txt
-  local rc=$?
-  if [[ $rc -ne 1 ]] || ! grep -qE -- "$pattern" err.txt; then
-    fail "$name: exit code $rc, stderr:"; cat err.txt
-  fi
-}
+source "$here/lib.sh"
 awk 'BEGIN { for (r = 0; r < 60; r++) printf "%.4f,%.4f,%.4f,%.4f,%d\n",
   sin(r), cos(r * 0.7), sin(r * 1.3) * 2, cos(r * 2.1), r % 3 }' > data.csv
 b train --data data.csv --label-column -1 --arch 4-8-3 --batch 16 --epochs 1 --checkpoint-dir ck \

@@ -5,27 +5,17 @@
 #   train_errors_test.sh BALLAST WORK_DIR
 # BALLAST_EMULATOR, when set, is a command that runs BALLAST (qemu-aarch64 for a cross build).
 set -uo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ballast=$1
 work=$2
 read -ra emulator <<< "${BALLAST_EMULATOR:-}"
 rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
 failures=0
-# expect_error NAME PATTERN ARGS...: `ballast ARGS` exits with 1 and its stderr matches PATTERN.
-expect_error() {
-  local name=$1 pattern=$2
-  shift 2
-  "${emulator[@]}" "$ballast" "$@" > out.txt 2> err.txt
-  local rc=$?
-  if [[ $rc -ne 1 ]] || ! grep -qE -- "$pattern" err.txt; then
-    echo "FAIL $name: exit code $rc, stderr:"; cat err.txt
-    failures=$((failures + 1))
-  fi
-}
-# 60 rows of 4 features and a label in the last column (3 classes).
+source "$here/lib.sh"
 awk 'BEGIN { for (r = 0; r < 60; r++) printf "%.4f,%.4f,%.4f,%.4f,%d\n",
   sin(r), cos(r * 0.7), sin(r * 1.3) * 2, cos(r * 2.1), r % 3 }' > ok.csv
 common=(--data ok.csv --label-column -1 --arch 4-8-3 --batch 16)
-"${emulator[@]}" "$ballast" train "${common[@]}" --epochs 1 --checkpoint-dir sgd > /dev/null || exit 1
+b train "${common[@]}" --epochs 1 --checkpoint-dir sgd > /dev/null || exit 1
 
 expect_error "another optimizer on resume" "state of optimizer sgd, which adam cannot continue" \
   train "${common[@]}" --epochs 2 --resume sgd/epoch-1.blst --optimizer adam
@@ -49,7 +39,7 @@ expect_error "--data that does not exist" "--data 'nowhere' does not exist" \
 # An output that cannot be written is found before training, not after it.
 expect_error "--out in a missing directory" "--out 'missing/m.blst': directory 'missing' does not exist" \
   train "${common[@]}" --epochs 1 --out missing/m.blst
-if grep -q "epoch 1/" out.txt; then echo "FAIL: trained before finding --out unwritable"; failures=$((failures + 1)); fi
+if grep -q "epoch 1/" out.txt; then fail "trained before finding --out unwritable"; fi
 expect_error "--json in a missing directory" "--json 'missing/j.json'" \
   train "${common[@]}" --epochs 1 --json missing/j.json
 # A diverging run stops, says no checkpoint exists yet, keeps the saved model, and still writes the
@@ -57,17 +47,17 @@ expect_error "--json in a missing directory" "--json 'missing/j.json'" \
 echo "an earlier model" > keep.blst
 expect_error "a NaN loss" "no checkpoint was written yet; train: the loss is .*nan at step" \
   train "${common[@]}" --epochs 3 --lr 1e30 --checkpoint-dir nan_ck --out keep.blst --log nan.log
-grep -q "an earlier model" keep.blst || { echo "FAIL: the saved model was overwritten"; failures=$((failures + 1)); }
+grep -q "an earlier model" keep.blst || fail "the saved model was overwritten"
 test "$(head -n 1 nan.log)" = "epoch,seconds,train_loss,train_accuracy,test_loss,test_accuracy" ||
-  { echo "FAIL: no --log after a failed run"; failures=$((failures + 1)); }
+  fail "no --log after a failed run"
 # A finite loss with weights gone to infinity is caught at the end of the epoch, before its
 # checkpoint; the checkpoint resumed from stays the last good one.
 expect_error "non-finite weights" "the last good checkpoint, 'sgd/epoch-1.blst', is kept; .*holds a NaN or an infinity after epoch 2" \
   train "${common[@]}" --epochs 3 --checkpoint-dir inf_ck --resume sgd/epoch-1.blst --lr 1e10
-test -f inf_ck/epoch-2.blst && { echo "FAIL: a checkpoint was written from bad weights"; failures=$((failures + 1)); }
+test -f inf_ck/epoch-2.blst && fail "a checkpoint was written from bad weights"
 # Any regular file is read as CSV, whatever its extension.
 cp ok.csv DATA.TXT
-"${emulator[@]}" "$ballast" train --data DATA.TXT --label-column -1 --arch 4-8-3 --batch 16 --epochs 1 > /dev/null ||
-  { echo "FAIL: a CSV file named DATA.TXT was not read"; failures=$((failures + 1)); }
+b train --data DATA.TXT --label-column -1 --arch 4-8-3 --batch 16 --epochs 1 > /dev/null ||
+  fail "a CSV file named DATA.TXT was not read"
 if [[ $failures -ne 0 ]]; then echo "$failures case(s) failed"; exit 1; fi
 echo "train error cases: all passed"
