@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "ballast/rng.h"
+#include "runtime/number_text.h"
 
 namespace ballast {
 namespace {
@@ -56,16 +57,12 @@ Result<std::vector<uint8_t>> ReadMaybeGzip(const std::string& path) {
     out.insert(out.end(), buf, buf + n);
   int err = 0;
   const char* msg = gzerror(f, &err);
-  // gzclose frees the message: copy it first.
+  // gzclose frees the message: copy it first. (gzread itself checks the
+  // gzip trailer's CRC and length.)
   const std::string why = msg && *msg ? msg : "zlib error";
-  const int closed = gzclose(f);
+  gzclose(f);
   if (n < 0 || (err != Z_OK && err != Z_STREAM_END)) {
     return DataLoss("data file '" + path + "' is damaged: " + why);
-  }
-  if (closed != Z_OK) {
-    // gzclose checks the gzip trailer (CRC and length) of the last member.
-    return DataLoss("data file '" + path +
-                    "' is damaged: its gzip checksum or length does not match");
   }
   return out;
 }
@@ -155,42 +152,52 @@ Result<Dataset> ReadCsv(const std::string& path, int label_column) {
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    std::vector<double> values;
-    std::stringstream ss(line);
-    std::string cell, bad_cell;
-    std::vector<bool> is_number;
+    std::vector<float> values;
+    std::vector<std::string> cells;
+    std::string bad_cell;
     int64_t numbers = 0, bad_column = -1;
-    while (std::getline(ss, cell, ',')) {
+    CellNumber bad = CellNumber::kOk;
+    for (size_t pos = 0; pos <= line.size();) {
+      size_t end = line.find(',', pos);
+      if (end == std::string::npos) end = line.size();
+      std::string cell = line.substr(pos, end - pos);
+      pos = end + 1;
       const size_t b = cell.find_first_not_of(" \t"),
                    e = cell.find_last_not_of(" \t");
       cell = b == std::string::npos ? "" : cell.substr(b, e - b + 1);
-      double v = 0;
-      auto [p, ec] = std::from_chars(cell.data(), cell.data() + cell.size(), v);
-      // from_chars also reads "nan" and "inf": not data to train on.
-      is_number.push_back(!cell.empty() && ec == std::errc() &&
-                          p == cell.data() + cell.size() && std::isfinite(v));
-      if (!is_number.back()) {
-        if (bad_column < 0)
-          bad_column = int64_t(values.size()), bad_cell = cell;
+      float v = 0;
+      CellNumber r = ParseFloatCell(cell, &v);
+      // "nan" and "inf" read as numbers but are no data to train on.
+      if (r == CellNumber::kOk && !std::isfinite(v))
+        r = CellNumber::kNotANumber;
+      if (r != CellNumber::kOk) {
+        if (bad_column < 0) {
+          bad_column = int64_t(values.size()), bad_cell = cell, bad = r;
+        }
       } else {
         ++numbers;
       }
       values.push_back(v);
+      cells.push_back(std::move(cell));
     }
     if (bad_column >= 0) {
       // The first line is a header when no cell is a number or its label
-      // cell is not one (a header may name the features 0, 1, ...);
-      // otherwise it is a data row with a typo.
+      // cell is a name (a header may name the features 0, 1, ...); a label
+      // cell like "3a" or "nan" makes it a data row with a typo.
       const int64_t n = int64_t(values.size());
       const int64_t at = label_column < 0 ? n + label_column : label_column;
-      const bool label_is_name = at >= 0 && at < n && !is_number[size_t(at)];
+      const bool label_is_name =
+          at >= 0 && at < n && LooksLikeName(cells[size_t(at)]);
       if (d.rows == 0 && cols < 0 && (numbers == 0 || label_is_name)) {
         cols = int64_t(values.size());
         continue;
       }
       return InvalidArgument("'" + path + "' line " + std::to_string(line_no) +
                              ", column " + std::to_string(bad_column + 1) +
-                             ": '" + bad_cell + "' is not a finite number");
+                             ": '" + bad_cell + "' " +
+                             (bad == CellNumber::kOutOfFloatRange
+                                  ? "is outside float's range (±3.4e38)"
+                                  : "is not a finite number"));
     }
     if (cols < 0) cols = int64_t(values.size());
     if (int64_t(values.size()) != cols) {
@@ -204,14 +211,14 @@ Result<Dataset> ReadCsv(const std::string& path, int label_column) {
                              std::to_string(label_column) + " outside the " +
                              std::to_string(cols) + " columns");
     }
-    const double label = values[size_t(lc)];
+    const double label = values[size_t(lc)];  // exact: integers up to 2^24
     if (label < 0 || label != std::floor(label) || label > 1e6) {
       return InvalidArgument("'" + path + "' line " + std::to_string(line_no) +
                              ": label " + std::to_string(label) +
                              " is not a class index (an integer >= 0)");
     }
     for (int64_t c = 0; c < cols; ++c) {
-      if (c != lc) d.x.push_back(float(values[size_t(c)]));
+      if (c != lc) d.x.push_back(values[size_t(c)]);
     }
     d.labels.push_back(int32_t(label));
     d.classes = std::max(d.classes, int32_t(label) + 1);

@@ -407,29 +407,31 @@ Result<std::unique_ptr<Trainer>> Trainer::Resume(
     }
     return v;
   };
-  // The optimizer state must be the one this trainer's optimizer reads:
-  // SGD's momentum buffer is not Adam's first moment, and Adam needs both
-  // moments. Checkpoints that predate "trainer.optimizer" are judged by
-  // their buffers.
+  // The optimizer state must be what this trainer's optimizer reads: SGD's
+  // momentum buffer is not Adam's first moment, and Adam needs both
+  // moments. Adam and AdamW keep the same state (PyTorch loads one's into
+  // the other). Checkpoints that predate "trainer.optimizer" are judged by
+  // their buffers; one without any (SGD without momentum, or no step yet)
+  // any optimizer can continue.
   const OptimizerKind kind = options.optimizer.kind;
   const auto named = ck.graph.metadata.find("trainer.optimizer");
-  bool has_buf2 = false;
+  bool has_buf1 = false, has_buf2 = false;
   for (const auto& [key, tensor] : ck.extra) {
+    has_buf1 = has_buf1 || key.ends_with("/buf1");
     has_buf2 = has_buf2 || key.ends_with("/buf2");
   }
-  const bool sgd_state =
-      named != ck.graph.metadata.end()
-          ? named->second == OptimizerName(OptimizerKind::kSgd)
-          : !has_buf2;
-  const bool same = named != ck.graph.metadata.end()
-                        ? named->second == OptimizerName(kind)
-                        : sgd_state == (kind == OptimizerKind::kSgd);
-  if (!same) {
+  std::string state;  // "sgd", "adam or adamw", or "" (no state)
+  if (named != ck.graph.metadata.end()) {
+    state = named->second == "sgd" ? "sgd" : "adam or adamw";
+  } else if (has_buf2) {
+    state = "adam or adamw";
+  } else if (has_buf1) {
+    state = "sgd";
+  }
+  if (!state.empty() && (state == "sgd") != (kind == OptimizerKind::kSgd)) {
     return InvalidArgument(
-        std::string("resume: the checkpoint holds the state of optimizer ") +
-        (named != ck.graph.metadata.end() ? named->second
-         : sgd_state                      ? "sgd"
-                                          : "adam or adamw") +
+        "resume: the checkpoint holds the state of optimizer " +
+        (named != ck.graph.metadata.end() ? named->second : state) +
         ", which " + OptimizerName(kind) + " cannot continue");
   }
   BALLAST_ASSIGN_OR_RETURN(const uint64_t step, get("trainer.step"));

@@ -155,8 +155,8 @@ TEST(TrainerTest, NotKeepingGradientsChangesNoWeight) {
     EXPECT_EQ(0, std::memcmp(grad.data(), kept.at(key).data(), grad.nbytes()))
         << key;
   }
-  // The two hidden Linear weights are updated in their GEMM; the output
-  // layer's (10-wide, one vector) takes the separate step and keeps its own.
+  // The hidden Linear weights are updated in their GEMM (the output layer's
+  // too where its 3 outputs fill a panel, as on SCALAR).
   EXPECT_FALSE(some.count("block1.linear.weight"));
   EXPECT_TRUE(some.count("block1.linear.bias"));
 }
@@ -182,8 +182,7 @@ TEST(TrainerTest, ResumingWithAnotherOptimizerIsAnError) {
   TrainerOptions opt;
   for (auto [ck, kind] : {std::pair{&sgd, OptimizerKind::kAdam},
                           std::pair{&sgd, OptimizerKind::kAdamW},
-                          std::pair{&adam, OptimizerKind::kSgd},
-                          std::pair{&adam, OptimizerKind::kAdamW}}) {
+                          std::pair{&adam, OptimizerKind::kSgd}}) {
     opt.optimizer.kind = kind;
     auto r = Trainer::Resume(*ck, opt);
     ASSERT_FALSE(r.ok()) << OptimizerName(kind);
@@ -192,6 +191,9 @@ TEST(TrainerTest, ResumingWithAnotherOptimizerIsAnError) {
               std::string::npos)
         << r.status().ToString();
   }
+  // Adam and AdamW keep the same state, as in PyTorch.
+  opt.optimizer.kind = OptimizerKind::kAdamW;
+  EXPECT_TRUE(Trainer::Resume(adam, opt).ok());
   // Without the name (an older checkpoint) the buffers tell.
   Model old = adam;
   old.graph.metadata.erase("trainer.optimizer");
@@ -383,6 +385,29 @@ TEST(DataTest, CsvReaderSkipsAHeaderAndNamesBadCells) {
   ASSERT_FALSE(d.ok());
   EXPECT_NE(d.status().message().find("line 1, column 2"), std::string::npos)
       << d.status().ToString();
+  // A first row whose label cell only looks wrong ("nan", "3a") is data with
+  // a typo too; a value past float's range is named as such; numbers as
+  // Python writes them ("+1", "1e-400") are read.
+  for (const char* first : {"1,2,nan\n", "1,2,3a\n", "1e39,2,1\n"}) {
+    {
+      std::ofstream f(path);
+      f << first << "0.5,2,1\n";
+    }
+    d = ReadCsv(path.string(), -1);
+    ASSERT_FALSE(d.ok()) << first;
+    EXPECT_NE(d.status().message().find("line 1, column"), std::string::npos)
+        << d.status().ToString();
+  }
+  EXPECT_NE(d.status().message().find("outside float's range"),
+            std::string::npos);
+  {
+    std::ofstream f(path);
+    f << "+1,1e-400,1\n0.5,2,0\n";
+  }
+  d = ReadCsv(path.string(), -1);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->x[0], 1.0f);
+  EXPECT_EQ(d->x[1], 0.0f);
   // A header may name the features with numbers; its label cell is a name.
   {
     std::ofstream f(path);

@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "ballast/format.h"
+#include "runtime/number_text.h"
 
 namespace ballast::cli {
 namespace {
@@ -142,32 +143,20 @@ Result<Array2D> ParseCsv(const std::string& path, const std::string& data) {
       const size_t b = cell.find_first_not_of(" \t"),
                    e = cell.find_last_not_of(" \t");
       cell = b == std::string::npos ? "" : cell.substr(b, e - b + 1);
-      // Read as double, as Python and NumPy do, then rounded to float: a
-      // value below float's range becomes 0 (or a subnormal), not an error;
-      // one above it is an error. A leading '+' is allowed.
-      const bool plus = cell.size() > 1 && cell[0] == '+';
-      const std::string_view text = std::string_view(cell).substr(plus ? 1 : 0);
-      double v = 0;
-      auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
       const auto at = [&] {
         return "'" + path + "' line " + std::to_string(line_no) + " column " +
                std::to_string(cols + 1) + ": '" + cell + "'";
       };
-      if (text.empty() || p != text.data() + text.size() ||
-          (ec != std::errc() && ec != std::errc::result_out_of_range) ||
-          (plus && (text[0] == '+' || text[0] == '-'))) {
-        return InvalidArgument(at() + " is not a number");
+      float v = 0;
+      switch (ParseFloatCell(cell, &v)) {
+        case CellNumber::kOk:
+          break;
+        case CellNumber::kNotANumber:
+          return InvalidArgument(at() + " is not a number");
+        case CellNumber::kOutOfFloatRange:
+          return InvalidArgument(at() + " is outside float's range (±3.4e38)");
       }
-      if (ec == std::errc::result_out_of_range) {
-        // Beyond double's range: strtod tells overflow (±inf) from
-        // underflow (0).
-        v = std::strtod(std::string(text).c_str(), nullptr);
-      }
-      if (!std::isnan(v) && std::isinf(float(v)) &&
-          (ec != std::errc() || !std::isinf(v))) {
-        return InvalidArgument(at() + " is outside float's range (±3.4e38)");
-      }
-      a.values.push_back(float(v));
+      a.values.push_back(v);
       ++cols;
       pos = end + 1;
     }

@@ -283,6 +283,10 @@ Status RunTrain(const TrainCli& o) {
       {"--log", &o.log},
       {"--json", &o.json},
       {"--plot", &o.plot}};
+  // The checkpoint directory first: the other outputs may go into it.
+  if (!o.checkpoint_dir.empty()) {
+    BALLAST_RETURN_IF_ERROR(MakeCheckpointDir(o.checkpoint_dir));
+  }
   for (const auto& [flag, path] : outputs) {
     if (!path->empty()) BALLAST_RETURN_IF_ERROR(CheckWritable(flag, *path));
   }
@@ -379,10 +383,6 @@ Status RunTrain(const TrainCli& o) {
     BALLAST_RETURN_IF_ERROR(ApplyInit(g, o.init, o.seed));
     BALLAST_ASSIGN_OR_RETURN(trainer, Trainer::Create(g, to));
   }
-  if (!o.checkpoint_dir.empty()) {
-    BALLAST_RETURN_IF_ERROR(MakeCheckpointDir(o.checkpoint_dir));
-  }
-
   const bool tty = ::isatty(STDOUT_FILENO);
   fmt::print(
       "training {} on {} ({} train / {} test rows), batch {}, {} thread(s), "
@@ -452,7 +452,8 @@ Status RunTrain(const TrainCli& o) {
         l.epoch, o.epochs, l.train_loss, 100 * l.train_acc, 100 * l.test_acc,
         seconds, double(batches * o.batch) / seconds);
     std::fflush(stdout);
-    // A finite loss does not prove finite weights (ReLU maps NaN to 0).
+    // The loss is checked before each update: the epoch's last updates can
+    // still leave weights or running statistics non-finite.
     const std::string bad = FirstNonFinite(trainer->CurrentGraph());
     if (!bad.empty()) {
       return FailedPrecondition("epoch " + std::to_string(epoch + 1) + ": " +
@@ -501,8 +502,10 @@ Status RunTrain(const TrainCli& o) {
   fmt::print("total train time {:.2f} s\n", total_seconds);
   if (o.profile) PrintProfile(trainer->Profile());
   // The reports cover the epochs that completed, also when a later one
-  // failed.
-  const Status reports = WriteReports(o, logs, total_seconds);
+  // failed; with none completed, earlier reports at those paths stay.
+  const Status reports = status.ok() || !logs.empty()
+                             ? WriteReports(o, logs, total_seconds)
+                             : Status::Ok();
   if (status.ok()) return reports;
   if (!reports.ok()) {
     std::fprintf(stderr, "ballast train: %s\n", reports.ToString().c_str());

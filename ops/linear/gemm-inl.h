@@ -557,9 +557,9 @@ void TileAnyRows(const TileCtx& c, int mr, int64_t m0, int64_t p, int64_t k0,
   return TileRows<E, kNV>(c, mr, m0, p, k0, kc, first, last, first_tile);
 }
 
-// One work unit (see GemmPlan): rows [m_begin, m_end) of panel p, K in
-// blocks of plan.kc. `prefetch_a`: fetch the next tile's rows of a row-major
-// A ahead (see below).
+// One work unit (see GemmPlan): rows [m_begin, m_end) of panels
+// [p, p_end), K in blocks of plan.kc. `prefetch_a`: fetch the next tile's rows
+// of a row-major A ahead (see below).
 template <Epilogue E>
 void GemmUnit(TileCtx c, const GemmPlan& plan, const GemmRange& r,
               bool prefetch_a) {

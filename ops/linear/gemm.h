@@ -11,15 +11,18 @@
 // walks K in blocks of KC (a panel block takes at most a quarter of L2;
 // measured faster here than L1-sized blocks, whose C-tile reloads cost more),
 // and applies the epilogue on the last block. M <= 4 takes a small-M
-// path that streams each packed panel once over the whole K.
+// path that streams each packed panel once over the whole K; M <= 2 computes
+// several panels per tile (the wide tile: enough accumulators to hide the
+// FMA latency), with the same bits.
 //
 // Threads: the caller's count. The work is cut into units of one column
-// panel × one block of rows; each thread starts on its own contiguous share
-// of them (its own panels: it streams only its share of the weights), and a
-// thread that runs out takes units from another, so threads on cores of
-// unequal speed finish together (see ops/work_ranges.h). Inside an active
-// OpenMP parallel region the call runs on the calling thread. The result is
-// deterministic and the same on any thread count.
+// panel (or the panels of one wide tile) × one block of rows; each thread
+// starts on its own contiguous share of them (its own panels: it streams only
+// its share of the weights), and a thread that runs out takes units from
+// another, so threads on cores of unequal speed finish together (see
+// ops/work_ranges.h). Inside an active OpenMP parallel region the call runs on
+// the calling thread. The result is deterministic and the same on any thread
+// count.
 #ifndef BALLAST_OPS_LINEAR_GEMM_H_
 #define BALLAST_OPS_LINEAR_GEMM_H_
 
@@ -64,7 +67,7 @@ struct EpilogueArgs {
   float* sgd_w = nullptr;
   float* sgd_buf = nullptr;
   // kSgd: false leaves Y (the gradient) unwritten when K fits one K block
-  // (a panel slice of up to a quarter of L2: K <= 2048 on AVX2), so a
+  // (a panel slice of up to a quarter of L2, or any K for M <= 4), so a
   // gradient that only feeds the update costs no store: the first layer's
   // weight-gradient GEMM took 5-8% less time on one thread, 7-14% on two
   // (AVX2). A longer K still keeps its partial sums in Y.

@@ -42,14 +42,18 @@ expect_error "--out in a missing directory" "--out 'missing/m.blst': directory '
 if grep -q "epoch 1/" out.txt; then fail "trained before finding --out unwritable"; fi
 expect_error "--json in a missing directory" "--json 'missing/j.json'" \
   train "${common[@]}" --epochs 1 --json missing/j.json
-# A diverging run stops, says no checkpoint exists yet, keeps the saved model, and still writes the
-# log of the epochs that completed (here none).
+# A diverging run stops, says no checkpoint exists yet, and keeps the saved model and, with no
+# epoch completed, the earlier log.
 echo "an earlier model" > keep.blst
+echo "an earlier log" > nan.log
 expect_error "a NaN loss" "no checkpoint was written yet; train: the loss is .*nan at step" \
   train "${common[@]}" --epochs 3 --lr 1e30 --checkpoint-dir nan_ck --out keep.blst --log nan.log
 grep -q "an earlier model" keep.blst || fail "the saved model was overwritten"
-test "$(head -n 1 nan.log)" = "epoch,seconds,train_loss,train_accuracy,test_loss,test_accuracy" ||
-  fail "no --log after a failed run"
+grep -q "an earlier log" nan.log || fail "the earlier log was overwritten by an empty one"
+# Outputs may go into the checkpoint directory, which the run creates.
+b train "${common[@]}" --epochs 1 --checkpoint-dir new_ck --out new_ck/final.blst --log new_ck/log.csv \
+  > /dev/null || fail "--out inside a new --checkpoint-dir was refused"
+test -f new_ck/final.blst || fail "no model saved inside the checkpoint directory"
 # A finite loss with weights gone to infinity is caught at the end of the epoch, before its
 # checkpoint; the checkpoint resumed from stays the last good one.
 expect_error "non-finite weights" "the last good checkpoint, 'sgd/epoch-1.blst', is kept; .*holds a NaN or an infinity after epoch 2" \
