@@ -266,23 +266,10 @@ HWY_NOINLINE void AccumulateStats(const TileCtx& c, int64_t m0, int mr,
   }
 }
 
-#define BALLAST_GEMM_ROW(r)                     \
-  if constexpr (MR > r) {                       \
-    const VF av = hn::Set(d, a##r[k * c.a_cs]); \
-    c##r##0 = hn::MulAdd(av, b0, c##r##0);      \
-    if constexpr (NVA > 1) {                    \
-      c##r##1 = hn::MulAdd(av, b1, c##r##1);    \
-    }                                           \
-    if constexpr (NVA == 4) {                   \
-      c##r##2 = hn::MulAdd(av, b2, c##r##2);    \
-      c##r##3 = hn::MulAdd(av, b3, c##r##3);    \
-    }                                           \
-  }
-
-// Row r of a tile whose A values at step k are adjacent at ap (a_rs = 1).
-#define BALLAST_GEMM_ROW_T(r)                \
+// Row r of a tile, with A(m0 + r, k) = `value`.
+#define BALLAST_GEMM_ROW_X(r, value)         \
   if constexpr (MR > r) {                    \
-    const VF av = hn::Set(d, ap[r]);         \
+    const VF av = hn::Set(d, value);         \
     c##r##0 = hn::MulAdd(av, b0, c##r##0);   \
     if constexpr (NVA > 1) {                 \
       c##r##1 = hn::MulAdd(av, b1, c##r##1); \
@@ -292,6 +279,11 @@ HWY_NOINLINE void AccumulateStats(const TileCtx& c, int64_t m0, int mr,
       c##r##3 = hn::MulAdd(av, b3, c##r##3); \
     }                                        \
   }
+// From row pointer a<r> at step k.
+#define BALLAST_GEMM_ROW(r) BALLAST_GEMM_ROW_X(r, a##r[k * c.a_cs])
+// From one pointer ap at the tile's first row, where the rows' values at
+// step k are adjacent (a_rs = 1).
+#define BALLAST_GEMM_ROW_T(r) BALLAST_GEMM_ROW_X(r, ap[r])
 
 #define BALLAST_GEMM_STORE_ROW(r)                                   \
   if constexpr (MR > r) {                                           \
@@ -451,6 +443,7 @@ HWY_NOINLINE void Tile(const TileCtx& c, int64_t m0, int64_t p, int64_t k0,
 
 #undef BALLAST_GEMM_ROW
 #undef BALLAST_GEMM_ROW_T
+#undef BALLAST_GEMM_ROW_X
 #undef BALLAST_GEMM_STORE_ROW
 
 // The wide tile: MR (1 or 2) rows × V = kGemmWideChains / MR vectors, the

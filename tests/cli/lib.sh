@@ -1,5 +1,13 @@
-# Shared by the CLI error tests: sourced after `ballast`, `emulator` and `failures` are set.
-# b ARGS...: runs ballast (under BALLAST_EMULATOR when set).
+# Shared by the CLI error tests, sourced with the test's arguments BALLAST WORK_DIR: makes WORK_DIR
+# afresh and works in it. BALLAST_EMULATOR, when set, is a command that runs BALLAST (qemu-aarch64 for
+# a cross build).
+set -uo pipefail
+ballast=$1
+work=$2
+read -ra emulator <<< "${BALLAST_EMULATOR:-}"
+rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
+failures=0
+# b ARGS...: runs ballast.
 b() { "${emulator[@]}" "$ballast" "$@"; }
 # fail MESSAGE: counts a failed case.
 fail() { echo "FAIL $*"; failures=$((failures + 1)); }
@@ -14,4 +22,9 @@ expect_error() {
     fail "$name: exit code $rc, stderr:"
     cat err.txt
   fi
+}
+# finish NAME: the exit status of the test.
+finish() {
+  if [[ $failures -ne 0 ]]; then echo "$failures case(s) failed"; exit 1; fi
+  echo "$1: all passed"
 }

@@ -2,15 +2,7 @@
 # `ballast run`, `fold`, `diagnose` and `bench` on bad input and bad paths: exit code 1 (not a crash)
 # with a message naming the problem, checked before long work; NaN input comes out NaN, as in PyTorch.
 #   serve_errors_test.sh BALLAST WORK_DIR
-# BALLAST_EMULATOR, when set, is a command that runs BALLAST (qemu-aarch64 for a cross build).
-set -uo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ballast=$1
-work=$2
-read -ra emulator <<< "${BALLAST_EMULATOR:-}"
-rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
-failures=0
-source "$here/lib.sh"
+source "$(dirname "$0")/lib.sh" "$@"
 awk 'BEGIN { for (r = 0; r < 60; r++) printf "%.4f,%.4f,%.4f,%.4f,%d\n",
   sin(r), cos(r * 0.7), sin(r * 1.3) * 2, cos(r * 2.1), r % 3 }' > data.csv
 b train --data data.csv --label-column -1 --arch 4-8-3 --batch 16 --epochs 1 --checkpoint-dir ck \
@@ -54,5 +46,4 @@ expect_error "bench --json in a missing directory" "--json 'missing/k.json': dir
 [[ -s out.txt ]] && fail "bench ran before finding --json unwritable"
 expect_error "diagnose --plot in a missing directory" "--plot 'missing/p.svg'" \
   diagnose --depth 2 --width 8 --plot missing/p.svg
-if [[ $failures -ne 0 ]]; then echo "$failures case(s) failed"; exit 1; fi
-echo "serve error cases: all passed"
+finish "serve error cases"

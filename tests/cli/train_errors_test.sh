@@ -3,15 +3,7 @@
 # message naming the problem, before any training where it can be known in advance, and a failed run
 # loses nothing already saved.
 #   train_errors_test.sh BALLAST WORK_DIR
-# BALLAST_EMULATOR, when set, is a command that runs BALLAST (qemu-aarch64 for a cross build).
-set -uo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ballast=$1
-work=$2
-read -ra emulator <<< "${BALLAST_EMULATOR:-}"
-rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
-failures=0
-source "$here/lib.sh"
+source "$(dirname "$0")/lib.sh" "$@"
 awk 'BEGIN { for (r = 0; r < 60; r++) printf "%.4f,%.4f,%.4f,%.4f,%d\n",
   sin(r), cos(r * 0.7), sin(r * 1.3) * 2, cos(r * 2.1), r % 3 }' > ok.csv
 common=(--data ok.csv --label-column -1 --arch 4-8-3 --batch 16)
@@ -63,5 +55,4 @@ test -f inf_ck/epoch-2.blst && fail "a checkpoint was written from bad weights"
 cp ok.csv DATA.TXT
 b train --data DATA.TXT --label-column -1 --arch 4-8-3 --batch 16 --epochs 1 > /dev/null ||
   fail "a CSV file named DATA.TXT was not read"
-if [[ $failures -ne 0 ]]; then echo "$failures case(s) failed"; exit 1; fi
-echo "train error cases: all passed"
+finish "train error cases"
