@@ -1,11 +1,11 @@
 #include "ballast/diagnose.h"
 
-#include <charconv>
 #include <cmath>
 #include <string>
 
 #include "ballast/init.h"
 #include "ballast/model.h"
+#include "runtime/number_text.h"
 #include "runtime/train_layers.h"
 
 namespace ballast {
@@ -81,10 +81,7 @@ Status InitWeight(Tensor& w, const DiagnoseOptions& o, const std::string& act,
   if (act == "leaky_relu") nl = init::Nonlinearity::kLeakyRelu;
   // The number after "normal:" or "uniform:": finite, >= 0, nothing after.
   auto number = [&](size_t at, double* v) -> Status {
-    const char* begin = s.c_str() + at;
-    const auto [end, ec] = std::from_chars(begin, s.c_str() + s.size(), *v);
-    if (at >= s.size() || ec != std::errc() || end != s.c_str() + s.size() ||
-        !std::isfinite(*v) || *v < 0) {
+    if (!ParseWhole(std::string_view(s).substr(at), v) || *v < 0) {
       return InvalidArgument("--init '" + s + "': '" + s.substr(at) +
                              "' is not a number >= 0");
     }

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <type_traits>
 
 namespace ballast {
 
@@ -39,6 +40,23 @@ inline CellNumber ParseFloatCell(std::string_view cell, float* out) {
   if (std::isinf(f) && !std::isinf(v)) return CellNumber::kOutOfFloatRange;
   *out = f;
   return CellNumber::kOk;
+}
+
+// Reads all of `text` as a number of type T (a double must be finite);
+// false for anything else, a trailing character included.
+template <typename T>
+bool ParseWhole(std::string_view text, T* out) {
+  T v{};
+  const auto [end, ec] =
+      std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
+    return false;
+  }
+  if constexpr (std::is_floating_point_v<T>) {
+    if (!std::isfinite(v)) return false;
+  }
+  *out = v;
+  return true;
 }
 
 // Whether `cell` is a name rather than a number with a typo: it does not

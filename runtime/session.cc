@@ -185,24 +185,21 @@ Result<std::unique_ptr<InferenceSession>> InferenceSession::Create(
       2.0 * double(options.max_batch) * double(impl->widest) * sizeof(float);
   const double memory =
       double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
-  if (memory > 0 && bytes > memory) {
+  const auto too_large = [&](const std::string& why) {
     return OutOfRange(
         "session: two activation buffers of max_batch × widest layer = " +
         std::to_string(options.max_batch) + " × " +
-        std::to_string(impl->widest) + " floats need " +
-        std::to_string(int64_t(bytes / (1 << 30))) +
-        " GiB, more than the machine's memory; lower max_batch or check the "
-        "model's widths");
+        std::to_string(impl->widest) + " floats " + why +
+        "; lower max_batch or check the model's widths");
+  };
+  if (memory > 0 && bytes > memory) {
+    return too_large("need " + std::to_string(int64_t(bytes / (1 << 30))) +
+                     " GiB, more than the machine's memory");
   }
   try {
     impl->Release(impl->Acquire());
   } catch (const std::bad_alloc&) {
-    return OutOfRange(
-        "session: two activation buffers of max_batch × widest layer = " +
-        std::to_string(options.max_batch) + " × " +
-        std::to_string(impl->widest) +
-        " floats cannot be allocated; lower max_batch or check the model's "
-        "widths");
+    return too_large("cannot be allocated");
   }
   return std::unique_ptr<InferenceSession>(
       new InferenceSession(std::move(impl)));

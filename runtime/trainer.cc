@@ -3,7 +3,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -13,6 +12,7 @@
 #include "ballast/registry.h"
 #include "ballast/session.h"
 #include "ops/cache_aligned.h"
+#include "runtime/number_text.h"
 #include "runtime/optimizer.h"
 #include "runtime/train_layers.h"
 
@@ -398,12 +398,9 @@ Result<std::unique_ptr<Trainer>> Trainer::Resume(
       return DataLoss("resume: checkpoint metadata lacks '" + key + "'");
     }
     uint64_t v = 0;
-    const std::string& text = it->second;
-    const auto [end, ec] =
-        std::from_chars(text.data(), text.data() + text.size(), v);
-    if (ec != std::errc() || end != text.data() + text.size()) {
-      return DataLoss("resume: checkpoint metadata '" + key + "' = '" + text +
-                      "' is not a count");
+    if (!ParseWhole(it->second, &v)) {
+      return DataLoss("resume: checkpoint metadata '" + key + "' = '" +
+                      it->second + "' is not a count");
     }
     return v;
   };

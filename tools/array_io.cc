@@ -5,14 +5,11 @@
 
 #include <cerrno>
 #include <charconv>
-#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <limits>
 #include <regex>
 #include <sstream>
-#include <string_view>
 
 #include "ballast/format.h"
 #include "runtime/number_text.h"

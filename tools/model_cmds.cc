@@ -2,7 +2,6 @@
 #include <fmt/core.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -11,6 +10,7 @@
 #include "ballast/format.h"
 #include "ballast/rng.h"
 #include "ballast/session.h"
+#include "runtime/number_text.h"
 #include "tools/array_io.h"
 #include "tools/commands.h"
 
@@ -88,14 +88,9 @@ Status Normalize(const Graph& g, Array2D& x) {
                            (has_mean ? "std" : "mean") +
                            ": the input normalization is incomplete");
   }
-  const auto number = [](const std::string& text, double* v) {
-    const auto [end, ec] =
-        std::from_chars(text.data(), text.data() + text.size(), *v);
-    return ec == std::errc() && end == text.data() + text.size() &&
-           std::isfinite(*v);
-  };
   double mu = 0, sd = 0;
-  if (!number(mean->second, &mu) || !number(std->second, &sd) || !(sd > 0)) {
+  if (!ParseWhole(mean->second, &mu) || !ParseWhole(std->second, &sd) ||
+      !(sd > 0)) {
     return InvalidArgument("model metadata: input_mean = '" + mean->second +
                            "', input_std = '" + std->second +
                            "' are not a usable normalization (finite numbers, "

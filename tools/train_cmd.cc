@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -23,6 +22,7 @@
 #include "ballast/trainer.h"
 #include "ballast/version.h"
 #include "ops/cache_aligned.h"
+#include "runtime/number_text.h"
 #include "tools/array_io.h"
 #include "tools/commands.h"
 #include "tools/svg_plot.h"
@@ -90,10 +90,7 @@ Status ApplyInit(Graph& g, const std::string& scheme, uint64_t seed) {
     } else if (scheme.rfind("normal:", 0) == 0) {
       const std::string text = scheme.substr(7);
       double std = -1;
-      const auto [end, ec] =
-          std::from_chars(text.data(), text.data() + text.size(), std);
-      if (ec != std::errc() || end != text.data() + text.size() ||
-          !std::isfinite(std) || std < 0) {
+      if (!ParseWhole(text, &std) || std < 0) {
         return InvalidArgument("--init '" + scheme + "': '" + text +
                                "' is not a standard deviation (a number >= 0)");
       }
@@ -351,13 +348,9 @@ Status RunTrain(const TrainCli& o) {
     BALLAST_ASSIGN_OR_RETURN(trainer, Trainer::Resume(ck, to));
     auto it = ck.graph.metadata.find("train.epoch");
     if (it != ck.graph.metadata.end()) {
-      const std::string& text = it->second;
-      const auto [end, ec] =
-          std::from_chars(text.data(), text.data() + text.size(), first_epoch);
-      if (ec != std::errc() || end != text.data() + text.size() ||
-          first_epoch < 0) {
+      if (!ParseWhole(it->second, &first_epoch) || first_epoch < 0) {
         return DataLoss("--resume '" + o.resume +
-                        "': metadata train.epoch = '" + text +
+                        "': metadata train.epoch = '" + it->second +
                         "' is not an epoch count");
       }
     }
