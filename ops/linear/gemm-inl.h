@@ -184,7 +184,8 @@ struct TileCtx {
   int64_t y_panel_stride;  // > 0: Y in the panel layout
   BPanels b;
   EpilogueArgs ep;
-  GemmStatsChunk* stats;  // kBiasStats: this unit's sums
+  GemmStatsChunk* stats;         // kBiasStats: this unit's sums
+  const SparseRows* a_nonzeros;  // see GemmArgs
   // With a_next_step > 0, a full tile prefetches a_next + k·a_next_step at
   // step k: the rows of A the next tile reads (see GemmUnit).
   const float* a_next = nullptr;
@@ -461,20 +462,50 @@ HWY_NOINLINE void Tile(const TileCtx& c, int64_t m0, int64_t p, int64_t k0,
     if constexpr (MR > 1) c1##j = hn::MulAdd(a1v, b, c1##j); \
   }
 
-#define BALLAST_WIDE_STORE(r, j)                                            \
-  if constexpr (MR > r && V > j) {                                          \
-    float* yj = c.y_panel_stride ? c.y + (p + j / kNV) * c.y_panel_stride + \
-                                       (m0 + r) * c.ldy + (j % kNV) * L     \
-                                 : c.y + (m0 + r) * c.ldy + n0 + j * L;     \
-    c##r##j = ApplyEpilogue<E>(d, c##r##j, c, n0 + j * L, size_t(L));       \
-    if (E != Epilogue::kSgd || c.ep.sgd_store_grad) {                       \
-      hn::StoreU(c##r##j, d, yj);                                           \
-    }                                                                       \
-    UpdateAfterStore<E>(d, c, yj, c##r##j, size_t(L));                      \
+// Vector j of row r of the tile in Y.
+#define BALLAST_WIDE_Y(r, j)                                   \
+  (c.y_panel_stride ? c.y + (p + j / kNV) * c.y_panel_stride + \
+                          (m0 + r) * c.ldy + (j % kNV) * L     \
+                    : c.y + (m0 + r) * c.ldy + n0 + j * L)
+
+// Before the last K block (see SparseSpan), the partial sums are stored as
+// they are: the next block loads them and goes on with the same chains.
+#define BALLAST_WIDE_STORE(r, j)                                        \
+  if constexpr (MR > r && V > j) {                                      \
+    float* yj = BALLAST_WIDE_Y(r, j);                                   \
+    if (last) {                                                         \
+      c##r##j = ApplyEpilogue<E>(d, c##r##j, c, n0 + j * L, size_t(L)); \
+    }                                                                   \
+    if (!last || E != Epilogue::kSgd || c.ep.sgd_store_grad) {          \
+      hn::StoreU(c##r##j, d, yj);                                       \
+    }                                                                   \
+    if (last) UpdateAfterStore<E>(d, c, yj, c##r##j, size_t(L));        \
   }
 
+#define BALLAST_WIDE_LOAD(j) \
+  if constexpr (V > j) c0##j = hn::LoadU(d, BALLAST_WIDE_Y(0, j));
+
+// The K blocks of a GEMM over A's nonzeros (see GemmUnit): the rows of B a
+// block reads for one wide tile's group of panels. The nonzeros read B's
+// rows at random, and 4 panels × 256 rows (the trainer's forward on AVX2,
+// 64 KiB) do not stay in L1: in 32 KiB blocks its forward GEMM at a
+// quarter nonzero took 0.71-0.74 of the dense GEMM's time on one thread
+// against 0.93-0.95 in one block (16 KiB: 0.73-0.75); the weight gradient's
+// (128 rows of dZ, one block) 0.75-0.81 (medians of 1500 calls alternated).
+constexpr int64_t kSparseBlockBytes = int64_t{32} << 10;
+
+// A one-row tile's share of a K block when A's nonzeros are given: its
+// nonzeros from *cursor on with index below k_end (the cursor is advanced
+// past them); `first`/`last`: the first and last K block.
+struct SparseSpan {
+  int32_t* cursor;
+  int64_t k_end;
+  bool first, last;
+};
+
 template <int MR, Epilogue E>
-HWY_NOINLINE void WideTile(const TileCtx& c, int64_t m0, int64_t p) {
+HWY_NOINLINE void WideTile(const TileCtx& c, int64_t m0, int64_t p,
+                           SparseSpan span = {nullptr, 0, true, true}) {
   constexpr int V = int(kGemmWideChains) / MR;
   static_assert(MR * V == kGemmWideChains && V % kNV == 0);
   const DF d;
@@ -489,19 +520,48 @@ HWY_NOINLINE void WideTile(const TileCtx& c, int64_t m0, int64_t p) {
   VF c04 = c00, c05 = c00, c06 = c00, c07 = c00;
   VF c10 = c00, c11 = c00, c12 = c00, c13 = c00;
   VF c14 = c00, c15 = c00, c16 = c00, c17 = c00;  // never used (V = 4)
-  for (int64_t k = 0; k < c.b.k; ++k) {
-    const float* bk = b0 + k * ld;
-    const VF a0v = hn::Set(d, a0[k * c.a_cs]);
-    const VF a1v = hn::Set(d, a1[k * c.a_cs]);
-    BALLAST_WIDE_VEC(0)
-    BALLAST_WIDE_VEC(1)
-    BALLAST_WIDE_VEC(2)
-    BALLAST_WIDE_VEC(3)
-    BALLAST_WIDE_VEC(4)
-    BALLAST_WIDE_VEC(5)
-    BALLAST_WIDE_VEC(6)
-    BALLAST_WIDE_VEC(7)
+#define BALLAST_WIDE_STEP \
+  BALLAST_WIDE_VEC(0)     \
+  BALLAST_WIDE_VEC(1)     \
+  BALLAST_WIDE_VEC(2)     \
+  BALLAST_WIDE_VEC(3)     \
+  BALLAST_WIDE_VEC(4)     \
+  BALLAST_WIDE_VEC(5)     \
+  BALLAST_WIDE_VEC(6)     \
+  BALLAST_WIDE_VEC(7)
+  const bool last = span.last;
+  const SparseRows* nz = c.a_nonzeros;
+  if (MR == 1 && nz != nullptr) {
+    // The row's nonzeros in this K block only, k in order (see
+    // GemmArgs::a_nonzeros), on from the last block's sums.
+    if (!span.first) {
+      BALLAST_WIDE_LOAD(0)
+      BALLAST_WIDE_LOAD(1)
+      BALLAST_WIDE_LOAD(2)
+      BALLAST_WIDE_LOAD(3)
+      BALLAST_WIDE_LOAD(4)
+      BALLAST_WIDE_LOAD(5)
+      BALLAST_WIDE_LOAD(6)
+      BALLAST_WIDE_LOAD(7)
+    }
+    const int32_t end = nz->start[m0 + 1];
+    int32_t t = *span.cursor;
+    for (; t < end && nz->index[t] < span.k_end; ++t) {
+      const float* bk = b0 + int64_t(nz->index[t]) * ld;
+      const VF a0v = hn::Set(d, nz->value[t]);
+      const VF a1v = a0v;
+      BALLAST_WIDE_STEP
+    }
+    *span.cursor = t;
+  } else {
+    for (int64_t k = 0; k < c.b.k; ++k) {
+      const float* bk = b0 + k * ld;
+      const VF a0v = hn::Set(d, a0[k * c.a_cs]);
+      const VF a1v = hn::Set(d, a1[k * c.a_cs]);
+      BALLAST_WIDE_STEP
+    }
   }
+#undef BALLAST_WIDE_STEP
   (void)a1;
   BALLAST_WIDE_STORE(0, 0)
   BALLAST_WIDE_STORE(0, 1)
@@ -519,6 +579,8 @@ HWY_NOINLINE void WideTile(const TileCtx& c, int64_t m0, int64_t p) {
 
 #undef BALLAST_WIDE_VEC
 #undef BALLAST_WIDE_STORE
+#undef BALLAST_WIDE_LOAD
+#undef BALLAST_WIDE_Y
 
 template <Epilogue E, int NVA>
 void TileRows(const TileCtx& c, int mr, int64_t m0, int64_t p, int64_t k0,
@@ -557,6 +619,40 @@ template <Epilogue E>
 void GemmUnit(TileCtx c, const GemmPlan& plan, const GemmRange& r,
               bool prefetch_a) {
   const int64_t K = c.b.k;
+  if (c.a_nonzeros != nullptr) {
+    // Row by row, each summing its nonzeros: wide tiles over the unit's
+    // group of panels (when whole), in K blocks of kSparseBlockBytes of the
+    // group's rows of B, each row's sums going on from the last block's
+    // (the same chains, so the same bits). The one-panel tile over dense A
+    // takes a narrower group.
+    const int64_t rows = r.m_end - r.m_begin;
+    thread_local std::vector<int32_t> cursor;
+    cursor.resize(size_t(rows));
+    if (r.p + plan.group <= std::min(r.p_end, c.b.n / c.b.nr)) {
+      for (int64_t i = 0; i < rows; ++i) {
+        cursor[size_t(i)] = c.a_nonzeros->start[r.m_begin + i];
+      }
+      const int64_t row_bytes =
+          kGemmWideChains * int64_t(hn::Lanes(DF())) * int64_t(sizeof(float));
+      const int64_t kb = std::max<int64_t>(8, kSparseBlockBytes / row_bytes);
+      for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += kb) {
+        const SparseSpan span{nullptr, std::min(K, k0 + kb), k0 == 0,
+                              k0 + kb >= K};
+        for (int64_t i = 0; i < rows; ++i) {
+          SparseSpan s = span;
+          s.cursor = &cursor[size_t(i)];
+          WideTile<1, E>(c, r.m_begin + i, r.p, s);
+        }
+      }
+      return;
+    }
+    for (int64_t m = r.m_begin; m < r.m_end; ++m) {
+      for (int64_t q = r.p; q < r.p_end; ++q) {
+        TileAnyRows<E>(c, 1, m, q, 0, K, true, true, m == r.m_begin);
+      }
+    }
+    return;
+  }
   if (plan.group > 1) {
     // At most kGemmWideM rows and one K block: wide tiles over the unit's
     // whole panels, the one-panel tile for the rest (a last, narrower panel).
@@ -612,7 +708,8 @@ void GemmTyped(const GemmArgs& args, const BPanels& b, const EpilogueArgs& ep,
                      args.y_panel_stride,
                      b,
                      ep,
-                     nullptr};
+                     nullptr,
+                     args.a_nonzeros};
   const auto run = [&](const GemmRange& r, bool prefetch_a) {
     TileCtx c = base;
     if (chunks) c.stats = &chunks[r.p * plan.row_blocks + r.m_chunk];
@@ -652,6 +749,36 @@ void GemmTyped(const GemmArgs& args, const BPanels& b, const EpilogueArgs& ep,
         merge_panel(p);
       }
     }
+  }
+}
+
+// See ColumnStatsLikeGemm: AccumulateStats over the tiles of each unit as
+// GemmUnit visits them after its last K block.
+// The merge too runs here, compiled for the target as GemmTyped's is (the
+// compiler may contract its multiply-adds differently per target).
+void ColumnStatsImpl(const float* y, int64_t ldy, int64_t n,
+                     const GemmPlan& plan, GemmStatsChunk* chunks, double* mean,
+                     double* var) {
+  const int64_t nr = PanelWidth();
+  TileCtx base{};
+  base.y = const_cast<float*>(y);
+  base.ldy = ldy;
+  base.n = n;
+#pragma omp parallel for num_threads(plan.threads) schedule(static)
+  for (int64_t u = 0; u < plan.units(); ++u) {
+    const GemmRange r = plan.Unit(u);
+    TileCtx c = base;
+    c.stats = &chunks[r.p * plan.row_blocks + r.m_chunk];
+    const int64_t n0 = r.p * nr, cols = std::min(nr, n - n0);
+    for (int64_t m = r.m_begin; m < r.m_end; m += kGemmMR) {
+      const int mr = int(std::min<int64_t>(kGemmMR, r.m_end - m));
+      AccumulateStats(c, m, mr, n0, cols, m == r.m_begin);
+    }
+  }
+  for (int64_t p = 0; p < plan.panels; ++p) {
+    const int64_t n0 = p * nr;
+    MergeStats(chunks + p * plan.row_blocks, plan.row_blocks,
+               std::min(nr, n - n0), mean + n0, var + n0);
   }
 }
 

@@ -31,6 +31,7 @@
 #include <memory>
 
 #include "ballast/status.h"
+#include "ops/linear/nonzeros.h"
 #include "ops/optim/sgd.h"
 
 namespace ballast::ops {
@@ -137,6 +138,12 @@ struct GemmArgs {
   // PackedFloats storage; it may be one vector only when N fits in one). Not
   // with kBiasStats.
   int64_t y_panel_stride = 0;
+  // When set, A's nonzeros by rows (see ops/linear/nonzeros.h): each row
+  // sums its nonzero terms only, in the same order, so Y has the bits of the
+  // dense product wherever B is finite (a skipped 0·inf would be NaN). `a`
+  // must still hold A: panels past the last whole group of a wide tile read
+  // it. Not with kBiasStats.
+  const SparseRows* a_nonzeros = nullptr;
 };
 
 // B read in place from row-major storage: B(k, n) = data[k·ld + n], ld >= n.
@@ -155,6 +162,13 @@ struct PanelB {
   const float* data = nullptr;
   int64_t k = 0, n = 0;
 };
+
+// The statistics of kBiasStats over a row-major y [M, N] (row stride ldy)
+// already computed: the same row blocks, sums and merges, so the same bits
+// as the epilogue would give for this Y. For a GEMM that cannot take the
+// epilogue (one skipping A's zeros).
+void ColumnStatsLikeGemm(const float* y, int64_t M, int64_t N, int64_t ldy,
+                         double* mean, double* var, int threads);
 
 // Y = epilogue(A·B). Fails when B was packed for another target's panel
 // width, or on inconsistent sizes.

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <set>
 #include <tuple>
@@ -567,6 +568,183 @@ TEST(GemmTest, WideTilesOfOneAndTwoRowsMatchOnePanelAtATimeBitForBit) {
         }
       }
     }
+  });
+}
+
+// The statistics pass after a GEMM that skips A's zeros: the bits of the
+// kBiasStats epilogue, on one and two threads, B in the panel layout.
+TEST(GemmTest, StatisticsAfterTheGemmMatchTheEpilogueBitForBit) {
+  ForEachTarget([](const char*) {
+    for (int threads : {1, 2}) {
+      for (int64_t m : {1, 13, 128}) {
+        for (int64_t n : {10, 256, 300}) {
+          SCOPED_TRACE(::testing::Message()
+                       << "M=" << m << " N=" << n << " threads=" << threads);
+          const int64_t k = 64;
+          Generator g(uint64_t(m + n));
+          Buffer x(size_t(m * k)), w(size_t(PackedFloats(k, n))),
+              bias(size_t(n) + 0);
+          x.FillUniform(g), w.FillUniform(g), bias.FillUniform(g);
+          for (size_t i = 0; i < x.size(); i += 2) x.data()[i] = 0.0f;
+          Nonzeros nz;
+          nz.Index(x.data(), m, k);
+          const SparseRows rows = nz.rows();
+          std::vector<float> y1(size_t(m * n)), y2(size_t(m * n));
+          const size_t nn = size_t(n);
+          std::vector<double> mean1(nn), var1(nn), mean2(nn), var2(nn);
+          EpilogueArgs ep{bias.data()};
+          ep.mean = mean1.data(), ep.var = var1.data();
+          const PanelB b{w.data(), k, n};
+          ASSERT_TRUE(Gemm({x.data(), k, 1, m, y1.data(), n, threads}, b,
+                           Epilogue::kBiasStats, ep)
+                          .ok());
+          GemmArgs a{x.data(), k, 1, m, y2.data(), n, threads};
+          a.a_nonzeros = &rows;
+          ASSERT_TRUE(Gemm(a, b, Epilogue::kBias, ep).ok());
+          ColumnStatsLikeGemm(y2.data(), m, n, n, mean2.data(), var2.data(),
+                              threads);
+          EXPECT_EQ(y1, y2);
+          EXPECT_EQ(mean1, mean2);
+          EXPECT_EQ(var1, var2);
+        }
+      }
+    }
+  });
+}
+
+// Nonzeros::Index lists, by rows and by columns, every value that is not
+// ±0 (NaN included), in index order: whole vectors and the rows' tails.
+TEST(GemmTest, NonzerosListEveryValueThatIsNotZeroInOrderOnEveryTarget) {
+  ForEachTarget([](const char*) {
+    Generator g(5);
+    for (int64_t m : {1, 3, 70}) {
+      for (int64_t k : {1, 9, 130}) {
+        Buffer x(size_t(m * k));
+        x.FillUniform(g);
+        for (size_t i = 0; i < x.size(); ++i) {
+          float& v = x.data()[i];
+          if (v < 0.2f) v = i % 3 ? 0.0f : -0.0f;
+        }
+        if (m * k > 5) x.data()[5] = NAN;
+        Nonzeros nz;
+        const double density = nz.Index(x.data(), m, k);
+        const SparseRows rows = nz.rows(), cols = nz.cols();
+        int64_t count = 0;
+        for (int64_t i = 0; i < m; ++i) {
+          int32_t t = rows.start[i];
+          for (int64_t j = 0; j < k; ++j) {
+            const float v = x.data()[i * k + j];
+            if (v == 0.0f) continue;
+            ++count;
+            ASSERT_LT(t, rows.start[i + 1]);
+            EXPECT_EQ(rows.index[t], j);
+            EXPECT_EQ(std::memcmp(&rows.value[t], &v, 4), 0);
+            ++t;
+          }
+          EXPECT_EQ(t, rows.start[i + 1]);
+        }
+        for (int64_t j = 0; j < k; ++j) {
+          int32_t t = cols.start[j];
+          for (int64_t i = 0; i < m; ++i) {
+            const float v = x.data()[i * k + j];
+            if (v == 0.0f) continue;
+            ASSERT_LT(t, cols.start[j + 1]);
+            EXPECT_EQ(cols.index[t], i);
+            EXPECT_EQ(std::memcmp(&cols.value[t], &v, 4), 0);
+            ++t;
+          }
+          EXPECT_EQ(t, cols.start[j + 1]);
+        }
+        EXPECT_EQ(density, double(count) / double(m * k));
+      }
+    }
+  });
+}
+
+// A's nonzeros given (GemmArgs::a_nonzeros): the same bits as the dense
+// product, for rows of any density (an empty row too), B packed, in place and
+// in the panel layout, Y row-major and in the panel layout, one and two
+// threads, every epilogue but the statistics (refused).
+TEST(GemmTest, SkippingTheZerosOfAMatchesTheDenseProductBitForBit) {
+  ForEachTarget([](const char*) {
+    const int64_t nr = GemmPanelWidth();
+    const SgdArgs sgd{0.05f, 0.01f, 0.9f, 1.0f, 0.9f, false, true};
+    for (int threads : {1, 2}) {
+      for (int64_t m : {1, 7, 40}) {
+        for (int64_t n : {8 * nr, 9 * nr + 5, int64_t{10}}) {
+          for (int64_t k : {1, 37, 256}) {
+            for (Epilogue e :
+                 {Epilogue::kNone, Epilogue::kBias, Epilogue::kBiasRelu,
+                  Epilogue::kScaleShift, Epilogue::kSgd}) {
+              SCOPED_TRACE(::testing::Message()
+                           << "M=" << m << " K=" << k << " N=" << n
+                           << " epilogue=" << EpilogueName(e)
+                           << " threads=" << threads);
+              Generator g(uint64_t(m * 7 + k * 131 + n));
+              const size_t nn = size_t(n);
+              Buffer x(size_t(m * k)), wt(size_t(k * n)), bias(nn), scale(nn),
+                  w0(size_t(m * n)), buf0(size_t(m * n));
+              x.FillUniform(g), wt.FillUniform(g), bias.FillUniform(g);
+              scale.FillUniform(g, 0.5, 2), w0.FillUniform(g);
+              buf0.FillUniform(g);
+              // Row i keeps about a share (i mod 4) / 4 of its values: row 0
+              // is all zeros, negative zeros among them.
+              for (int64_t i = 0; i < m; ++i) {
+                for (int64_t j = 0; j < k; ++j) {
+                  float& v = x.data()[i * k + j];
+                  if (std::fabs(v) * 4 >= float(i % 4))
+                    v = j % 2 ? 0.0f : -0.0f;
+                }
+              }
+              Nonzeros nz;
+              nz.Index(x.data(), m, k);
+              const SparseRows rows = nz.rows();
+              const auto run = [&](const auto& b, bool panel_y,
+                                   const SparseRows* skip) {
+                const int64_t ldy = panel_y ? nr : n;
+                const size_t size = size_t((n + nr - 1) / nr * nr * m);
+                std::vector<float> y(size, 12345.0f), w(size, 0.0f),
+                    buf(size, 0.0f);
+                std::copy(w0.data(), w0.data() + std::min(size, w0.size()),
+                          w.begin());
+                std::copy(buf0.data(),
+                          buf0.data() + std::min(size, buf0.size()),
+                          buf.begin());
+                EpilogueArgs ep{bias.data(), scale.data(), bias.data(), 0.1f};
+                ep.sgd = &sgd, ep.sgd_w = w.data(), ep.sgd_buf = buf.data();
+                GemmArgs a{x.data(), k, 1, m, y.data(), ldy, threads};
+                if (panel_y) a.y_panel_stride = m * nr;
+                a.a_nonzeros = skip;
+                EXPECT_TRUE(Gemm(a, b, e, ep).ok());
+                y.insert(y.end(), w.begin(), w.end());
+                y.insert(y.end(), buf.begin(), buf.end());
+                return y;
+              };
+              const PackedB packed = PackB(wt.data(), k, n, n, 1);
+              const RowMajorB in_place{wt.data(), k, n, n};
+              for (bool panel_y : {false, true}) {
+                if (panel_y && n < nr) continue;
+                const std::vector<float> dense = run(packed, panel_y, nullptr);
+                EXPECT_EQ(run(packed, panel_y, &rows), dense) << "packed";
+                EXPECT_EQ(run(in_place, panel_y, &rows), dense) << "in place";
+              }
+            }
+          }
+        }
+      }
+    }
+    Buffer x(4 * 8), wt(8 * 8);
+    std::vector<float> y(4 * 8);
+    std::vector<double> mean(8), var(8);
+    Nonzeros nz;
+    nz.Index(x.data(), 4, 8);
+    const SparseRows rows = nz.rows();
+    GemmArgs a{x.data(), 8, 1, 4, y.data(), 8, 1};
+    a.a_nonzeros = &rows;
+    EpilogueArgs ep;
+    ep.mean = mean.data(), ep.var = var.data();
+    EXPECT_FALSE(
+        Gemm(a, RowMajorB{wt.data(), 8, 8, 8}, Epilogue::kBiasStats, ep).ok());
   });
 }
 

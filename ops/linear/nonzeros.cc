@@ -1,0 +1,132 @@
+// Nonzeros::Index on every Highway target (see nonzeros.h).
+#include "ops/linear/nonzeros.h"
+
+#include <cstddef>
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "ops/linear/nonzeros.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace ballast::ops {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+#if HWY_TARGET == HWY_AVX2
+// For 8 lanes: the lanes of mask bits m in order, 4 bits each. Highway's
+// own Compress on AVX2 copies its 1 KiB table to the stack on every call,
+// which took longer than compressing one float at a time (Zen 3).
+struct CompressTable {
+  uint32_t lanes[256];
+};
+constexpr CompressTable MakeCompressTable() {
+  CompressTable t{};
+  for (uint32_t m = 0; m < 256; ++m) {
+    uint32_t packed = 0, n = 0;
+    for (uint32_t j = 0; j < 8; ++j) {
+      if (m >> j & 1) packed |= j << (4 * n++);
+    }
+    t.lanes[m] = packed;
+  }
+  return t;
+}
+static constexpr CompressTable kCompressTable = MakeCompressTable();
+#endif
+
+// Writes the nonzeros of row[0, K) (index, value) from `index` and `value`
+// on; returns their count. Whole vectors are compressed (a NaN is not equal
+// to zero, so it is kept) and stored whole, within the row's own K slots.
+// The tail goes one value at a time.
+int64_t CompressRowImpl(const float* HWY_RESTRICT row, int64_t K,
+                        int32_t* HWY_RESTRICT index,
+                        float* HWY_RESTRICT value) {
+  const hn::ScalableTag<float> d;
+  const hn::RebindToSigned<decltype(d)> di;
+  const int64_t L = int64_t(hn::Lanes(d));
+  // Highway's Iota goes through memory (a stall per call): once, then adds.
+  const auto lanes = hn::Iota(di, 0);
+#if HWY_TARGET == HWY_AVX2
+  const auto shift = hn::ShiftLeft<2>(lanes);
+  const auto seven = hn::Set(di, 7);
+#endif
+  int64_t n = 0, k = 0;
+  for (; k + L <= K; k += L) {
+    const auto v = hn::LoadU(d, row + k);
+    const auto keep = hn::Not(hn::Eq(v, hn::Zero(d)));
+    const auto at = hn::Add(lanes, hn::Set(di, int32_t(k)));
+#if HWY_TARGET == HWY_AVX2
+    uint8_t bits[8];
+    hn::StoreMaskBits(d, keep, bits);
+    const auto packed = hn::Set(di, int32_t(kCompressTable.lanes[bits[0]]));
+    const auto perm = hn::And(hn::Shr(packed, shift), seven);
+    hn::StoreU(hn::TableLookupLanes(v, hn::IndicesFromVec(d, perm)), d,
+               value + n);
+    hn::StoreU(hn::TableLookupLanes(at, hn::IndicesFromVec(di, perm)), di,
+               index + n);
+    n += __builtin_popcount(bits[0]);
+#else
+    hn::StoreU(hn::Compress(v, keep), d, value + n);
+    hn::StoreU(hn::Compress(at, hn::RebindMask(di, keep)), di, index + n);
+    n += int64_t(hn::CountTrue(d, keep));
+#endif
+  }
+  // The scalar twin of the loop above, for the row's last values: each slot
+  // is written and the end advances past nonzeros only.
+  for (; k < K; ++k) {
+    index[n] = int32_t(k);
+    value[n] = row[k];
+    n += row[k] != 0.0f;
+  }
+  return n;
+}
+
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace HWY_NAMESPACE
+}  // namespace ballast::ops
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace ballast::ops {
+
+HWY_EXPORT(CompressRowImpl);
+
+double Nonzeros::Index(const float* x, int64_t M, int64_t K) {
+  // 32-bit positions: a larger matrix is left unindexed, as if dense.
+  if (M * K >= int64_t{1} << 31) return 1.0;
+  const size_t total = size_t(M * K);
+  row_start_.resize(size_t(M + 1));
+  // Row m's slots start at most at m·K, and it writes at most its K.
+  row_index_.resize(total + 1);
+  row_value_.resize(total + 1);
+  int64_t n = 0;
+  for (int64_t m = 0; m < M; ++m) {
+    row_start_[size_t(m)] = int32_t(n);
+    n += HWY_DYNAMIC_DISPATCH(CompressRowImpl)(
+        x + m * K, K, row_index_.data() + n, row_value_.data() + n);
+  }
+  row_start_[size_t(M)] = int32_t(n);
+  // By columns: counted, then filled in row order, so each column lists its
+  // rows in increasing order.
+  col_start_.assign(size_t(K + 1), 0);
+  for (int64_t t = 0; t < n; ++t)
+    ++col_start_[size_t(row_index_[size_t(t)] + 1)];
+  for (int64_t k = 0; k < K; ++k) {
+    col_start_[size_t(k + 1)] += col_start_[size_t(k)];
+  }
+  col_index_.resize(size_t(n) + 1);
+  col_value_.resize(size_t(n) + 1);
+  scratch_.assign(col_start_.begin(), col_start_.end() - 1);
+  for (int64_t m = 0; m < M; ++m) {
+    for (int32_t t = row_start_[size_t(m)]; t < row_start_[size_t(m + 1)];
+         ++t) {
+      const int32_t pos = scratch_[size_t(row_index_[size_t(t)])]++;
+      col_index_[size_t(pos)] = int32_t(m);
+      col_value_[size_t(pos)] = row_value_[size_t(t)];
+    }
+  }
+  return total ? double(n) / double(total) : 0.0;
+}
+
+}  // namespace ballast::ops
+#endif  // HWY_ONCE
