@@ -58,10 +58,13 @@ struct LinearGemms {
     return M * in * out < min_macs ? 1 : threads;
   }
   // y [M, out] = x·W + epilogue.
+  // `nz`: x's nonzeros by rows, or nullptr (see GemmArgs::a_nonzeros).
   Status Forward(const float* wt, const float* x, int64_t M, float* y,
-                 ops::Epilogue e, const ops::EpilogueArgs& ep) const {
-    return ops::Gemm({x, in, 1, M, y, out, ThreadsFor(M, kSplitMacs)},
-                     ops::PanelB{wt, in, out}, e, ep);
+                 ops::Epilogue e, const ops::EpilogueArgs& ep,
+                 const ops::SparseRows* nz = nullptr) const {
+    ops::GemmArgs args{x, in, 1, M, y, out, ThreadsFor(M, kSplitMacs)};
+    args.a_nonzeros = nz;
+    return ops::Gemm(args, ops::PanelB{wt, in, out}, e, ep);
   }
   // dWᵀ = Xᵀ·dZ in the panel layout: A(i, m) = x[m·in + i], B = dZ [M, out].
   // dZ is packed (M·out floats, a fraction of X): every row tile of the
@@ -70,25 +73,32 @@ struct LinearGemms {
   // sets.
   // With `sgd`, the weight (and its momentum) is updated inside the GEMM,
   // from each gradient tile while it is in registers.
+  // `nz`: x's nonzeros by columns (the rows of A = Xᵀ), or nullptr. The
+  // sparse GEMM reads dZ in place: each nonzero reads one row of it.
   Status WeightGrad(const float* x, const float* dz, int64_t M, Param& weight,
-                    const ops::SgdArgs* sgd, bool store_grad) {
+                    const ops::SgdArgs* sgd, bool store_grad,
+                    const ops::SparseRows* nz = nullptr) {
     weight.grad_stored = true;
     if (Narrow()) return NarrowWeightGrad(x, dz, M, weight, sgd);
     const int64_t w = ops::PanelLayoutWidth(out);
-    ops::PackBInto(packed_dz, dz, M, out, out, 1, threads);
     ops::GemmArgs args{
         x, 1, in, in, weight.grad.data(), w, ThreadsFor(M, kSplitMacs)};
     args.y_panel_stride = in * w;
-    if (sgd == nullptr) {
-      return ops::Gemm(args, packed_dz, ops::Epilogue::kNone, {});
-    }
+    args.a_nonzeros = nz;
     ops::EpilogueArgs ep;
-    ep.sgd = sgd;
-    ep.sgd_w = weight.value.data();
-    ep.sgd_buf = sgd->has_buf ? weight.buf1.data() : nullptr;
-    ep.sgd_store_grad = store_grad;
-    weight.grad_stored = store_grad;
-    return ops::Gemm(args, packed_dz, ops::Epilogue::kSgd, ep);
+    ops::Epilogue e = ops::Epilogue::kNone;
+    if (sgd != nullptr) {
+      e = ops::Epilogue::kSgd;
+      ep.sgd = sgd;
+      ep.sgd_w = weight.value.data();
+      ep.sgd_buf = sgd->has_buf ? weight.buf1.data() : nullptr;
+      ep.sgd_store_grad = store_grad;
+      weight.grad_stored = store_grad;
+    }
+    if (nz != nullptr)
+      return ops::Gemm(args, ops::RowMajorB{dz, M, out, out}, e, ep);
+    ops::PackBInto(packed_dz, dz, M, out, out, 1, threads);
+    return ops::Gemm(args, packed_dz, e, ep);
   }
   // Whether the layer's outputs fit one vector (see NarrowWeightGrad).
   bool Narrow() const {
@@ -278,9 +288,22 @@ class FusedBlockLayer : public TrainLayer {
     ep.bias = has_bias_ ? params_[1].value.data() : zero_bias_.data();
     ep.mean = mean_d_.data();
     ep.var = var_d_.data();
-    BALLAST_RETURN_IF_ERROR(gemms_.Forward(params_[0].value.data(), x, M,
-                                           z_.data(), ops::Epilogue::kBiasStats,
-                                           ep));
+    // A mostly-zero input (after an earlier block's ReLU and dropout): the
+    // GEMMs skip its zeros, and the statistics take a pass of their own, with
+    // the epilogue's sums: the same bits as the dense path.
+    sparse_ = skip_input_zeros && nz_.Index(x, M, in) <= kMaxDensity;
+    if (sparse_) {
+      const ops::SparseRows rows = nz_.rows();
+      BALLAST_RETURN_IF_ERROR(gemms_.Forward(params_[0].value.data(), x, M,
+                                             z_.data(), ops::Epilogue::kBias,
+                                             ep, &rows));
+      ops::ColumnStatsLikeGemm(z_.data(), M, out, out, mean_d_.data(),
+                               var_d_.data(), ctx_.threads);
+    } else {
+      BALLAST_RETURN_IF_ERROR(gemms_.Forward(params_[0].value.data(), x, M,
+                                             z_.data(),
+                                             ops::Epilogue::kBiasStats, ep));
+    }
     stats_.Update(mean_d_.data(), var_d_.data(), M, out, mean_.data(),
                   rstd_.data());
     const RngSlice slice = p_ > 0 ? rng.Take(M * out) : RngSlice{};
@@ -306,10 +329,12 @@ class FusedBlockLayer : public TrainLayer {
         has_bias_ ? params_[1].grad.data() : scratch_dbias_.data()};
     ops::BnReluDropoutBackward(a, M, out, ctx_.threads);
     return gemms_.Grads(dz_.data(), M, needs_dx ? dx : nullptr, [&] {
+      const ops::SparseRows cols = nz_.cols();
       return gemms_.WeightGrad(x_, dz_.data(), M, params_[0], fused_sgd,
-                               fused_store_grad);
+                               fused_store_grad, sparse_ ? &cols : nullptr);
     });
   }
+  bool OutputHasZeros() const override { return true; }
   void ParamsUpdated() override {
     if (needs_dx) gemms_.Repack(params_[0].value.data());
   }
@@ -338,6 +363,11 @@ class FusedBlockLayer : public TrainLayer {
   AlignedVector<uint64_t> mask_;
   LinearGemms gemms_;
   const float* x_ = nullptr;
+  // The input's nonzeros, and whether this step's GEMMs skip its zeros:
+  // from 40% nonzero on, the dense GEMMs are faster.
+  static constexpr double kMaxDensity = 0.4;
+  ops::Nonzeros nz_;
+  bool sparse_ = false;
 };
 
 class BatchNormLayer : public TrainLayer {

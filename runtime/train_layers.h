@@ -50,6 +50,11 @@ class TrainLayer {
   // False for the first layer: nothing consumes its input gradient, so it
   // neither computes dX nor keeps W packed for it.
   bool needs_dx = true;
+  // Whether the output has zeros a next Linear may skip (after ReLU), and
+  // whether this layer's input does, as set by the trainer
+  // (TrainerOptions::skip_zeros).
+  virtual bool OutputHasZeros() const { return false; }
+  bool skip_input_zeros = false;
 
  protected:
   std::vector<Param> params_;

@@ -230,6 +230,10 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(
                                      {options.threads, options.max_batch}));
   impl->in = graph.input_features;
   impl->out = widths.back();
+  for (size_t i = 1; i < impl->layers.size(); ++i) {
+    impl->layers[i]->skip_input_zeros =
+        options.skip_zeros && impl->layers[i - 1]->OutputHasZeros();
+  }
   if (!impl->layers.empty()) {
     impl->layers.front()->needs_dx = false;
     impl->layers.front()->ParamsUpdated();

@@ -36,7 +36,7 @@ struct TrainCli {
               resume, log, plot, json;
   double dropout = 0.5, lr = 0.05, momentum = 0.9, weight_decay = 0.0,
          label_smoothing = 0.0, clip = 0.0;
-  bool no_bn = false, no_fuse = false, profile = false;
+  bool no_bn = false, no_fuse = false, no_skip_zeros = false, profile = false;
   int epochs = 5, threads = 1, label_column = 0, warmup = 0;
   int64_t batch = 128;
   uint64_t seed = 0;
@@ -318,6 +318,7 @@ Status RunTrain(const TrainCli& o) {
   to.max_batch = o.batch;
   to.fuse = !o.no_fuse;
   to.keep_gradients = false;  // nothing here reads them
+  to.skip_zeros = !o.no_skip_zeros;
   to.profile = o.profile;
   to.label_smoothing = o.label_smoothing;
   to.clip_grad_norm = o.clip;
@@ -566,6 +567,9 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
               "mean per step at the end");
   c->add_flag("--no-fuse", o->no_fuse,
               "Train with separate Linear/BN/ReLU/Dropout kernels");
+  c->add_flag("--no-skip-zeros", o->no_skip_zeros,
+              "Read every input value in the GEMMs after a ReLU (skipping "
+              "its zeros gives the same bits; this times the dense GEMMs)");
   c->add_option("--out", o->out, "Save the trained model (.blst)");
   c->add_option("--checkpoint-dir", o->checkpoint_dir,
                 "Write a checkpoint every epoch");

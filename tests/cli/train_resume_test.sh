@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `ballast train` end to end on a small CSV: checkpoints every epoch, and a run resumed from the epoch-1
-# checkpoint ends bit-identical to the uninterrupted run (same predictions, byte for byte).
+# checkpoint ends bit-identical to the uninterrupted run (same predictions, byte for byte), and so
+# does a run that reads every input value in its GEMMs (--no-skip-zeros).
 #   train_resume_test.sh BALLAST WORK_DIR
 # BALLAST_EMULATOR, when set, is a command that runs BALLAST (qemu-aarch64 for a cross build).
 set -euo pipefail
@@ -35,6 +36,14 @@ cmp "$work/y_straight.csv" "$work/y_resumed.csv"
 grep -q '"total_seconds"' "$work/straight.json"
 grep -q '<svg' "$work/straight.svg"
 test "$(wc -l < "$work/straight.csv")" -eq 4
+# Skipping the zeros of a ReLU output in the next Linear's GEMMs gives the same bits as reading
+# them all: the same predictions, byte for byte (80 outputs: a whole wide tile and a narrow panel).
+wide=(--data "$work/data.csv" --arch 8-96-80-2 --batch 32 --epochs 2 --lr 0.05 --seed 3)
+run_ballast train "${wide[@]}" --out "$work/skip.blst" >/dev/null
+run_ballast train "${wide[@]}" --no-skip-zeros --out "$work/dense.blst" >/dev/null
+run_ballast run "$work/skip.blst" --input "$work/x.csv" > "$work/y_skip.csv"
+run_ballast run "$work/dense.blst" --input "$work/x.csv" > "$work/y_dense.csv"
+cmp "$work/y_skip.csv" "$work/y_dense.csv"
 # --profile: one row per phase of each layer (2 blocks + the output Linear) and the loss.
 run_ballast train "${common[@]}" --profile > "$work/profile.txt"
 test "$(grep -cE ' (forward|backward|update) ' "$work/profile.txt")" -eq 9
