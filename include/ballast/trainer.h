@@ -55,10 +55,11 @@ struct TrainerOptions {
   // is the same bits); Gradients() then leaves those weights out. `ballast
   // train` sets it.
   bool keep_gradients = true;
-  // A Linear after ReLU (a fused block's output) skips its input's zeros in
-  // its forward and weight-gradient GEMMs when at most half of the batch is
-  // nonzero: the same sums in the same order, so the same bits as the dense
-  // GEMMs while the weights and gradients are finite. False: dense always.
+  // A fused block whose input is another fused block's output (after ReLU
+  // and dropout) skips that input's zeros in its forward and weight-gradient
+  // GEMMs when under 30% of the batch is nonzero: the same sums in the same
+  // order, so the same bits as the dense GEMMs while the weights and
+  // gradients are finite. False: dense always.
   bool skip_zeros = true;
 };
 

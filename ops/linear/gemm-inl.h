@@ -626,9 +626,9 @@ void GemmUnit(TileCtx c, const GemmPlan& plan, const GemmRange& r,
     // (the same chains, so the same bits). The one-panel tile over dense A
     // takes a narrower group.
     const int64_t rows = r.m_end - r.m_begin;
-    thread_local std::vector<int32_t> cursor;
-    cursor.resize(size_t(rows));
     if (r.p + plan.group <= std::min(r.p_end, c.b.n / c.b.nr)) {
+      thread_local std::vector<int32_t> cursor;
+      cursor.resize(size_t(rows));
       for (int64_t i = 0; i < rows; ++i) {
         cursor[size_t(i)] = c.a_nonzeros->start[r.m_begin + i];
       }
@@ -764,7 +764,8 @@ void ColumnStatsImpl(const float* y, int64_t ldy, int64_t n,
   base.y = const_cast<float*>(y);
   base.ldy = ldy;
   base.n = n;
-#pragma omp parallel for num_threads(plan.threads) schedule(static)
+#pragma omp parallel for num_threads(plan.threads) \
+    schedule(static) if (plan.threads > 1)
   for (int64_t u = 0; u < plan.units(); ++u) {
     const GemmRange r = plan.Unit(u);
     TileCtx c = base;

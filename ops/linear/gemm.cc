@@ -225,33 +225,47 @@ Status GemmPanels(const GemmArgs& args, const BPanels& b, Epilogue epilogue,
   int64_t group = 1;
   const int64_t vectors = b.nr / HWY_DYNAMIC_DISPATCH(VectorLanes)();
   int64_t kc_max = KcMax(b.nr);
-  if (args.a_nonzeros != nullptr) {
+  GemmArgs a = args;
+  if (a.a_nonzeros != nullptr) {
     if (stats) {
       return InvalidArgument(
           "gemm: epilogue bias_stats does not take A's nonzeros");
     }
+    if (a.a_nonzeros->rows != a.m || a.a_nonzeros->cols != b.k) {
+      return InvalidArgument(
+          "gemm: A's nonzeros index a " + std::to_string(a.a_nonzeros->rows) +
+          " x " + std::to_string(a.a_nonzeros->cols) + " matrix, not " +
+          std::to_string(a.m) + " x " + std::to_string(b.k));
+    }
     // Rows one at a time, wide tiles of one row over whole groups of
-    // panels, K in one block (a row's nonzeros are listed once).
+    // panels; GemmUnit blocks K itself, each row's sums going on through
+    // the blocks. The dense GEMM instead where that would not give its bits
+    // (it splits a long K into blocks whose sums it adds) or would not pay
+    // (no whole group: one-row tiles of one panel over all of A).
     group = std::max<int64_t>(1, kGemmWideChains / vectors);
-    kc_max = std::max<int64_t>(1, b.k);
-  } else if (args.m <= kGemmWideM && !stats) {
-    group = std::max<int64_t>(1, kGemmWideChains / (args.m * vectors));
+    if ((a.m > kGemmSmallM && b.k > kc_max) || b.n / b.nr < group) {
+      a.a_nonzeros = nullptr;
+      group = 1;
+    } else {
+      kc_max = std::max<int64_t>(1, b.k);
+    }
   }
-  GemmPlan plan =
-      GemmPlan::Make(threads, args.m, b.k, b.panels(), kc_max, group);
-  if (args.a_nonzeros != nullptr && plan.threads == 1) {
+  if (a.a_nonzeros == nullptr && a.m <= kGemmWideM && !stats) {
+    group = std::max<int64_t>(1, kGemmWideChains / (a.m * vectors));
+  }
+  GemmPlan plan = GemmPlan::Make(threads, a.m, b.k, b.panels(), kc_max, group);
+  if (a.a_nonzeros != nullptr && plan.threads == 1) {
     // One thread: all rows in one block, so that each K block of B is
     // loaded into L1 once for all the rows' nonzeros (the forward above:
     // 0.94 of the time of 11 row blocks). On two threads one block each
     // took 1.04-1.10 of the time: the row blocks keep them evenly loaded.
-    plan.mb = std::max<int64_t>(1, args.m);
+    plan.mb = std::max<int64_t>(1, a.m);
     plan.row_blocks = 1;
   }
 
   thread_local WorkRanges work;
   HWY_DYNAMIC_DISPATCH(GemmImpl)
-  (args, b, epilogue, ep, plan, stats ? StatsChunks(plan, b.nr) : nullptr,
-   &work);
+  (a, b, epilogue, ep, plan, stats ? StatsChunks(plan, b.nr) : nullptr, &work);
   return Status::Ok();
 }
 

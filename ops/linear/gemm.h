@@ -68,10 +68,11 @@ struct EpilogueArgs {
   float* sgd_w = nullptr;
   float* sgd_buf = nullptr;
   // kSgd: false leaves Y (the gradient) unwritten when K fits one K block
-  // (a panel slice of up to a quarter of L2, or any K for M <= 4), so a
-  // gradient that only feeds the update costs no store: the first layer's
-  // weight-gradient GEMM took 5-8% less time on one thread, 7-14% on two
-  // (AVX2). A longer K still keeps its partial sums in Y.
+  // (a panel slice of up to a quarter of L2, or any K for M <= 4; over A's
+  // nonzeros, kSparseBlockBytes of B's rows), so a gradient that only
+  // feeds the update costs no store: the first layer's weight-gradient
+  // GEMM took 5-8% less time on one thread, 7-14% on two (AVX2). A longer
+  // K still keeps its partial sums in Y.
   bool sgd_store_grad = true;
 };
 
@@ -138,11 +139,14 @@ struct GemmArgs {
   // PackedFloats storage; it may be one vector only when N fits in one). Not
   // with kBiasStats.
   int64_t y_panel_stride = 0;
-  // When set, A's nonzeros by rows (see ops/linear/nonzeros.h): each row
-  // sums its nonzero terms only, in the same order, so Y has the bits of the
-  // dense product wherever B is finite (a skipped 0·inf would be NaN). `a`
-  // must still hold A: panels past the last whole group of a wide tile read
-  // it. Not with kBiasStats.
+  // When set, A's nonzeros by rows (see ops/linear/nonzeros.h; its shape
+  // must be M × K): each row sums its nonzero terms only, in the same
+  // order, so Y has the bits of the dense product wherever B is finite (a
+  // skipped 0·inf would be NaN), up to the sign of a sum that underflowed
+  // to -0. `a` must still hold A: a panel past the last whole group of a
+  // wide tile reads it, and so does the dense GEMM, which runs instead
+  // where it would split K into blocks or N has no whole group. Not with
+  // kBiasStats.
   const SparseRows* a_nonzeros = nullptr;
 };
 

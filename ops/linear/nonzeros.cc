@@ -81,6 +81,20 @@ int64_t CompressRowImpl(const float* HWY_RESTRICT row, int64_t K,
   return n;
 }
 
+// The number of values of x[0, n) that are not ±0.
+int64_t CountNonzerosImpl(const float* HWY_RESTRICT x, int64_t n) {
+  const hn::ScalableTag<float> d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  int64_t count = 0, i = 0;
+  for (; i + L <= n; i += L) {
+    count +=
+        int64_t(hn::CountTrue(d, hn::Eq(hn::LoadU(d, x + i), hn::Zero(d))));
+  }
+  count = i - count;
+  for (; i < n; ++i) count += x[i] != 0.0f;  // the scalar twin, for the tail
+  return count;
+}
+
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
 }  // namespace ballast::ops
@@ -90,13 +104,28 @@ HWY_AFTER_NAMESPACE();
 namespace ballast::ops {
 
 HWY_EXPORT(CompressRowImpl);
+HWY_EXPORT(CountNonzerosImpl);
+
+double Nonzeros::Density(const float* x, int64_t M, int64_t K) {
+  const int64_t n = M * K;
+  return n > 0
+             ? double(HWY_DYNAMIC_DISPATCH(CountNonzerosImpl)(x, n)) / double(n)
+             : 0.0;
+}
 
 double Nonzeros::Index(const float* x, int64_t M, int64_t K) {
   // 32-bit positions: a larger matrix is left unindexed, as if dense.
-  if (M * K >= int64_t{1} << 31) return 1.0;
+  if (M * K >= int64_t{1} << 31) {
+    m_ = k_ = 0;
+    row_start_.assign(1, 0);
+    col_start_.assign(1, 0);
+    return 1.0;
+  }
+  m_ = M, k_ = K;
   const size_t total = size_t(M * K);
   row_start_.resize(size_t(M + 1));
-  // Row m's slots start at most at m·K, and it writes at most its K.
+  // Row m's slots start at most at m·K, and it writes at most its K; the
+  // one slot more keeps data() valid for an empty matrix.
   row_index_.resize(total + 1);
   row_value_.resize(total + 1);
   int64_t n = 0;

@@ -18,22 +18,28 @@ struct SparseRows {
   const int32_t* start = nullptr;  // rows + 1 entries
   const int32_t* index = nullptr;
   const float* value = nullptr;
+  int64_t rows = 0, cols = 0;  // A's shape
 };
 
 class Nonzeros {
  public:
   // Indexes x [M, K] (row stride K): by rows (A = x) and by columns
   // (A = xᵀ). Returns the fraction of nonzeros, or 1 for a matrix of 2^31
-  // elements or more, which it leaves unindexed. One thread.
+  // elements or more, which it leaves unindexed (an empty 0 × 0 index,
+  // which a GEMM refuses). One thread.
   double Index(const float* x, int64_t M, int64_t K);
+  // The fraction of nonzeros of x [M, K] alone: a vector pass, a fraction
+  // of the cost of Index, to decide whether indexing pays.
+  static double Density(const float* x, int64_t M, int64_t K);
   SparseRows rows() const {
-    return {row_start_.data(), row_index_.data(), row_value_.data()};
+    return {row_start_.data(), row_index_.data(), row_value_.data(), m_, k_};
   }
   SparseRows cols() const {
-    return {col_start_.data(), col_index_.data(), col_value_.data()};
+    return {col_start_.data(), col_index_.data(), col_value_.data(), k_, m_};
   }
 
  private:
+  int64_t m_ = 0, k_ = 0;  // the indexed matrix's shape (0 × 0: none)
   std::vector<int32_t> row_start_, row_index_, col_start_, col_index_;
   std::vector<float> row_value_, col_value_;
   std::vector<int32_t> scratch_;

@@ -37,7 +37,8 @@ grep -q '"total_seconds"' "$work/straight.json"
 grep -q '<svg' "$work/straight.svg"
 test "$(wc -l < "$work/straight.csv")" -eq 4
 # Skipping the zeros of a ReLU output in the next Linear's GEMMs gives the same bits as reading
-# them all: the same predictions, byte for byte (80 outputs: a whole wide tile and a narrow panel).
+# them all: the same predictions, byte for byte (80 outputs: on AVX2 a whole group of panels for
+# the wide tile and one panel more).
 wide=(--data "$work/data.csv" --arch 8-96-80-2 --batch 32 --epochs 2 --lr 0.05 --seed 3)
 run_ballast train "${wide[@]}" --out "$work/skip.blst" >/dev/null
 run_ballast train "${wide[@]}" --no-skip-zeros --out "$work/dense.blst" >/dev/null

@@ -1,0 +1,294 @@
+// Nonzeros (ops/linear/nonzeros.h) and the GEMM over A's nonzeros
+// (GemmArgs::a_nonzeros): the same bits as the dense GEMM.
+#include "ops/linear/nonzeros.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <tuple>
+#include <vector>
+
+#include "ops/linear/gemm.h"
+#include "tests/kernel_tester.h"
+
+namespace ballast::ops {
+namespace {
+
+using test::Buffer;
+using test::ForEachTarget;
+
+// Keeps about a share (i mod 4) / 4 of row i of x [m, k]: row 0 (and every
+// fourth) all zeros, negative zeros among them.
+void Thin(Buffer& x, int64_t m, int64_t k) {
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < k; ++j) {
+      float& v = x.data()[i * k + j];
+      if (std::fabs(v) * 4 >= float(i % 4)) v = j % 2 ? 0.0f : -0.0f;
+    }
+  }
+}
+
+// Index lists, by rows and by columns, every value that is not ±0 (NaN
+// included), in index order: whole vectors and the rows' tails.
+TEST(NonzerosTest, ListEveryValueThatIsNotZeroInOrderOnEveryTarget) {
+  ForEachTarget([](const char*) {
+    Generator g(5);
+    for (int64_t m : {1, 3, 70}) {
+      for (int64_t k : {1, 9, 130}) {
+        Buffer x(size_t(m * k));
+        x.FillUniform(g);
+        for (size_t i = 0; i < x.size(); ++i) {
+          float& v = x.data()[i];
+          if (v < 0.2f) v = i % 3 ? 0.0f : -0.0f;
+        }
+        if (m * k > 5) x.data()[5] = NAN;
+        Nonzeros nz;
+        const double density = nz.Index(x.data(), m, k);
+        const SparseRows rows = nz.rows(), cols = nz.cols();
+        EXPECT_EQ(rows.rows, m);
+        EXPECT_EQ(rows.cols, k);
+        EXPECT_EQ(cols.rows, k);
+        EXPECT_EQ(cols.cols, m);
+        int64_t count = 0;
+        for (int64_t i = 0; i < m; ++i) {
+          int32_t t = rows.start[i];
+          for (int64_t j = 0; j < k; ++j) {
+            const float v = x.data()[i * k + j];
+            if (v == 0.0f) continue;
+            ++count;
+            ASSERT_LT(t, rows.start[i + 1]);
+            EXPECT_EQ(rows.index[t], j);
+            EXPECT_EQ(std::memcmp(&rows.value[t], &v, 4), 0);
+            ++t;
+          }
+          EXPECT_EQ(t, rows.start[i + 1]);
+        }
+        for (int64_t j = 0; j < k; ++j) {
+          int32_t t = cols.start[j];
+          for (int64_t i = 0; i < m; ++i) {
+            const float v = x.data()[i * k + j];
+            if (v == 0.0f) continue;
+            ASSERT_LT(t, cols.start[j + 1]);
+            EXPECT_EQ(cols.index[t], i);
+            EXPECT_EQ(std::memcmp(&cols.value[t], &v, 4), 0);
+            ++t;
+          }
+          EXPECT_EQ(t, cols.start[j + 1]);
+        }
+        EXPECT_EQ(density, double(count) / double(m * k));
+        EXPECT_EQ(Nonzeros::Density(x.data(), m, k), density);
+      }
+    }
+  });
+}
+
+// The forward form: A row-major, every epilogue but the statistics, B
+// packed, in place and in the panel layout, Y row-major and in the panel
+// layout, one and two threads. K of 1 to 300 runs one to five of the
+// sparse tile's K blocks (AVX2 128 rows, AVX-512 64), a last one partial;
+// N of whole groups, a last narrower panel and a last panel of one vector.
+TEST(SparseGemmTest, SkippingTheZerosOfAMatchesTheDenseProductBitForBit) {
+  ForEachTarget([](const char*) {
+    const int64_t nr = GemmPanelWidth();
+    const int64_t lanes = PanelLayoutWidth(1);
+    const SgdArgs sgd{0.05f, 0.01f, 0.9f, 1.0f, 0.9f, false, true};
+    for (int threads : {1, 2}) {
+      for (int64_t m : {1, 7, 40}) {
+        for (int64_t n : {8 * nr, 9 * nr + 5, 8 * nr + lanes}) {
+          for (int64_t k : {1, 37, 300}) {
+            for (Epilogue e :
+                 {Epilogue::kNone, Epilogue::kBias, Epilogue::kBiasRelu,
+                  Epilogue::kBiasLeakyRelu, Epilogue::kScaleShift,
+                  Epilogue::kScaleShiftRelu, Epilogue::kSgd}) {
+              SCOPED_TRACE(::testing::Message()
+                           << "M=" << m << " K=" << k << " N=" << n
+                           << " epilogue=" << EpilogueName(e)
+                           << " threads=" << threads);
+              Generator g(uint64_t(m * 7 + k * 131 + n));
+              const size_t nn = size_t(n), mn = size_t(m * n);
+              Buffer x(size_t(m * k)), wt(size_t(k * n)), bias(nn), scale(nn),
+                  w0(mn), buf0(mn), panels(size_t(PackedFloats(k, n)));
+              x.FillUniform(g), wt.FillUniform(g), bias.FillUniform(g);
+              scale.FillUniform(g, 0.5, 2), w0.FillUniform(g);
+              buf0.FillUniform(g);
+              Thin(x, m, k);
+              PackBTo(panels.data(), wt.data(), k, n, n, 1);
+              Nonzeros nz;
+              nz.Index(x.data(), m, k);
+              const SparseRows rows = nz.rows();
+              // Y, then the weight and momentum of kSgd (laid out as Y).
+              const auto run = [&](const auto& b, bool panel_y,
+                                   const SparseRows* skip) {
+                const int64_t ldy = panel_y ? nr : n;
+                const size_t size = size_t((n + nr - 1) / nr * nr * m);
+                std::vector<float> y(size, 12345.0f), w(size, 0.0f),
+                    buf(size, 0.0f);
+                std::copy(w0.data(), w0.data() + mn, w.begin());
+                std::copy(buf0.data(), buf0.data() + mn, buf.begin());
+                EpilogueArgs ep{bias.data(), scale.data(), bias.data(), 0.1f};
+                ep.sgd = &sgd, ep.sgd_w = w.data(), ep.sgd_buf = buf.data();
+                GemmArgs a{x.data(), k, 1, m, y.data(), ldy, threads};
+                if (panel_y) a.y_panel_stride = m * nr;
+                a.a_nonzeros = skip;
+                EXPECT_TRUE(Gemm(a, b, e, ep).ok());
+                y.insert(y.end(), w.begin(), w.end());
+                y.insert(y.end(), buf.begin(), buf.end());
+                return y;
+              };
+              const PackedB packed = PackB(wt.data(), k, n, n, 1);
+              const RowMajorB in_place{wt.data(), k, n, n};
+              const PanelB panel{panels.data(), k, n};
+              for (bool panel_y : {false, true}) {
+                const std::vector<float> dense = run(packed, panel_y, nullptr);
+                EXPECT_EQ(run(packed, panel_y, &rows), dense) << "packed";
+                EXPECT_EQ(run(in_place, panel_y, &rows), dense) << "in place";
+                EXPECT_EQ(run(panel, panel_y, &rows), dense) << "panels";
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+// The weight-gradient form of the trainer: dWᵀ = Xᵀ·dZ with A = Xᵀ read
+// down its columns (its nonzeros by columns of X), dZ in place, dWᵀ in the
+// panel layout, the SGD step in the epilogue without the gradient stored; a
+// batch of 200 runs two of AVX2's K blocks (partial sums through Y).
+TEST(SparseGemmTest, WeightGradientOverTheColumnsOfXMatchesTheDenseBits) {
+  ForEachTarget([](const char*) {
+    const int64_t nr = GemmPanelWidth();
+    const SgdArgs sgd{0.05f, 0.0f, 0.9f, 1.0f, 0.9f, false, true};
+    for (int threads : {1, 2}) {
+      for (int64_t batch : {13, 200}) {
+        const int64_t in = 70, out = 8 * nr + 3;
+        SCOPED_TRACE(::testing::Message()
+                     << "batch=" << batch << " threads=" << threads);
+        Generator g(uint64_t(batch + out));
+        Buffer x(size_t(batch * in)), dz(size_t(batch * out));
+        x.FillUniform(g), dz.FillUniform(g);
+        Thin(x, batch, in);
+        Nonzeros nz;
+        nz.Index(x.data(), batch, in);
+        const SparseRows cols = nz.cols();
+        const size_t size = size_t(PackedFloats(in, out));
+        Buffer w0(size), buf0(size);
+        w0.FillUniform(g), buf0.FillUniform(g);
+        const auto run = [&](bool skip) {
+          std::vector<float> dw(size, 0.0f), w = w0.ToVector(),
+                                             buf = buf0.ToVector();
+          const int64_t ld = PanelLayoutWidth(out);
+          GemmArgs a{x.data(), 1, in, in, dw.data(), ld, threads};
+          a.y_panel_stride = in * ld;
+          a.a_nonzeros = skip ? &cols : nullptr;
+          EpilogueArgs ep;
+          ep.sgd = &sgd, ep.sgd_w = w.data(), ep.sgd_buf = buf.data();
+          ep.sgd_store_grad = false;
+          const Status s = skip ? Gemm(a, RowMajorB{dz.data(), batch, out, out},
+                                       Epilogue::kSgd, ep)
+                                : Gemm(a, PackB(dz.data(), batch, out, out, 1),
+                                       Epilogue::kSgd, ep);
+          EXPECT_TRUE(s.ok()) << s.ToString();
+          w.insert(w.end(), buf.begin(), buf.end());
+          return w;
+        };
+        EXPECT_EQ(run(true), run(false));
+      }
+    }
+  });
+}
+
+// Where the dense GEMM would split K into blocks (adding their sums) or N
+// has no whole group of panels, it runs instead: still the dense bits. A
+// mismatched index and the statistics epilogue are refused.
+TEST(SparseGemmTest, LongKAndNarrowOutputsRunTheDenseGemm) {
+  ForEachTarget([](const char*) {
+    const int64_t nr = GemmPanelWidth();
+    for (auto [m, k, n] :
+         {std::tuple<int64_t, int64_t, int64_t>{7, 40000, 4 * nr},
+          {40, 50, 10},
+          {40, 50, nr + 3}}) {
+      SCOPED_TRACE(::testing::Message()
+                   << "M=" << m << " K=" << k << " N=" << n);
+      Generator g{uint64_t(k)};
+      Buffer x(size_t(m * k)), wt(size_t(k * n));
+      x.FillUniform(g), wt.FillUniform(g);
+      Thin(x, m, k);
+      Nonzeros nz;
+      nz.Index(x.data(), m, k);
+      const SparseRows rows = nz.rows();
+      std::vector<float> dense(size_t(m * n)), sparse(size_t(m * n));
+      GemmArgs a{x.data(), k, 1, m, dense.data(), n, 1};
+      ASSERT_TRUE(
+          Gemm(a, RowMajorB{wt.data(), k, n, n}, Epilogue::kNone, {}).ok());
+      a.y = sparse.data();
+      a.a_nonzeros = &rows;
+      ASSERT_TRUE(
+          Gemm(a, RowMajorB{wt.data(), k, n, n}, Epilogue::kNone, {}).ok());
+      EXPECT_EQ(sparse, dense);
+    }
+    Buffer x(4 * 8), wt(8 * 8);
+    Generator g(1);
+    x.FillUniform(g);
+    std::vector<float> y(4 * 8);
+    std::vector<double> mean(8), var(8);
+    Nonzeros nz;
+    nz.Index(x.data(), 4, 8);
+    const SparseRows rows = nz.rows(), cols = nz.cols();
+    GemmArgs a{x.data(), 8, 1, 4, y.data(), 8, 1};
+    a.a_nonzeros = &cols;  // 8 × 4: not A's shape
+    EXPECT_FALSE(
+        Gemm(a, RowMajorB{wt.data(), 8, 8, 8}, Epilogue::kNone, {}).ok());
+    a.a_nonzeros = &rows;
+    EpilogueArgs ep;
+    ep.mean = mean.data(), ep.var = var.data();
+    EXPECT_FALSE(
+        Gemm(a, RowMajorB{wt.data(), 8, 8, 8}, Epilogue::kBiasStats, ep).ok());
+  });
+}
+
+// The statistics pass after a GEMM over A's nonzeros: the bits of the
+// kBiasStats epilogue, on one and two threads, B in the panel layout.
+TEST(SparseGemmTest, StatisticsAfterTheGemmMatchTheEpilogueBitForBit) {
+  ForEachTarget([](const char*) {
+    for (int threads : {1, 2}) {
+      for (int64_t m : {1, 13, 128}) {
+        for (int64_t n : {10, 256, 300}) {
+          SCOPED_TRACE(::testing::Message()
+                       << "M=" << m << " N=" << n << " threads=" << threads);
+          const int64_t k = 64;
+          Generator g(uint64_t(m + n));
+          const size_t nn = size_t(n);
+          Buffer x(size_t(m * k)), w(size_t(PackedFloats(k, n))), bias(nn);
+          x.FillUniform(g), w.FillUniform(g), bias.FillUniform(g);
+          for (size_t i = 0; i < x.size(); i += 2) x.data()[i] = 0.0f;
+          Nonzeros nz;
+          nz.Index(x.data(), m, k);
+          const SparseRows rows = nz.rows();
+          std::vector<float> y1(size_t(m * n)), y2(size_t(m * n));
+          std::vector<double> mean1(nn), var1(nn), mean2(nn), var2(nn);
+          EpilogueArgs ep{bias.data()};
+          ep.mean = mean1.data(), ep.var = var1.data();
+          const PanelB b{w.data(), k, n};
+          ASSERT_TRUE(Gemm({x.data(), k, 1, m, y1.data(), n, threads}, b,
+                           Epilogue::kBiasStats, ep)
+                          .ok());
+          GemmArgs a{x.data(), k, 1, m, y2.data(), n, threads};
+          a.a_nonzeros = &rows;
+          ASSERT_TRUE(Gemm(a, b, Epilogue::kBias, ep).ok());
+          ColumnStatsLikeGemm(y2.data(), m, n, n, mean2.data(), var2.data(),
+                              threads);
+          EXPECT_EQ(y1, y2);
+          EXPECT_EQ(mean1, mean2);
+          EXPECT_EQ(var1, var2);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+}  // namespace ballast::ops
