@@ -293,7 +293,7 @@ class FusedBlockLayer : public TrainLayer {
     // the epilogue's sums: the same bits as the dense path.
     sparse_ = skip_input_zeros &&
               ops::Nonzeros::Density(x, M, in) < kMaxDensity &&
-              nz_.Index(x, M, in) < kMaxDensity;
+              nz_.Index(x, M, in, ctx_.threads) < kMaxDensity;
     if (sparse_) {
       const ops::SparseRows rows = nz_.rows();
       BALLAST_RETURN_IF_ERROR(gemms_.Forward(params_[0].value.data(), x, M,

@@ -1,6 +1,9 @@
 // Nonzeros::Index on every Highway target (see nonzeros.h).
 #include "ops/linear/nonzeros.h"
 
+#include <omp.h>
+
+#include <algorithm>
 #include <cstddef>
 
 #undef HWY_TARGET_INCLUDE
@@ -113,7 +116,7 @@ double Nonzeros::Density(const float* x, int64_t M, int64_t K) {
              : 0.0;
 }
 
-double Nonzeros::Index(const float* x, int64_t M, int64_t K) {
+double Nonzeros::Index(const float* x, int64_t M, int64_t K, int threads) {
   // 32-bit positions: a larger matrix is left unindexed, as if dense.
   if (M * K >= int64_t{1} << 31) {
     m_ = k_ = 0;
@@ -122,39 +125,73 @@ double Nonzeros::Index(const float* x, int64_t M, int64_t K) {
     return 1.0;
   }
   m_ = M, k_ = K;
+  const int T =
+      omp_in_parallel()
+          ? 1
+          : int(std::clamp<int64_t>(threads, 1, std::max<int64_t>(M, 1)));
+  // Each thread compresses its rows, row m into slots m·K on (it writes at
+  // most its K; the one slot more keeps data() valid for an empty matrix),
+  // and counts its nonzeros per column. After the prefix sums, it moves its
+  // rows into place and scatters them into their columns from its own
+  // offsets: each column lists its rows in increasing order, and the
+  // result does not depend on T.
   const size_t total = size_t(M * K);
-  row_start_.resize(size_t(M + 1));
-  // Row m's slots start at most at m·K, and it writes at most its K; the
-  // one slot more keeps data() valid for an empty matrix.
-  row_index_.resize(total + 1);
-  row_value_.resize(total + 1);
-  int64_t n = 0;
-  for (int64_t m = 0; m < M; ++m) {
-    row_start_[size_t(m)] = int32_t(n);
-    n += HWY_DYNAMIC_DISPATCH(CompressRowImpl)(
-        x + m * K, K, row_index_.data() + n, row_value_.data() + n);
-  }
-  row_start_[size_t(M)] = int32_t(n);
-  // By columns: counted, then filled in row order, so each column lists its
-  // rows in increasing order.
+  tmp_index_.resize(total + 1);
+  tmp_value_.resize(total + 1);
+  row_start_.assign(size_t(M + 1), 0);
   col_start_.assign(size_t(K + 1), 0);
-  for (int64_t t = 0; t < n; ++t)
-    ++col_start_[size_t(row_index_[size_t(t)] + 1)];
-  for (int64_t k = 0; k < K; ++k) {
-    col_start_[size_t(k + 1)] += col_start_[size_t(k)];
-  }
-  col_index_.resize(size_t(n) + 1);
-  col_value_.resize(size_t(n) + 1);
-  scratch_.assign(col_start_.begin(), col_start_.end() - 1);
-  for (int64_t m = 0; m < M; ++m) {
-    for (int32_t t = row_start_[size_t(m)]; t < row_start_[size_t(m + 1)];
-         ++t) {
-      const int32_t pos = scratch_[size_t(row_index_[size_t(t)])]++;
-      col_index_[size_t(pos)] = int32_t(m);
-      col_value_[size_t(pos)] = row_value_[size_t(t)];
+  scratch_.assign(size_t(T) * size_t(K), 0);
+#pragma omp parallel num_threads(T) if (T > 1)
+  {
+    const int t = omp_get_thread_num();
+    const int64_t m0 = M * t / T, m1 = M * (t + 1) / T;
+    int32_t* count = scratch_.data() + size_t(t) * size_t(K);
+    for (int64_t m = m0; m < m1; ++m) {
+      int32_t* index = tmp_index_.data() + m * K;
+      const int64_t n = HWY_DYNAMIC_DISPATCH(CompressRowImpl)(
+          x + m * K, K, index, tmp_value_.data() + m * K);
+      row_start_[size_t(m + 1)] = int32_t(n);
+      for (int64_t j = 0; j < n; ++j) ++count[index[j]];
+    }
+#pragma omp barrier
+#pragma omp single
+    {
+      for (int64_t m = 0; m < M; ++m) {
+        row_start_[size_t(m + 1)] += row_start_[size_t(m)];
+      }
+      // Thread u's first slot in column k: after the column's start and
+      // the earlier threads' nonzeros there.
+      int32_t at = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        col_start_[size_t(k)] = at;
+        for (int u = 0; u < T; ++u) {
+          int32_t& c = scratch_[size_t(u) * size_t(K) + size_t(k)];
+          const int32_t n = c;
+          c = at;
+          at += n;
+        }
+      }
+      col_start_[size_t(K)] = at;
+      const size_t n = size_t(row_start_[size_t(M)]) + 1;
+      row_index_.resize(n), row_value_.resize(n);
+      col_index_.resize(n), col_value_.resize(n);
+    }
+    int32_t* next = scratch_.data() + size_t(t) * size_t(K);
+    for (int64_t m = m0; m < m1; ++m) {
+      const int32_t* index = tmp_index_.data() + m * K;
+      const float* value = tmp_value_.data() + m * K;
+      const int32_t begin = row_start_[size_t(m)];
+      const int32_t n = row_start_[size_t(m + 1)] - begin;
+      std::copy(index, index + n, row_index_.data() + begin);
+      std::copy(value, value + n, row_value_.data() + begin);
+      for (int32_t j = 0; j < n; ++j) {
+        const int32_t pos = next[index[j]]++;
+        col_index_[size_t(pos)] = int32_t(m);
+        col_value_[size_t(pos)] = value[j];
+      }
     }
   }
-  return total ? double(n) / double(total) : 0.0;
+  return total ? double(row_start_[size_t(M)]) / double(total) : 0.0;
 }
 
 }  // namespace ballast::ops

@@ -24,10 +24,11 @@ struct SparseRows {
 class Nonzeros {
  public:
   // Indexes x [M, K] (row stride K): by rows (A = x) and by columns
-  // (A = xᵀ). Returns the fraction of nonzeros, or 1 for a matrix of 2^31
+  // (A = xᵀ), the rows split over `threads` (the same result on any
+  // number). Returns the fraction of nonzeros, or 1 for a matrix of 2^31
   // elements or more, which it leaves unindexed (an empty 0 × 0 index,
-  // which a GEMM refuses). One thread.
-  double Index(const float* x, int64_t M, int64_t K);
+  // which a GEMM refuses).
+  double Index(const float* x, int64_t M, int64_t K, int threads = 1);
   // The fraction of nonzeros of x [M, K] alone: a vector pass, a fraction
   // of the cost of Index, to decide whether indexing pays.
   static double Density(const float* x, int64_t M, int64_t K);
@@ -42,7 +43,9 @@ class Nonzeros {
   int64_t m_ = 0, k_ = 0;  // the indexed matrix's shape (0 × 0: none)
   std::vector<int32_t> row_start_, row_index_, col_start_, col_index_;
   std::vector<float> row_value_, col_value_;
-  std::vector<int32_t> scratch_;
+  // Rows compressed in place (row m from m·K) and per-thread column counts.
+  std::vector<int32_t> tmp_index_, scratch_;
+  std::vector<float> tmp_value_;
 };
 
 }  // namespace ballast::ops

@@ -31,7 +31,8 @@ void Thin(Buffer& x, int64_t m, int64_t k) {
 }
 
 // Index lists, by rows and by columns, every value that is not ±0 (NaN
-// included), in index order: whole vectors and the rows' tails.
+// included), in index order: whole vectors and the rows' tails, the rows
+// split over 1 to 3 threads.
 TEST(NonzerosTest, ListEveryValueThatIsNotZeroInOrderOnEveryTarget) {
   ForEachTarget([](const char*) {
     Generator g(5);
@@ -44,41 +45,45 @@ TEST(NonzerosTest, ListEveryValueThatIsNotZeroInOrderOnEveryTarget) {
           if (v < 0.2f) v = i % 3 ? 0.0f : -0.0f;
         }
         if (m * k > 5) x.data()[5] = NAN;
-        Nonzeros nz;
-        const double density = nz.Index(x.data(), m, k);
-        const SparseRows rows = nz.rows(), cols = nz.cols();
-        EXPECT_EQ(rows.rows, m);
-        EXPECT_EQ(rows.cols, k);
-        EXPECT_EQ(cols.rows, k);
-        EXPECT_EQ(cols.cols, m);
-        int64_t count = 0;
-        for (int64_t i = 0; i < m; ++i) {
-          int32_t t = rows.start[i];
-          for (int64_t j = 0; j < k; ++j) {
-            const float v = x.data()[i * k + j];
-            if (v == 0.0f) continue;
-            ++count;
-            ASSERT_LT(t, rows.start[i + 1]);
-            EXPECT_EQ(rows.index[t], j);
-            EXPECT_EQ(std::memcmp(&rows.value[t], &v, 4), 0);
-            ++t;
-          }
-          EXPECT_EQ(t, rows.start[i + 1]);
-        }
-        for (int64_t j = 0; j < k; ++j) {
-          int32_t t = cols.start[j];
+        for (int threads : {1, 2, 3}) {
+          SCOPED_TRACE(::testing::Message()
+                       << "M=" << m << " K=" << k << " threads=" << threads);
+          Nonzeros nz;
+          const double density = nz.Index(x.data(), m, k, threads);
+          const SparseRows rows = nz.rows(), cols = nz.cols();
+          EXPECT_EQ(rows.rows, m);
+          EXPECT_EQ(rows.cols, k);
+          EXPECT_EQ(cols.rows, k);
+          EXPECT_EQ(cols.cols, m);
+          int64_t count = 0;
           for (int64_t i = 0; i < m; ++i) {
-            const float v = x.data()[i * k + j];
-            if (v == 0.0f) continue;
-            ASSERT_LT(t, cols.start[j + 1]);
-            EXPECT_EQ(cols.index[t], i);
-            EXPECT_EQ(std::memcmp(&cols.value[t], &v, 4), 0);
-            ++t;
+            int32_t t = rows.start[i];
+            for (int64_t j = 0; j < k; ++j) {
+              const float v = x.data()[i * k + j];
+              if (v == 0.0f) continue;
+              ++count;
+              ASSERT_LT(t, rows.start[i + 1]);
+              EXPECT_EQ(rows.index[t], j);
+              EXPECT_EQ(std::memcmp(&rows.value[t], &v, 4), 0);
+              ++t;
+            }
+            EXPECT_EQ(t, rows.start[i + 1]);
           }
-          EXPECT_EQ(t, cols.start[j + 1]);
+          for (int64_t j = 0; j < k; ++j) {
+            int32_t t = cols.start[j];
+            for (int64_t i = 0; i < m; ++i) {
+              const float v = x.data()[i * k + j];
+              if (v == 0.0f) continue;
+              ASSERT_LT(t, cols.start[j + 1]);
+              EXPECT_EQ(cols.index[t], i);
+              EXPECT_EQ(std::memcmp(&cols.value[t], &v, 4), 0);
+              ++t;
+            }
+            EXPECT_EQ(t, cols.start[j + 1]);
+          }
+          EXPECT_EQ(density, double(count) / double(m * k));
+          EXPECT_EQ(Nonzeros::Density(x.data(), m, k), density);
         }
-        EXPECT_EQ(density, double(count) / double(m * k));
-        EXPECT_EQ(Nonzeros::Density(x.data(), m, k), density);
       }
     }
   });
