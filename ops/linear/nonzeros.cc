@@ -118,33 +118,36 @@ double Nonzeros::Density(const float* x, int64_t M, int64_t K) {
 
 double Nonzeros::Index(const float* x, int64_t M, int64_t K, int threads) {
   // 32-bit positions: a larger matrix is left unindexed, as if dense.
-  if (M * K >= int64_t{1} << 31) {
+  if (M < 0 || K < 0 || (K > 0 && M >= (int64_t{1} << 31) / K)) {
     m_ = k_ = 0;
     row_start_.assign(1, 0);
     col_start_.assign(1, 0);
     return 1.0;
   }
   m_ = M, k_ = K;
-  const int T =
-      omp_in_parallel()
-          ? 1
-          : int(std::clamp<int64_t>(threads, 1, std::max<int64_t>(M, 1)));
+  // A second thread pays from about 2^14 values (the trainer's 128 × 256).
+  const int T = omp_in_parallel() || M * K < (int64_t{1} << 14)
+                    ? 1
+                    : int(std::clamp<int64_t>(threads, 1, M));
   // Each thread compresses its rows, row m into slots m·K on (it writes at
   // most its K; the one slot more keeps data() valid for an empty matrix),
   // and counts its nonzeros per column. After the prefix sums, it moves its
   // rows into place and scatters them into their columns from its own
   // offsets: each column lists its rows in increasing order, and the
-  // result does not depend on T.
+  // result does not depend on the number of threads.
+  // Everything is allocated here: nothing in the parallel region throws.
   const size_t total = size_t(M * K);
-  tmp_index_.resize(total + 1);
-  tmp_value_.resize(total + 1);
+  tmp_index_.resize(total + 1), tmp_value_.resize(total + 1);
+  row_index_.resize(total + 1), row_value_.resize(total + 1);
+  col_index_.resize(total + 1), col_value_.resize(total + 1);
   row_start_.assign(size_t(M + 1), 0);
   col_start_.assign(size_t(K + 1), 0);
   scratch_.assign(size_t(T) * size_t(K), 0);
 #pragma omp parallel num_threads(T) if (T > 1)
   {
-    const int t = omp_get_thread_num();
-    const int64_t m0 = M * t / T, m1 = M * (t + 1) / T;
+    // The rows split over the team OpenMP gives, which may be smaller.
+    const int t = omp_get_thread_num(), team = omp_get_num_threads();
+    const int64_t m0 = M * t / team, m1 = M * (t + 1) / team;
     int32_t* count = scratch_.data() + size_t(t) * size_t(K);
     for (int64_t m = m0; m < m1; ++m) {
       int32_t* index = tmp_index_.data() + m * K;
@@ -164,7 +167,7 @@ double Nonzeros::Index(const float* x, int64_t M, int64_t K, int threads) {
       int32_t at = 0;
       for (int64_t k = 0; k < K; ++k) {
         col_start_[size_t(k)] = at;
-        for (int u = 0; u < T; ++u) {
+        for (int u = 0; u < team; ++u) {
           int32_t& c = scratch_[size_t(u) * size_t(K) + size_t(k)];
           const int32_t n = c;
           c = at;
@@ -172,9 +175,6 @@ double Nonzeros::Index(const float* x, int64_t M, int64_t K, int threads) {
         }
       }
       col_start_[size_t(K)] = at;
-      const size_t n = size_t(row_start_[size_t(M)]) + 1;
-      row_index_.resize(n), row_value_.resize(n);
-      col_index_.resize(n), col_value_.resize(n);
     }
     int32_t* next = scratch_.data() + size_t(t) * size_t(K);
     for (int64_t m = m0; m < m1; ++m) {

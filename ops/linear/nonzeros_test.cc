@@ -32,12 +32,14 @@ void Thin(Buffer& x, int64_t m, int64_t k) {
 
 // Index lists, by rows and by columns, every value that is not ±0 (NaN
 // included), in index order: whole vectors and the rows' tails, the rows
-// split over 1 to 3 threads.
+// split over 1 to 3 threads (200 × 130 is large enough to split), empty
+// shapes, one object reused across all.
 TEST(NonzerosTest, ListEveryValueThatIsNotZeroInOrderOnEveryTarget) {
   ForEachTarget([](const char*) {
     Generator g(5);
-    for (int64_t m : {1, 3, 70}) {
-      for (int64_t k : {1, 9, 130}) {
+    Nonzeros nz;  // reused, as the trainer does
+    for (int64_t m : {0, 1, 3, 70, 200}) {
+      for (int64_t k : {0, 1, 9, 130}) {
         Buffer x(size_t(m * k));
         x.FillUniform(g);
         for (size_t i = 0; i < x.size(); ++i) {
@@ -48,7 +50,6 @@ TEST(NonzerosTest, ListEveryValueThatIsNotZeroInOrderOnEveryTarget) {
         for (int threads : {1, 2, 3}) {
           SCOPED_TRACE(::testing::Message()
                        << "M=" << m << " K=" << k << " threads=" << threads);
-          Nonzeros nz;
           const double density = nz.Index(x.data(), m, k, threads);
           const SparseRows rows = nz.rows(), cols = nz.cols();
           EXPECT_EQ(rows.rows, m);
@@ -81,7 +82,7 @@ TEST(NonzerosTest, ListEveryValueThatIsNotZeroInOrderOnEveryTarget) {
             }
             EXPECT_EQ(t, cols.start[j + 1]);
           }
-          EXPECT_EQ(density, double(count) / double(m * k));
+          EXPECT_EQ(density, m * k > 0 ? double(count) / double(m * k) : 0.0);
           EXPECT_EQ(Nonzeros::Density(x.data(), m, k), density);
         }
       }
