@@ -259,8 +259,7 @@ Status GemmPanels(const GemmArgs& args, const BPanels& b, Epilogue epilogue,
     // loaded into L1 once for all the rows' nonzeros (the forward above:
     // 0.94 of the time of 11 row blocks). On two threads one block each
     // took 1.04-1.10 of the time: the row blocks keep them evenly loaded.
-    plan.mb = std::max<int64_t>(1, a.m);
-    plan.row_blocks = 1;
+    plan.OneRowBlock();
   }
 
   thread_local WorkRanges work;

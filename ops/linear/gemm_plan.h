@@ -98,7 +98,7 @@ struct GemmPlan {
   int threads = 1;
   int64_t kc = 256;
   int64_t m = 0, panels = 0;
-  int64_t mb = kGemmMR;  // rows per block, a multiple of kGemmMR
+  int64_t mb = kGemmMR;  // rows per block: a multiple of kGemmMR, or all M
   int64_t row_blocks = 1;
   int64_t group = 1;  // panels per unit
 
@@ -131,6 +131,14 @@ struct GemmPlan {
       plan.kc = ((k + blocks - 1) / blocks + 7) / 8 * 8;
     }
     return plan;
+  }
+
+  // All rows in one block (a GEMM over A's nonzeros on one thread: each K
+  // block of B is loaded into L1 once for all the rows; see GemmPanels).
+  // Not with statistics chunks, whose rows are blocks of tiles.
+  void OneRowBlock() {
+    mb = std::max<int64_t>(1, m);
+    row_blocks = 1;
   }
 
   int64_t groups() const { return (panels + group - 1) / group; }
