@@ -290,7 +290,8 @@ class FusedBlockLayer : public TrainLayer {
     ep.var = var_d_.data();
     // A mostly-zero input (after an earlier block's ReLU and dropout): the
     // GEMMs skip its zeros, and the statistics take a pass of their own, with
-    // the epilogue's sums: the same bits as the dense path.
+    // the epilogue's sums: the same bits as the dense path. (Index returns
+    // the same density, or 1 for a matrix too large to index.)
     sparse_ = skip_input_zeros &&
               ops::Nonzeros::Density(x, M, in) < kMaxDensity &&
               nz_.Index(x, M, in, ctx_.threads) < kMaxDensity;
