@@ -270,6 +270,8 @@ Status GemmPanels(const GemmArgs& args, const BPanels& b, Epilogue epilogue,
 
 }  // namespace
 
+int64_t GemmKBlockMax() { return KcMax(GemmPanelWidth()); }
+
 void ColumnStatsLikeGemm(const float* y, int64_t M, int64_t N, int64_t ldy,
                          double* mean, double* var, int threads) {
   if (M <= 0 || N <= 0) {

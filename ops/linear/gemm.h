@@ -110,6 +110,9 @@ void PackBInto(PackedB& b, const float* src, int64_t K, int64_t N,
 
 // The panel width the current Highway target uses (PackB packs with it).
 int64_t GemmPanelWidth();
+// The longest K block of a GEMM on the current target (a panel's block
+// takes at most a quarter of L2): a longer K is summed in blocks.
+int64_t GemmKBlockMax();
 
 // The panel layout in the caller's storage: PackedFloats(K, N) floats hold
 // B(k, n) at [(n / W)·K·W + k·W + n % W], zero past N, where W =

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "ops/linear/gemm.h"
+#include "ops/linear/gemm_plan.h"
 #include "tests/kernel_tester.h"
 
 namespace ballast::ops {
@@ -94,17 +95,19 @@ TEST(NonzerosTest, ListEveryValueThatIsNotZeroInOrderOnEveryTarget) {
 // packed, in place and in the panel layout, Y row-major and in the panel
 // layout, one and two threads. K of 37 and 300 runs one to five of the
 // sparse tile's K blocks (AVX2 128 rows, AVX-512 64), a last one partial;
-// N of whole groups and a last panel of one vector, or a last narrower
-// panel. (Sizes kept few: the suite also runs under qemu at four SVE
-// lengths.)
+// N of two whole groups of panels (a wide tile's 8 vectors) and a last
+// panel of one vector, or a last panel narrower than a whole one. (Sizes
+// kept few and in groups, not panels: the suite also runs under qemu at
+// four SVE lengths, and at 2048 bits a panel is 256 columns.)
 TEST(SparseGemmTest, SkippingTheZerosOfAMatchesTheDenseProductBitForBit) {
   ForEachTarget([](const char*) {
     const int64_t nr = GemmPanelWidth();
     const int64_t lanes = PanelLayoutWidth(1);
+    const int64_t group = kGemmWideChains * lanes;
     const SgdArgs sgd{0.05f, 0.01f, 0.9f, 1.0f, 0.9f, false, true};
     for (int threads : {1, 2}) {
       for (int64_t m : {1, 40}) {
-        for (int64_t n : {8 * nr + lanes, 9 * nr + 5}) {
+        for (int64_t n : {2 * group + lanes, 2 * group + nr + 5}) {
           for (int64_t k : {37, 300}) {
             for (Epilogue e :
                  {Epilogue::kNone, Epilogue::kBias, Epilogue::kBiasRelu,
@@ -215,10 +218,10 @@ TEST(SparseGemmTest, WeightGradientOverTheColumnsOfXMatchesTheDenseBits) {
 TEST(SparseGemmTest, LongKAndNarrowOutputsRunTheDenseGemm) {
   ForEachTarget([](const char*) {
     const int64_t nr = GemmPanelWidth();
-    for (auto [m, k, n] :
-         {std::tuple<int64_t, int64_t, int64_t>{7, 40000, 4 * nr},
-          {40, 50, 10},
-          {40, 50, nr + 3}}) {
+    for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{
+                               7, GemmKBlockMax() + 37, 4 * nr},
+                           {40, 50, 10},
+                           {40, 50, nr + 3}}) {
       SCOPED_TRACE(::testing::Message()
                    << "M=" << m << " K=" << k << " N=" << n);
       Generator g{uint64_t(k)};
