@@ -4,7 +4,14 @@
 // and, beside them, on oneDNN's dnnl_sgemm with the same operand layouts.
 // GFLOP/s counts 2·M·K·N.
 //
+// BM_SparseGemm: the hidden layer's two GEMMs that read a ReLU + dropout
+// output (128 × 256 at a given density of nonzeros), dense and over A's
+// nonzeros (GemmArgs::a_nonzeros), with and without indexing them
+// (ops::Nonzeros) in the timing. Its GFLOP/s counts the dense product's
+// 2·M·K·N whatever runs, so it compares times directly.
+//
 //   build/benchmarks/gemm_bench --benchmark_filter=threads:1
+//   build/benchmarks/gemm_bench --benchmark_filter=SparseGemm
 #include <benchmark/benchmark.h>
 
 #include <iterator>
@@ -13,6 +20,7 @@
 #include <vector>
 
 #include "ops/linear/gemm.h"
+#include "ops/linear/nonzeros.h"
 #ifdef BALLAST_HAVE_ONEDNN
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
@@ -122,6 +130,84 @@ void Shapes(benchmark::internal::Benchmark* b) {
 }
 
 BENCHMARK(BM_Gemm)->Apply(Shapes)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+// The trainer's GEMMs over a hidden activation X [128, 256] with `density`
+// nonzeros (the rest exact zeros, as ReLU and dropout leave them):
+// forward Y = X·W with W in the panel layout and the bias epilogue, and
+// weight gradient dWᵀ = Xᵀ·dZ with dZ read in place, written in the panel
+// layout with the fused SGD step (the gradient not stored), as
+// train_layers.cc runs them.
+constexpr const char* kSparseGemms[] = {"forward", "weight gradient"};
+constexpr const char* kSparseModes[] = {"dense", "nonzeros",
+                                        "index + nonzeros"};
+
+// Args: GEMM (kSparseGemms), density in percent, threads, mode
+// (kSparseModes) — the modes of one case back to back.
+void BM_SparseGemm(benchmark::State& state) {
+  const bool forward = state.range(0) == 0;
+  const double density = double(state.range(1)) / 100.0;
+  const int threads = int(state.range(2)), mode = int(state.range(3));
+  constexpr int64_t kBatch = 128, kIn = 256, kOut = 256;
+  std::vector<float> x = Random(kBatch * kIn, 1);
+  std::mt19937 gen(3);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  for (float& v : x) v = u(gen) < density ? v : 0.0f;
+  const std::vector<float> dz = Random(kBatch * kOut, 4),
+                           bias = Random(kOut, 5);
+  const int64_t packed = PackedFloats(kIn, kOut);
+  std::vector<float> w = Random(packed, 6), velocity(size_t(packed), 0.0f),
+                     y(size_t(std::max(packed, kBatch * kOut)));
+  const SgdArgs sgd{0.05f, 0.0f,  0.9f, 1.0f,
+                    0.9f,  false, true};  // momentum 0.9
+  EpilogueArgs ep{bias.data()};
+  ep.sgd = &sgd, ep.sgd_w = w.data(), ep.sgd_buf = velocity.data();
+  ep.sgd_store_grad = false;
+  // Forward: A = X [128, 256]; weight gradient: A = Xᵀ [256, 128].
+  GemmArgs a =
+      forward
+          ? GemmArgs{x.data(), kIn, 1, kBatch, y.data(), kOut, threads}
+          : GemmArgs{x.data(), 1, kIn, kIn, y.data(), PanelLayoutWidth(kOut),
+                     threads};
+  if (!forward) a.y_panel_stride = kIn * PanelLayoutWidth(kOut);
+  const PanelB panels{w.data(), kIn, kOut};
+  const RowMajorB dz_in_place{dz.data(), kBatch, kOut, kOut};
+  Nonzeros nz;
+  nz.Index(x.data(), kBatch, kIn, threads);
+  SparseRows index;
+  for (auto _ : state) {
+    if (mode == 2) nz.Index(x.data(), kBatch, kIn, threads);
+    if (mode > 0) {
+      index = forward ? nz.rows() : nz.cols();
+      a.a_nonzeros = &index;
+    }
+    const Status st = forward ? Gemm(a, panels, Epilogue::kBias, ep)
+                              : Gemm(a, dz_in_place, Epilogue::kSgd, ep);
+    if (!st.ok()) state.SkipWithError(st.message().c_str());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::DoNotOptimize(w.data());
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      2.0 * double(kBatch * kIn * kOut) * double(state.iterations()),
+      benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  state.SetLabel(std::string(kSparseGemms[state.range(0)]) + " " +
+                 kSparseModes[mode]);
+}
+
+void SparseCases(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"gemm", "density%", "threads", "mode"});
+  for (int threads : {1, 2}) {
+    for (int gemm : {0, 1}) {
+      for (int density : {10, 25, 30, 40, 50}) {
+        for (int mode : {0, 1, 2}) b->Args({gemm, density, threads, mode});
+      }
+    }
+  }
+}
+
+BENCHMARK(BM_SparseGemm)
+    ->Apply(SparseCases)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace ballast::ops
