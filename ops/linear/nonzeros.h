@@ -24,9 +24,9 @@ struct SparseRows {
 class Nonzeros {
  public:
   // Indexes x [M, K] (row stride K): by rows (A = x) and by columns
-  // (A = xᵀ), the rows split over `threads` (the same result on any
-  // number). Returns the fraction of nonzeros, or 1 for a matrix of 2^31
-  // elements or more, which it leaves unindexed (an empty 0 × 0 index,
+  // (A = xᵀ), on `threads` (rows, then columns, split among them; the same
+  // result on any number). Returns the fraction of nonzeros, or 1 for a matrix
+  // of 2^31 elements or more, which it leaves unindexed (an empty 0 × 0 index,
   // which a GEMM refuses).
   double Index(const float* x, int64_t M, int64_t K, int threads = 1);
   // The fraction of nonzeros of x [M, K] alone: a vector pass, a fraction
@@ -43,7 +43,8 @@ class Nonzeros {
   int64_t m_ = 0, k_ = 0;  // the indexed matrix's shape (0 × 0: none)
   std::vector<int32_t> row_start_, row_index_, col_start_, col_index_;
   std::vector<float> row_value_, col_value_;
-  // Rows compressed in place (row m from m·K) and per-thread column counts.
+  // Rows compressed in place (row m from m·K); per-thread column counts,
+  // then (thread 0's) each column's next free slot.
   std::vector<int32_t> tmp_index_, scratch_;
   std::vector<float> tmp_value_;
 };

@@ -94,9 +94,11 @@ TEST(NonzerosTest, ListEveryValueThatIsNotZeroInOrderOnEveryTarget) {
 // The forward form: A row-major, every epilogue but the statistics, B
 // packed, in place and in the panel layout, Y row-major and in the panel
 // layout, one and two threads. K of 37 and 300 runs one to five of the
-// sparse tile's K blocks (AVX2 128 rows, AVX-512 64), a last one partial;
-// N of two whole groups of panels (a wide tile's 8 vectors) and a last
-// panel of one vector, or a last panel narrower than a whole one. (Sizes
+// sparse tile's K blocks (AVX2 128 rows, AVX-512 64), a last one partial
+// (K stays within the dense GEMM's K block, past which the dense GEMM runs
+// instead: 128 rows at SVE's 2048 bits); N of two whole groups of panels
+// (a wide tile's 8 vectors) and a last panel of one vector, or of more
+// than one vector and less than a whole panel. (Sizes
 // kept few and in groups, not panels: the suite also runs under qemu at
 // four SVE lengths, and at 2048 bits a panel is 256 columns.)
 TEST(SparseGemmTest, SkippingTheZerosOfAMatchesTheDenseProductBitForBit) {
@@ -107,8 +109,9 @@ TEST(SparseGemmTest, SkippingTheZerosOfAMatchesTheDenseProductBitForBit) {
     const SgdArgs sgd{0.05f, 0.01f, 0.9f, 1.0f, 0.9f, false, true};
     for (int threads : {1, 2}) {
       for (int64_t m : {1, 40}) {
-        for (int64_t n : {2 * group + lanes, 2 * group + nr + 5}) {
-          for (int64_t k : {37, 300}) {
+        for (int64_t n : {2 * group + lanes, 2 * group + nr + lanes + 1}) {
+          for (int64_t k :
+               {int64_t{37}, std::min<int64_t>(300, GemmKBlockMax())}) {
             for (Epilogue e :
                  {Epilogue::kNone, Epilogue::kBias, Epilogue::kBiasRelu,
                   Epilogue::kBiasLeakyRelu, Epilogue::kScaleShift,
