@@ -367,9 +367,10 @@ class FusedBlockLayer : public TrainLayer {
   LinearGemms gemms_;
   const float* x_ = nullptr;
   // The input's nonzeros, and whether this step's GEMMs skip its zeros:
-  // from 30% nonzero on, the forward GEMM (128 × 256 × 256, AVX2) took
-  // longer with the indexing than the dense GEMM (1.03× at 30%, 1.31× at
-  // 40%; 0.91× at 25%).
+  // with the indexing, the forward and weight-gradient GEMMs (128 × 256 ×
+  // 256, AVX2, gemm_bench) took 0.92 of the dense GEMMs' time at 25%
+  // nonzero on two threads, 1.03 at 30% and 1.34 at 40% (one thread: 0.60,
+  // 0.73, 0.97).
   static constexpr double kMaxDensity = 0.3;
   ops::Nonzeros nz_;
   bool sparse_ = false;

@@ -489,9 +489,11 @@ HWY_NOINLINE void Tile(const TileCtx& c, int64_t m0, int64_t p, int64_t k0,
 // block reads for one wide tile's group of panels. The nonzeros read B's
 // rows at random, and 4 panels × 256 rows (the trainer's forward on AVX2,
 // 64 KiB) do not stay in L1: in 32 KiB blocks its forward GEMM at a
-// quarter nonzero took 0.71-0.74 of the dense GEMM's time on one thread
-// against 0.93-0.95 in one block (16 KiB: 0.73-0.75); the weight gradient's
-// (128 rows of dZ, one block) 0.75-0.81 (medians of 1500 calls alternated).
+// quarter nonzero (operands on malloc's 16-byte alignment; aligned, as the
+// trainer's are, 0.55-0.59) took 0.71-0.74 of the dense GEMM's time on one
+// thread against 0.93-0.95 in one block (16 KiB: 0.73-0.75); the weight
+// gradient's (128 rows of dZ, one block) 0.75-0.81 (medians of 1500 calls
+// alternated).
 constexpr int64_t kSparseBlockBytes = int64_t{32} << 10;
 
 // A one-row tile's share of a K block when A's nonzeros are given: its
@@ -623,8 +625,7 @@ void GemmUnit(TileCtx c, const GemmPlan& plan, const GemmRange& r,
     // Row by row, each summing its nonzeros: wide tiles over the unit's
     // group of panels (when whole), in K blocks of kSparseBlockBytes of the
     // group's rows of B, each row's sums going on from the last block's
-    // (the same chains, so the same bits). The one-panel tile over dense A
-    // takes a narrower group.
+    // (the same chains, so the same bits).
     const int64_t rows = r.m_end - r.m_begin;
     if (r.p + plan.group <= std::min(r.p_end, c.b.n / c.b.nr)) {
       thread_local std::vector<int32_t> cursor;
@@ -646,9 +647,11 @@ void GemmUnit(TileCtx c, const GemmPlan& plan, const GemmRange& r,
       }
       return;
     }
-    for (int64_t m = r.m_begin; m < r.m_end; ++m) {
+    // A last, partial group: the dense tile over A's rows (one K block).
+    for (int64_t m = r.m_begin; m < r.m_end; m += kGemmMR) {
+      const int mr = int(std::min<int64_t>(kGemmMR, r.m_end - m));
       for (int64_t q = r.p; q < r.p_end; ++q) {
-        TileAnyRows<E>(c, 1, m, q, 0, K, true, true, m == r.m_begin);
+        TileAnyRows<E>(c, mr, m, q, 0, K, true, true, m == r.m_begin);
       }
     }
     return;
