@@ -17,10 +17,13 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "hwy/cache_control.h"
 #include "hwy/highway.h"
+#include "ops/cache_aligned.h"
 #include "ops/linear/gemm.h"
 #include "ops/linear/gemm_plan.h"
 #include "ops/optim/sgd-inl.h"
@@ -40,16 +43,17 @@ constexpr int kNV = 2;
 constexpr int kNV = 4;
 #endif
 
-// Whether every panel, not only a thread's first, fetches the next tile's
-// rows of a row-major A ahead (see GemmUnit). With 16-column panels (16
-// registers) a call has four times the panels of a 64-column target, each
-// tile reads twice the A per flop, and A no longer stays in L1 from one
-// panel to the next. On AVX2 (8-way 32 KiB L1, 512 KiB L2), without it the
-// trainer's row-major-A GEMMs took 1.07-1.18× as long on one thread and
-// 1.07-1.14× on two (calls of the two variants alternated one by one, medians
-// of 200; see docs/KERNELS.md), and the trainer's epochs about 1.1× as long.
-// On AVX-512 it cost single-threaded calls about 5%.
-constexpr bool kPrefetchAEveryPanel = kNV == 2;
+// Whether a row-major A is packed into tiles (PackedA) before the tiles read
+// it. With 16-column panels (16 registers: AVX2, SSE4) a call has four times
+// the panels of a 64-column target and each panel re-reads all of A, six rows
+// at a time from six places. Packed, a tile reads one stream through one
+// pointer. On AVX2 the trainer's and the serving GEMMs with row-major A
+// (128 × 784 × 256, 128 × 256 × 256, batch 16 and 64 × 784 × 256,
+// 512 × 1024 × 1024) took 0.80-0.93 of the time on one thread, packing
+// included, and 0.87-1.04 on two (calls alternated, medians of 400; see
+// docs/KERNELS.md). Not measured on the 64-column targets, which keep the
+// unpacked reads.
+constexpr bool kPackA = kNV == 2;
 
 using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
@@ -175,6 +179,57 @@ void PackBFromPanelsImpl(const float* panels, int64_t K, int64_t N, int64_t w,
   }
 }
 
+// A row-major A packed by tiles of kGemmMR rows for one call (kPackA): in
+// tile t, A(t·MR + r, k) at k·MR + r, tiles one after another, each from a
+// cache line. Each thread packs its own copy, a tile when it first needs it:
+// with one copy packed by both threads before the tiles, half of each
+// thread's tiles came from the other core's cache, and two-thread calls
+// took 1.02-1.10 of the unpacked time. Rows past the last full tile are
+// read in place. The buffer stays with the thread for the next call.
+struct PackedA {
+  AlignedVector<float> buf;
+  std::vector<uint8_t> ready;  // per tile: packed in this call
+  int64_t k = 0, tile_floats = 0;
+
+  float* Tile(int64_t t) { return buf.data() + t * tile_floats; }
+
+  // Starts a call with an M × K A: no tile packed yet.
+  void Reset(int64_t m, int64_t K) {
+    const int64_t tiles = m / kGemmMR;
+    const int64_t line = 64 / int64_t(sizeof(float));
+    k = K;
+    tile_floats = (K * kGemmMR + line - 1) / line * line;
+    if (buf.size() < size_t(tiles * tile_floats)) {
+      buf.resize(size_t(tiles * tile_floats));
+    }
+    ready.assign(size_t(tiles), 0);
+  }
+
+  // Packs tile t of A (row stride a_rs, unit column stride) unless packed.
+  void Ensure(const float* a, int64_t a_rs, int64_t t) {
+    if (ready[size_t(t)]) return;
+    ready[size_t(t)] = 1;
+    float* dst = Tile(t);
+    const float* s0 = a + t * kGemmMR * a_rs;
+    const float *s1 = s0 + a_rs, *s2 = s1 + a_rs, *s3 = s2 + a_rs,
+                *s4 = s3 + a_rs, *s5 = s4 + a_rs;
+    for (int64_t i = 0; i < k; ++i, dst += kGemmMR) {
+      dst[0] = s0[i];
+      dst[1] = s1[i];
+      dst[2] = s2[i];
+      dst[3] = s3[i];
+      dst[4] = s4[i];
+      dst[5] = s5[i];
+    }
+  }
+};
+static_assert(kGemmMR == 6, "PackedA::Ensure packs six rows");
+
+inline PackedA& ThreadPackedA() {
+  thread_local PackedA packed;
+  return packed;
+}
+
 // Everything a tile needs that is fixed for one call.
 struct TileCtx {
   const float* a;
@@ -190,6 +245,8 @@ struct TileCtx {
   // step k: the rows of A the next tile reads (see GemmUnit).
   const float* a_next = nullptr;
   int64_t a_next_step = 0;
+  // A packed by tiles (kPackA): this thread's copy; full tiles read it.
+  PackedA* a_packed = nullptr;
 };
 
 // Epilogue for one output vector; `col` is the first column of the vector.
@@ -368,7 +425,24 @@ HWY_NOINLINE void Tile(const TileCtx& c, int64_t m0, int64_t p, int64_t k0,
     b2 = hn::LoadU(d, bk + 2 * L); \
     b3 = hn::LoadU(d, bk + 3 * L); \
   }
-  if (c.a_rs == 1 && MR == kGemmMR) {
+  if (MR == kGemmMR && c.a_packed != nullptr) {
+    // A packed (see PackedA): the tile's MR values at step k are adjacent,
+    // and the next tile's follow this one's. (The loop unrolled over four k
+    // left GCC short of registers: accumulators spilled to the stack.)
+    const int64_t next = c.a_packed->tile_floats;
+    const float* ap = c.a_packed->Tile(m0 / kGemmMR) + k0 * kGemmMR;
+    const float* bk = bp;
+    for (int64_t k = 0; k < kc; ++k, ap += kGemmMR, bk += ldb) {
+      hwy::Prefetch(ap + next);
+      BALLAST_GEMM_LOAD_B(bk)
+      BALLAST_GEMM_ROW_T(0)
+      BALLAST_GEMM_ROW_T(1)
+      BALLAST_GEMM_ROW_T(2)
+      BALLAST_GEMM_ROW_T(3)
+      BALLAST_GEMM_ROW_T(4)
+      BALLAST_GEMM_ROW_T(5)
+    }
+  } else if (c.a_rs == 1 && MR == kGemmMR) {
     // A read down its columns (Xᵀ of a weight gradient): the tile's MR
     // values at step k are adjacent, so one pointer with constant offsets
     // serves all rows, and the next tile's lines are at constant offsets
@@ -681,15 +755,18 @@ void GemmUnit(TileCtx c, const GemmPlan& plan, const GemmRange& r,
     const bool first = k0 == 0, last = k0 + kc >= K;
     for (int64_t m = r.m_begin; m < r.m_end; m += kGemmMR) {
       const int mr = int(std::min<int64_t>(kGemmMR, r.m_end - m));
-      // Row-major A on several threads: on the thread's first panel, fetch
-      // the next tile's rows while this one computes. Half of them may sit
-      // in the other core's cache (its thread wrote them), where the
-      // hardware prefetcher does not reach ahead of the misses. On 64-column
-      // targets, later panels and single-threaded calls find A in their own
-      // cache, and the prefetches cost them about 5% (gemm_bench); 16-column
-      // targets fetch ahead on every panel (kPrefetchAEveryPanel).
+      // Row-major A read in place on several threads: on the thread's
+      // first panel, fetch the next tile's rows while this one computes.
+      // Half of them may sit in the other core's cache (its thread wrote
+      // them), where the hardware prefetcher does not reach ahead of the
+      // misses. Later panels and single-threaded calls find A in their own
+      // cache, and the prefetches cost them about 5% (gemm_bench, AVX-512).
+      // A packed tile fetches the next packed tile itself.
       c.a_next_step = 0;
-      if (prefetch_a && c.a_cs == 1 && m + 2 * kGemmMR <= plan.m && kc > 0) {
+      if (c.a_packed != nullptr && mr == kGemmMR) {
+        c.a_packed->Ensure(c.a, c.a_rs, m / kGemmMR);
+      } else if (prefetch_a && c.a_cs == 1 && m + 2 * kGemmMR <= plan.m &&
+                 kc > 0) {
         c.a_next = c.a + (m + kGemmMR) * c.a_rs + k0;
         c.a_next_step = (kGemmMR * c.a_rs + kc - 1) / kc;
       }
@@ -713,8 +790,21 @@ void GemmTyped(const GemmArgs& args, const BPanels& b, const EpilogueArgs& ep,
                      ep,
                      nullptr,
                      args.a_nonzeros};
-  const auto run = [&](const GemmRange& r, bool prefetch_a) {
+  // Row-major A (a_rs = 1 is read down its columns by one pointer already),
+  // dense, in one-panel units of at least two tiles.
+  const bool pack = kPackA && args.a_nonzeros == nullptr && plan.group == 1 &&
+                    args.a_col_stride == 1 && args.a_row_stride != 1 &&
+                    args.m >= 2 * kGemmMR;
+  // This thread's packed A, reset for this call (nullptr: not packed).
+  const auto packed_a = [&]() -> PackedA* {
+    if (!pack) return nullptr;
+    PackedA& packed = ThreadPackedA();
+    packed.Reset(args.m, b.k);
+    return &packed;
+  };
+  const auto run = [&](const GemmRange& r, bool prefetch_a, PackedA* packed) {
     TileCtx c = base;
+    c.a_packed = packed;
     if (chunks) c.stats = &chunks[r.p * plan.row_blocks + r.m_chunk];
     if (r.m_begin < r.m_end) GemmUnit<E>(c, plan, r, prefetch_a);
   };
@@ -725,8 +815,9 @@ void GemmTyped(const GemmArgs& args, const BPanels& b, const EpilogueArgs& ep,
                ep.mean + n0, ep.var + n0);
   };
   if (plan.threads <= 1) {
+    PackedA* packed = packed_a();
     for (int64_t u = 0; u < plan.units(); ++u) {
-      run(plan.Unit(u), kPrefetchAEveryPanel);
+      run(plan.Unit(u), false, packed);
     }
     for (int64_t p = 0; chunks && p < plan.panels; ++p) merge_panel(p);
     return;
@@ -734,12 +825,13 @@ void GemmTyped(const GemmArgs& args, const BPanels& b, const EpilogueArgs& ep,
   work->Reset(plan.threads, plan.units());
 #pragma omp parallel num_threads(plan.threads)
   {
+    PackedA* packed = packed_a();
     const int t = omp_get_thread_num();
     int64_t u = 0, first_panel = -1;
     while (work->Next(t, &u)) {
       const GemmRange r = plan.Unit(u);
       if (first_panel < 0) first_panel = r.p;
-      run(r, kPrefetchAEveryPanel || r.p == first_panel);
+      run(r, r.p == first_panel, packed);
     }
     if (chunks) {
       // Each thread merges its home panels, whose sums it mostly wrote

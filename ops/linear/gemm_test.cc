@@ -296,6 +296,67 @@ TEST(GemmTest, StatisticsSurviveAMeanFarLargerThanTheSpread) {
   }
 }
 
+// A row-major A is packed by tiles on 16-column targets (PackedA in
+// gemm-inl.h); A stored transposed is read in place down its columns. Both
+// sum each output over k in order, so they give the same bits: every
+// epilogue, a partial last tile, K in several blocks, 1 and 2 threads, and
+// one thread's packed copy reused by the next call with other values.
+TEST(GemmTest, PackedRowMajorAMatchesTransposedABitForBit) {
+  ForEachTarget([](const char*) {
+    const int64_t long_k = GemmKBlockMax() + 37;
+    struct Shape {
+      int64_t m, k, n;
+    };
+    for (const Shape s :
+         {Shape{12, 1, 16}, Shape{13, 7, 40}, Shape{47, 300, 33},
+          Shape{128, 200, 20}, Shape{13, long_k, 20}}) {
+      for (const Epilogue e : kEpilogues) {
+        for (int threads : {1, 2}) {
+          SCOPED_TRACE(testing::Message()
+                       << "M=" << s.m << " K=" << s.k << " N=" << s.n
+                       << " epilogue=" << EpilogueName(e)
+                       << " threads=" << threads);
+          Generator g(uint64_t(s.m * 31 + s.k));
+          Buffer w(size_t(s.n * s.k)), bias(size_t(s.n)), scale(size_t(s.n)),
+              shift(size_t(s.n));
+          w.FillUniform(g), bias.FillUniform(g), shift.FillUniform(g);
+          scale.FillUniform(g, 0.5, 2);
+          const PackedB packed = PackB(w.data(), s.k, s.n, 1, s.k);
+          // Two calls with other A values: the second may not reuse the
+          // first's packed tiles.
+          for (int call = 0; call < 2; ++call) {
+            Buffer x(size_t(s.m * s.k)), xt(size_t(s.k * s.m));
+            x.FillUniform(g);
+            for (int64_t i = 0; i < s.m; ++i) {
+              for (int64_t k = 0; k < s.k; ++k) {
+                xt[size_t(k * s.m + i)] = x[size_t(i * s.k + k)];
+              }
+            }
+            Buffer y(size_t(s.m * s.n)), yt(size_t(s.m * s.n));
+            std::vector<double> mean(size_t(s.n)), var(size_t(s.n)),
+                mean_t(size_t(s.n)), var_t(size_t(s.n));
+            ASSERT_TRUE(Gemm({x.data(), s.k, 1, s.m, y.data(), s.n, threads},
+                             packed, e,
+                             {bias.data(), scale.data(), shift.data(), 0.1f,
+                              mean.data(), var.data()})
+                            .ok());
+            ASSERT_TRUE(Gemm({xt.data(), 1, s.m, s.m, yt.data(), s.n, threads},
+                             packed, e,
+                             {bias.data(), scale.data(), shift.data(), 0.1f,
+                              mean_t.data(), var_t.data()})
+                            .ok());
+            ASSERT_EQ(y.ToVector(), yt.ToVector()) << "call " << call;
+            if (e == Epilogue::kBiasStats) {
+              EXPECT_EQ(mean, mean_t);
+              EXPECT_EQ(var, var_t);
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
 TEST(GemmTest, StridedOperandsComputeTransposedProducts) {
   // dW = dZᵀ·X: A = dZᵀ read with strides (1, N); B(m, k) = X[m][k].
   const int64_t m = 37, n = 19, k = 23;
