@@ -54,6 +54,12 @@ constexpr int kNV = 4;
 // docs/KERNELS.md). Not measured on the 64-column targets, which keep the
 // unpacked reads.
 constexpr bool kPackA = kNV == 2;
+// Each thread packs every tile it reads, whatever share of the panels it
+// computes: packed for fewer panels than this per thread, a call took longer
+// than unpacked. On AVX2, 128 × 784 × N on one thread: 1.93× the time at one
+// panel, 1.24 at two, 1.00 at three, 0.94 at four, 0.83 at eight; on two
+// threads: 1.17 at four panels, 0.96 at eight, 0.91 at sixteen.
+constexpr int64_t kPackAMinPanels = 4;
 
 using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
@@ -791,10 +797,12 @@ void GemmTyped(const GemmArgs& args, const BPanels& b, const EpilogueArgs& ep,
                      nullptr,
                      args.a_nonzeros};
   // Row-major A (a_rs = 1 is read down its columns by one pointer already),
-  // dense, in one-panel units of at least two tiles.
+  // dense, in one-panel units of at least two tiles, and enough panels per
+  // thread to repay the packing.
   const bool pack = kPackA && args.a_nonzeros == nullptr && plan.group == 1 &&
                     args.a_col_stride == 1 && args.a_row_stride != 1 &&
-                    args.m >= 2 * kGemmMR;
+                    args.m >= 2 * kGemmMR &&
+                    plan.panels >= kPackAMinPanels * plan.threads;
   // This thread's packed A, reset for this call (nullptr: not packed).
   const auto packed_a = [&]() -> PackedA* {
     if (!pack) return nullptr;
