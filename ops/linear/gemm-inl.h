@@ -44,22 +44,33 @@ constexpr int kNV = 4;
 #endif
 
 // Whether a row-major A is packed into tiles (PackedA) before the tiles read
-// it. With 16-column panels (16 registers: AVX2, SSE4) a call has four times
-// the panels of a 64-column target and each panel re-reads all of A, six rows
-// at a time from six places. Packed, a tile reads one stream through one
-// pointer. On AVX2 the trainer's and the serving GEMMs with row-major A
-// (128 × 784 × 256, 128 × 256 × 256, batch 16 and 64 × 784 × 256,
-// 512 × 1024 × 1024) took 0.80-0.93 of the time on one thread, packing
-// included, and 0.87-1.04 on two (calls alternated, medians of 400; see
-// docs/KERNELS.md). Not measured on the 64-column targets, which keep the
-// unpacked reads.
+// it, on the 16-register targets (16-column panels on AVX2, 8 on SSE4). On
+// AVX2 a call has four times the panels of a 64-column target and each panel
+// re-reads all of A, six rows at a time from six places. Packed, a tile reads
+// one stream through one pointer. On AVX2 the trainer's and the serving GEMMs
+// with row-major A (128 × 784 × 256, 128 × 256 × 256, batch 16 and
+// 64 × 784 × 256, 512 × 1024 × 1024) took 0.80-0.93 of the time on one
+// thread, packing included, and 0.87-1.04 on two (calls alternated, medians
+// of 400; see docs/KERNELS.md). Not measured on SSE4 nor on the 64-column
+// targets, which keep the unpacked reads.
 constexpr bool kPackA = kNV == 2;
 // Each thread packs every tile it reads, whatever share of the panels it
 // computes: packed for fewer panels than this per thread, a call took longer
 // than unpacked. On AVX2, 128 × 784 × N on one thread: 1.93× the time at one
 // panel, 1.24 at two, 1.00 at three, 0.94 at four, 0.83 at eight; on two
-// threads: 1.17 at four panels, 0.96 at eight, 0.91 at sixteen.
+// threads: 1.17 at four panels, 0.96 at eight, 0.91 at sixteen. (SSE4's
+// 8-column panels would likely need more; not measured.)
 constexpr int64_t kPackAMinPanels = 4;
+
+// Whether every panel, not only a thread's first, fetches the next tile's
+// rows of a row-major A read in place (see GemmUnit): on the 16-column
+// targets, for the calls not packed (too few panels per thread). There
+// each tile reads twice the A per flop of a 64-column target, and A no
+// longer stays in L1 from one panel to the next: without it the trainer's
+// row-major-A GEMMs took 1.07-1.18× as long on one thread and 1.07-1.14× on
+// two (AVX2, before the packing; see docs/KERNELS.md). On AVX-512 it cost
+// single-threaded calls about 5%.
+constexpr bool kPrefetchAEveryPanel = kNV == 2;
 
 using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
@@ -205,8 +216,9 @@ struct PackedA {
     const int64_t line = 64 / int64_t(sizeof(float));
     k = K;
     tile_floats = (K * kGemmMR + line - 1) / line * line;
-    if (buf.size() < size_t(tiles * tile_floats)) {
-      buf.resize(size_t(tiles * tile_floats));
+    // One tile more: the last tile's fetches of the next stay in the buffer.
+    if (buf.size() < size_t((tiles + 1) * tile_floats)) {
+      buf.resize(size_t((tiles + 1) * tile_floats));
     }
     ready.assign(size_t(tiles), 0);
   }
@@ -790,8 +802,9 @@ void GemmUnit(TileCtx c, const GemmPlan& plan, const GemmRange& r,
       // Half of them may sit in the other core's cache (its thread wrote
       // them), where the hardware prefetcher does not reach ahead of the
       // misses. Later panels and single-threaded calls find A in their own
-      // cache, and the prefetches cost them about 5% (gemm_bench, AVX-512).
-      // A packed tile fetches the next packed tile itself.
+      // cache on 64-column targets; 16-column targets fetch ahead on every
+      // panel (kPrefetchAEveryPanel). A packed tile fetches the next packed
+      // tile itself.
       c.a_next_step = 0;
       if (c.a_packed != nullptr && mr == kGemmMR) {
         c.a_packed->Ensure(c.a, c.a_rs, m / kGemmMR);
@@ -821,7 +834,7 @@ void GemmTyped(const GemmArgs& args, const BPanels& b, const EpilogueArgs& ep,
                      nullptr,
                      args.a_nonzeros};
   // Row-major A (a_rs = 1 is read down its columns by one pointer already),
-  // dense, in one-panel units of at least two tiles, and enough panels per
+  // dense, one-panel units, M of at least two tiles, and enough panels per
   // thread to repay the packing.
   const bool pack = kPackA && args.a_nonzeros == nullptr && plan.group == 1 &&
                     args.a_col_stride == 1 && args.a_row_stride != 1 &&
@@ -849,7 +862,7 @@ void GemmTyped(const GemmArgs& args, const BPanels& b, const EpilogueArgs& ep,
   if (plan.threads <= 1) {
     PackedA* packed = packed_a();
     for (int64_t u = 0; u < plan.units(); ++u) {
-      run(plan.Unit(u), false, packed);
+      run(plan.Unit(u), kPrefetchAEveryPanel, packed);
     }
     for (int64_t p = 0; chunks && p < plan.panels; ++p) merge_panel(p);
     return;
@@ -863,7 +876,7 @@ void GemmTyped(const GemmArgs& args, const BPanels& b, const EpilogueArgs& ep,
     while (work->Next(t, &u)) {
       const GemmRange r = plan.Unit(u);
       if (first_panel < 0) first_panel = r.p;
-      run(r, r.p == first_panel, packed);
+      run(r, kPrefetchAEveryPanel || r.p == first_panel, packed);
     }
     if (chunks) {
       // Each thread merges its home panels, whose sums it mostly wrote

@@ -296,13 +296,14 @@ TEST(GemmTest, StatisticsSurviveAMeanFarLargerThanTheSpread) {
   }
 }
 
-// A row-major A is packed by tiles on 16-column targets (PackedA in
+// A row-major A is packed by tiles on 16-register targets (PackedA in
 // gemm-inl.h); A stored transposed is read in place down its columns. Both
 // sum each output over k in order, so they give the same bits: every
-// epilogue, a partial last tile, K in several blocks, 1 and 2 threads, and
-// one thread's packed copy reused by the next call with other values. N is
-// wide enough to be packed on two threads (8 or more 16-column panels)
-// except N = 40, which is packed only on SSE4's 8-column panels on one.
+// epilogue but SGD's, a partial last tile, K in several blocks, 1 and 2
+// threads, and one thread's packed copy reused by the next call with other
+// values. N is wide enough to be packed on two threads (8 or more 16-column
+// panels) except N = 40, which is packed only on SSE4's 8-column panels on
+// one.
 TEST(GemmTest, PackedRowMajorAMatchesTransposedABitForBit) {
   ForEachTarget([](const char*) {
     const int64_t long_k = GemmKBlockMax() + 37;
@@ -310,7 +311,7 @@ TEST(GemmTest, PackedRowMajorAMatchesTransposedABitForBit) {
       int64_t m, k, n;
     };
     for (const Shape s :
-         {Shape{12, 1, 130}, Shape{13, 7, 40}, Shape{47, 300, 129},
+         {Shape{12, 2, 130}, Shape{13, 7, 40}, Shape{47, 300, 129},
           Shape{128, 200, 150}, Shape{13, long_k, 128}}) {
       for (const Epilogue e : kEpilogues) {
         for (int threads : {1, 2}) {
