@@ -297,7 +297,7 @@ TEST(GemmTest, StatisticsSurviveAMeanFarLargerThanTheSpread) {
 }
 
 // A row-major A is packed by tiles on 16-register targets (PackedA in
-// gemm-inl.h); A stored transposed is read in place down its columns. Both
+// packed_a.h); A stored transposed is read in place down its columns. Both
 // sum each output over k in order, so they give the same bits: every
 // epilogue but SGD's, a partial last tile, K in several blocks, 1 and 2
 // threads, and one thread's packed copy reused by the next call with other
