@@ -48,14 +48,20 @@ struct LinearGemms {
 
   // Threads for a GEMM of M·in·out multiply-adds: one below `min_macs`.
   // The output layer's (128·256·10 = 330 K per batch) forward gains from a
-  // second thread (17 against 10 µs per step, median of 8 interleaved runs);
-  // its dX = dZ·W, with K = 10, leaves a thread too little work per panel
-  // and stays on one below half a million, and its weight gradient runs on
-  // one (see NarrowWeightGrad).
+  // second thread (17 against 10 µs per step, median of 8 interleaved runs).
+  // Its dX = dZ·W, with K = 10, splits into few panels where its outputs fit
+  // one vector (Narrow: 4 of 64 columns on AVX-512), leaving a thread too
+  // little work; there it stays on one below half a million and runs beside
+  // the weight gradient (see Grads). On AVX2 (16 panels of 16) it splits
+  // like the rest: the two-thread training step took 0.99 of the time
+  // (medians of 400 steps alternated with the one-thread dX, two runs).
   static constexpr int64_t kSplitMacs = int64_t{1} << 18;
-  static constexpr int64_t kSplitMacsInputGrad = int64_t{1} << 19;
+  static constexpr int64_t kSplitMacsNarrowInputGrad = int64_t{1} << 19;
   int ThreadsFor(int64_t M, int64_t min_macs) const {
     return M * in * out < min_macs ? 1 : threads;
+  }
+  int InputGradThreads(int64_t M) const {
+    return ThreadsFor(M, Narrow() ? kSplitMacsNarrowInputGrad : kSplitMacs);
   }
   // y [M, out] = x·W + epilogue.
   // `nz`: x's nonzeros by rows, or nullptr (see GemmArgs::a_nonzeros).
@@ -134,9 +140,8 @@ struct LinearGemms {
   }
   // dX [M, in] = dZ·W.
   Status InputGrad(const float* dz, int64_t M, float* dx) const {
-    return ops::Gemm(
-        {dz, out, 1, M, dx, in, ThreadsFor(M, kSplitMacsInputGrad)}, packed_w,
-        ops::Epilogue::kNone, {});
+    return ops::Gemm({dz, out, 1, M, dx, in, InputGradThreads(M)}, packed_w,
+                     ops::Epilogue::kNone, {});
   }
   // Both gradients of a layer whose GEMMs each run on one thread (the
   // output layer's: its weight gradient is narrow and its dX too small to
@@ -147,8 +152,8 @@ struct LinearGemms {
   // update.
   template <typename WeightSide>
   Status Grads(const float* dz, int64_t M, float* dx, WeightSide weight_side) {
-    const bool side_by_side = threads > 1 && dx != nullptr && Narrow() &&
-                              ThreadsFor(M, kSplitMacsInputGrad) == 1;
+    const bool side_by_side =
+        threads > 1 && dx != nullptr && Narrow() && InputGradThreads(M) == 1;
     if (!side_by_side) {
       BALLAST_RETURN_IF_ERROR(weight_side());
       return dx ? InputGrad(dz, M, dx) : Status::Ok();
