@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -117,6 +118,18 @@ void PackBFromPanels(PackedB& b, const float* panels, int64_t K, int64_t N,
                     : std::max(1, threads);
   HWY_DYNAMIC_DISPATCH(PackBFromPanelsImpl)
   (panels, K, N, PanelLayoutWidth(N), b.data_.get(), t);
+}
+
+void PanelsToRows(const float* panels, int64_t K, int64_t N, float* rows) {
+  const int64_t w = PanelLayoutWidth(N);
+  for (int64_t p = 0; p * w < N; ++p) {
+    const int64_t cols = std::min(w, N - p * w);
+    const float* src = panels + p * K * w;
+    for (int64_t k = 0; k < K; ++k) {
+      std::memcpy(rows + k * N + p * w, src + k * w,
+                  size_t(cols) * sizeof(float));
+    }
+  }
 }
 
 PackedB PackB(const float* src, int64_t K, int64_t N, int64_t stride_k,

@@ -1,0 +1,147 @@
+// MaskedInputGrad on every Highway target (see masked_input_grad.h).
+#include "ops/linear/masked_input_grad.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "ops/block/block_kernels.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "ops/linear/masked_input_grad.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+#include "ops/simd-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace ballast::ops {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// dx[r] = Σ_k z[r][k]·w[k] for R rows (1 to 4) of one column: each vector of
+// w is loaded once for the R rows, two chains per row, then each row's
+// chains are added and reduced across lanes.
+template <int R>
+HWY_INLINE void Dots(const float* const* HWY_RESTRICT z,
+                     const float* HWY_RESTRICT w, int64_t K,
+                     float* const* HWY_RESTRICT out) {
+  const hn::ScalableTag<float> d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  auto a0 = hn::Zero(d), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, e0 = a0,
+       e1 = a0;
+  const float* HWY_RESTRICT z0 = z[0];
+  const float* HWY_RESTRICT z1 = z[R > 1 ? 1 : 0];
+  const float* HWY_RESTRICT z2 = z[R > 2 ? 2 : 0];
+  const float* HWY_RESTRICT z3 = z[R > 3 ? 3 : 0];
+  int64_t k = 0;
+  for (; k + 2 * L <= K; k += 2 * L) {
+    const auto w0 = hn::LoadU(d, w + k), w1 = hn::LoadU(d, w + k + L);
+    a0 = hn::MulAdd(hn::LoadU(d, z0 + k), w0, a0);
+    a1 = hn::MulAdd(hn::LoadU(d, z0 + k + L), w1, a1);
+    if constexpr (R > 1) {
+      b0 = hn::MulAdd(hn::LoadU(d, z1 + k), w0, b0);
+      b1 = hn::MulAdd(hn::LoadU(d, z1 + k + L), w1, b1);
+    }
+    if constexpr (R > 2) {
+      c0 = hn::MulAdd(hn::LoadU(d, z2 + k), w0, c0);
+      c1 = hn::MulAdd(hn::LoadU(d, z2 + k + L), w1, c1);
+    }
+    if constexpr (R > 3) {
+      e0 = hn::MulAdd(hn::LoadU(d, z3 + k), w0, e0);
+      e1 = hn::MulAdd(hn::LoadU(d, z3 + k + L), w1, e1);
+    }
+  }
+  for (; k < K; k += L) {
+    const size_t v = size_t(K - k < L ? K - k : L);
+    const auto w0 = LoadPartial(d, w + k, v);
+    a0 = hn::MulAdd(LoadPartial(d, z0 + k, v), w0, a0);
+    if constexpr (R > 1) b0 = hn::MulAdd(LoadPartial(d, z1 + k, v), w0, b0);
+    if constexpr (R > 2) c0 = hn::MulAdd(LoadPartial(d, z2 + k, v), w0, c0);
+    if constexpr (R > 3) e0 = hn::MulAdd(LoadPartial(d, z3 + k, v), w0, e0);
+  }
+  *out[0] = hn::GetLane(hn::SumOfLanes(d, hn::Add(a0, a1)));
+  if constexpr (R > 1)
+    *out[1] = hn::GetLane(hn::SumOfLanes(d, hn::Add(b0, b1)));
+  if constexpr (R > 2)
+    *out[2] = hn::GetLane(hn::SumOfLanes(d, hn::Add(c0, c1)));
+  if constexpr (R > 3)
+    *out[3] = hn::GetLane(hn::SumOfLanes(d, hn::Add(e0, e1)));
+}
+
+// Rows a block visits together: each row of Wᵀ it reads serves every row of
+// the block that keeps that column (about a quarter), four at a time.
+constexpr int64_t kMaskedRows = 16;
+
+void MaskedInputGradImpl(const MaskedInputGradArgs& a, int threads) {
+  const int64_t words = MaskWordsPerRow(a.N);
+  const int64_t blocks = (a.M + kMaskedRows - 1) / kMaskedRows;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t m0 = b * kMaskedRows;
+    const int64_t rows = std::min(kMaskedRows, a.M - m0);
+    std::memset(a.dx + m0 * a.N, 0, size_t(rows * a.N) * sizeof(float));
+    for (int64_t w = 0; w < words; ++w) {
+      uint64_t bits[kMaskedRows] = {};
+      uint64_t any = 0;
+      for (int64_t r = 0; r < rows; ++r) {
+        bits[r] = a.mask[MaskWord(a.M, m0 + r, w * 64)];
+        any |= bits[r];
+      }
+      while (any != 0) {
+        const int bit = int(hwy::Num0BitsBelowLS1Bit_Nonzero64(any));
+        any &= any - 1;
+        const int64_t n = w * 64 + bit;
+        // The block's rows that keep column n, as bits.
+        uint32_t keep = 0;
+        for (int64_t r = 0; r < rows; ++r) {
+          keep |= uint32_t((bits[r] >> bit) & 1) << r;
+        }
+        const float* HWY_RESTRICT wt = a.wt + n * a.K;
+        const float* z[4];
+        float* out[4];
+        int count = 0;
+        while (keep != 0) {
+          const int64_t r = int64_t(hwy::Num0BitsBelowLS1Bit_Nonzero32(keep));
+          keep &= keep - 1;
+          z[count] = a.dz + (m0 + r) * a.K;
+          out[count] = a.dx + (m0 + r) * a.N + n;
+          if (++count == 4) {
+            Dots<4>(z, wt, a.K, out);
+            count = 0;
+          }
+        }
+        switch (count) {
+          case 3:
+            Dots<3>(z, wt, a.K, out);
+            break;
+          case 2:
+            Dots<2>(z, wt, a.K, out);
+            break;
+          case 1:
+            Dots<1>(z, wt, a.K, out);
+            break;
+          default:
+            break;
+        }
+      }
+    }
+  }
+}
+
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace HWY_NAMESPACE
+}  // namespace ballast::ops
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace ballast::ops {
+
+HWY_EXPORT(MaskedInputGradImpl);
+
+void MaskedInputGrad(const MaskedInputGradArgs& args, int threads) {
+  HWY_DYNAMIC_DISPATCH(MaskedInputGradImpl)(args, threads);
+}
+
+}  // namespace ballast::ops
+#endif  // HWY_ONCE
