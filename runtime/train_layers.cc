@@ -9,6 +9,7 @@
 #include "ops/block/block_kernels.h"
 #include "ops/cache_aligned.h"
 #include "ops/linear/gemm.h"
+#include "ops/linear/masked_input_grad.h"
 #include "ops/optim/sgd.h"
 #include "ops/ref/activation.h"
 
@@ -44,7 +45,8 @@ struct LinearGemms {
   int threads = 1;
   ops::PackedB packed_w;  // B = W for dX = dZ·W, packed after each update
   ops::PackedB packed_dz;
-  std::vector<float> dw_;  // NarrowWeightGrad's dW [out, in]
+  std::vector<float> dw_;         // NarrowWeightGrad's dW [out, in]
+  AlignedVector<float> wt_rows_;  // Wᵀ [in, out] row-major (masked dX)
 
   // Threads for a GEMM of M·in·out multiply-adds: one below `min_macs`.
   // The output layer's (128·256·10 = 330 K per batch) forward gains from a
@@ -150,8 +152,17 @@ struct LinearGemms {
   // one and dX on another, instead of one after the other while the other
   // threads wait. They share no output: dX reads W as packed before the
   // update.
+  // With `dx_mask` (the pass mask of the fused block before, see
+  // TrainLayer::dx_mask), dX is computed only where the mask passes
+  // (ops::MaskedInputGrad, from the copy of Wᵀ that Repack made).
   template <typename WeightSide>
-  Status Grads(const float* dz, int64_t M, float* dx, WeightSide weight_side) {
+  Status Grads(const float* dz, int64_t M, float* dx, const uint64_t* dx_mask,
+               WeightSide weight_side) {
+    if (dx != nullptr && dx_mask != nullptr) {
+      ops::MaskedInputGrad({dz, M, out, in, wt_rows_.data(), dx_mask, dx},
+                           ThreadsFor(M, kSplitMacs));
+      return weight_side();
+    }
     const bool side_by_side =
         threads > 1 && dx != nullptr && Narrow() && InputGradThreads(M) == 1;
     if (!side_by_side) {
@@ -170,9 +181,15 @@ struct LinearGemms {
     BALLAST_RETURN_IF_ERROR(w_status);
     return x_status;
   }
-  // B(o, i) = W[o][i] = Wᵀ(i, o).
-  void Repack(const float* wt) {
-    ops::PackBFromPanels(packed_w, wt, in, out, threads);
+  // For dX: B(o, i) = W[o][i] = Wᵀ(i, o) packed, or with `rows` (the
+  // masked dX) Wᵀ row-major.
+  void Repack(const float* wt, bool rows) {
+    if (rows) {
+      wt_rows_.resize(size_t(in * out));
+      ops::PanelsToRows(wt, in, out, wt_rows_.data());
+    } else {
+      ops::PackBFromPanels(packed_w, wt, in, out, threads);
+    }
   }
 };
 
@@ -217,7 +234,7 @@ class LinearLayer : public TrainLayer {
   LinearLayer(const Node& n, const TrainContext& ctx) {
     const Tensor& w = n.Param("weight");
     out = w.dim(0), in = w.dim(1);
-    gemms_ = {in, out, ctx.threads, {}, {}, {}};
+    gemms_ = {in, out, ctx.threads, {}, {}, {}, {}};
     params_.push_back(MakePanelWeight(n));
     has_bias_ = !n.Param("bias").empty();
     if (has_bias_) params_.push_back(MakeParam(n, "bias"));
@@ -233,7 +250,7 @@ class LinearLayer : public TrainLayer {
   }
   Status Backward(const float* dy, float* dx, int64_t M) override {
     // dWᵀ = Xᵀ·dY; db = Σ_m dY; dX = dY·W.
-    return gemms_.Grads(dy, M, needs_dx ? dx : nullptr, [&] {
+    return gemms_.Grads(dy, M, needs_dx ? dx : nullptr, dx_mask, [&] {
       BALLAST_RETURN_IF_ERROR(gemms_.WeightGrad(x_, dy, M, params_[0],
                                                 fused_sgd, fused_store_grad));
       if (has_bias_) {
@@ -247,7 +264,7 @@ class LinearLayer : public TrainLayer {
     });
   }
   void ParamsUpdated() override {
-    if (needs_dx) gemms_.Repack(params_[0].value.data());
+    if (needs_dx) gemms_.Repack(params_[0].value.data(), dx_mask != nullptr);
   }
   Param* FusableWeight() override { return &params_[0]; }
 
@@ -267,7 +284,7 @@ class FusedBlockLayer : public TrainLayer {
       : ctx_(ctx), p_(p) {
     const Tensor& w = lin.Param("weight");
     out = w.dim(0), in = w.dim(1);
-    gemms_ = {in, out, ctx.threads, {}, {}, {}};
+    gemms_ = {in, out, ctx.threads, {}, {}, {}, {}};
     params_.push_back(MakePanelWeight(lin));
     has_bias_ = !lin.Param("bias").empty();
     if (has_bias_) params_.push_back(MakeParam(lin, "bias"));
@@ -336,15 +353,16 @@ class FusedBlockLayer : public TrainLayer {
         affine_ ? params_[g + 1].grad.data() : scratch_db_.data(),
         has_bias_ ? params_[1].grad.data() : scratch_dbias_.data()};
     ops::BnReluDropoutBackward(a, M, out, ctx_.threads);
-    return gemms_.Grads(dz_.data(), M, needs_dx ? dx : nullptr, [&] {
+    return gemms_.Grads(dz_.data(), M, needs_dx ? dx : nullptr, dx_mask, [&] {
       const ops::SparseRows cols = nz_.cols();
       return gemms_.WeightGrad(x_, dz_.data(), M, params_[0], fused_sgd,
                                fused_store_grad, sparse_ ? &cols : nullptr);
     });
   }
   bool OutputHasZeros() const override { return true; }
+  const uint64_t* PassMask() const override { return mask_.data(); }
   void ParamsUpdated() override {
-    if (needs_dx) gemms_.Repack(params_[0].value.data());
+    if (needs_dx) gemms_.Repack(params_[0].value.data(), dx_mask != nullptr);
   }
   Param* FusableWeight() override { return &params_[0]; }
   int64_t* num_batches() override { return &stats_.num_batches; }

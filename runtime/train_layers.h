@@ -55,6 +55,16 @@ class TrainLayer {
   // (TrainerOptions::skip_zeros).
   virtual bool OutputHasZeros() const { return false; }
   bool skip_input_zeros = false;
+  // The mask of M × out bits through which this layer's backward reads its
+  // output gradient (a fused block's pass mask: kept by dropout and
+  // positive), valid from Forward to Backward; nullptr: read whole.
+  virtual const uint64_t* PassMask() const { return nullptr; }
+  // Set by the trainer (TrainerOptions::masked_input_grad) to the pass mask
+  // of the layer before, when that layer reads dX only through it: a Linear
+  // layer then computes dX only there (zeros elsewhere), from a row-major
+  // copy of Wᵀ instead of packed W (ParamsUpdated makes either). Ignored
+  // by other layers.
+  const uint64_t* dx_mask = nullptr;
 
  protected:
   std::vector<Param> params_;

@@ -37,6 +37,7 @@ struct TrainCli {
   double dropout = 0.5, lr = 0.05, momentum = 0.9, weight_decay = 0.0,
          label_smoothing = 0.0, clip = 0.0;
   bool no_bn = false, no_fuse = false, no_skip_zeros = false, profile = false;
+  bool dense_dx = false;
   int epochs = 5, threads = 1, label_column = 0, warmup = 0;
   int64_t batch = 128;
   uint64_t seed = 0;
@@ -319,6 +320,7 @@ Status RunTrain(const TrainCli& o) {
   to.fuse = !o.no_fuse;
   to.keep_gradients = false;  // nothing here reads them
   to.skip_zeros = !o.no_skip_zeros;
+  to.masked_input_grad = !o.dense_dx;
   to.profile = o.profile;
   to.label_smoothing = o.label_smoothing;
   to.clip_grad_norm = o.clip;
@@ -570,6 +572,10 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
   c->add_flag("--no-skip-zeros", o->no_skip_zeros,
               "Read every input value in the GEMMs after a ReLU (skipping "
               "its zeros gives the same bits; this times the dense GEMMs)");
+  c->add_flag("--dense-dx", o->dense_dx,
+              "Compute the whole input gradient of a layer after a fused "
+              "block (by default only where that block's ReLU and dropout "
+              "pass it; the other summation order changes the last bits)");
   c->add_option("--out", o->out, "Save the trained model (.blst)");
   c->add_option("--checkpoint-dir", o->checkpoint_dir,
                 "Write a checkpoint every epoch");
