@@ -161,6 +161,40 @@ TEST(TrainerTest, NotKeepingGradientsChangesNoWeight) {
   EXPECT_TRUE(some.count("block1.linear.bias"));
 }
 
+// SGD with momentum 0.9 (fused into the gradient GEMM) or Adam, on `threads`,
+// with no gradient kept: the trainer as `ballast train` runs it.
+TrainerOptions StepOptions(OptimizerKind kind, int threads) {
+  TrainerOptions opt;
+  opt.optimizer.kind = kind;
+  opt.optimizer.momentum = kind == OptimizerKind::kSgd ? 0.9 : 0.0;
+  opt.threads = threads;
+  opt.keep_gradients = false;
+  return opt;
+}
+
+// A trainer after four steps of 160 rows of p (20 features), each step's
+// loss in `losses` when given; nullptr (and a test failure) on an error.
+std::unique_ptr<Trainer> FourSteps(const Graph& g, const Problem& p,
+                                   const TrainerOptions& opt,
+                                   double* losses = nullptr) {
+  auto created = Trainer::Create(g, opt);
+  if (!created.ok()) {
+    ADD_FAILURE() << created.status().ToString();
+    return nullptr;
+  }
+  std::unique_ptr<Trainer> t = std::move(*created);
+  for (int s = 0; s < 4; ++s) {
+    auto r =
+        t->Step(p.x.data() + s * 160 * 20, p.y.data() + s * 160, nullptr, 160);
+    if (!r.ok()) {
+      ADD_FAILURE() << "step " << s << ": " << r.status().ToString();
+      return nullptr;
+    }
+    if (losses != nullptr) losses[s] = r->loss;
+  }
+  return t;
+}
+
 // A fused block after another skips its input's zeros (TrainerOptions::
 // skip_zeros): its GEMMs sum the same terms in the same order and the
 // statistics take the epilogue's sums, so training gives the same bits as
@@ -181,20 +215,10 @@ TEST(TrainerTest, SkippingZerosGivesTheBitsOfTheDenseGemms) {
                      << "dropout " << dropout << ", threads " << threads);
         std::unique_ptr<Trainer> t[2];
         for (int skip = 0; skip < 2; ++skip) {
-          TrainerOptions opt;
-          opt.optimizer.kind = kind;
-          opt.optimizer.momentum = kind == OptimizerKind::kSgd ? 0.9 : 0.0;
-          opt.threads = threads;
-          opt.keep_gradients = false;
+          TrainerOptions opt = StepOptions(kind, threads);
           opt.skip_zeros = skip == 1;
-          auto created = Trainer::Create(g, opt);
-          ASSERT_TRUE(created.ok()) << created.status().ToString();
-          t[skip] = std::move(*created);
-          for (int s = 0; s < 4; ++s) {
-            auto r = t[skip]->Step(p.x.data() + s * 160 * 20,
-                                   p.y.data() + s * 160, nullptr, 160);
-            ASSERT_TRUE(r.ok()) << r.status().ToString();
-          }
+          t[skip] = FourSteps(g, p, opt);
+          ASSERT_NE(t[skip], nullptr);
         }
         ExpectBitIdentical(t[0]->CurrentGraph(), t[1]->CurrentGraph());
       }
@@ -224,22 +248,11 @@ TEST(TrainerTest, MaskedInputGradientTrainsAsTheDenseOne) {
       std::unique_ptr<Trainer> t[2];
       double loss[2][4];
       for (int mask = 0; mask < 2; ++mask) {
-        TrainerOptions opt;
-        opt.optimizer.kind = kind;
-        opt.optimizer.momentum = kind == OptimizerKind::kSgd ? 0.9 : 0.0;
+        TrainerOptions opt = StepOptions(kind, threads);
         opt.optimizer.lr = kind == OptimizerKind::kSgd ? 0.05 : 1e-3;
-        opt.threads = threads;
-        opt.keep_gradients = false;
         opt.masked_input_grad = mask == 1;
-        auto created = Trainer::Create(g, opt);
-        ASSERT_TRUE(created.ok()) << created.status().ToString();
-        t[mask] = std::move(*created);
-        for (int s = 0; s < 4; ++s) {
-          auto r = t[mask]->Step(p.x.data() + s * 160 * 20,
-                                 p.y.data() + s * 160, nullptr, 160);
-          ASSERT_TRUE(r.ok()) << r.status().ToString();
-          loss[mask][s] = r->loss;
-        }
+        t[mask] = FourSteps(g, p, opt, loss[mask]);
+        ASSERT_NE(t[mask], nullptr);
       }
       for (int s = 0; s < 4; ++s) {
         EXPECT_NEAR(loss[1][s], loss[0][s], 1e-6 * loss[0][s]) << "step " << s;
