@@ -186,7 +186,7 @@ struct LinearGemms {
   void Repack(const float* wt, bool rows) {
     if (rows) {
       wt_rows_.resize(size_t(in * out));
-      ops::PanelsToRows(wt, in, out, wt_rows_.data());
+      ops::PanelsToRows(wt, in, out, wt_rows_.data(), threads);
     } else {
       ops::PackBFromPanels(packed_w, wt, in, out, threads);
     }

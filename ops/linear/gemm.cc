@@ -120,9 +120,15 @@ void PackBFromPanels(PackedB& b, const float* panels, int64_t K, int64_t N,
   (panels, K, N, PanelLayoutWidth(N), b.data_.get(), t);
 }
 
-void PanelsToRows(const float* panels, int64_t K, int64_t N, float* rows) {
+void PanelsToRows(const float* panels, int64_t K, int64_t N, float* rows,
+                  int threads) {
   const int64_t w = PanelLayoutWidth(N);
-  for (int64_t p = 0; p * w < N; ++p) {
+  const int64_t count = (N + w - 1) / w;
+  // Static chunks of panels: thread t copies the panels of its GEMMs' home
+  // range (ops/work_ranges.h), which its core just updated.
+  const int t = omp_in_parallel() ? 1 : int(std::min<int64_t>(threads, count));
+#pragma omp parallel for num_threads(t) schedule(static) if (t > 1)
+  for (int64_t p = 0; p < count; ++p) {
     const int64_t cols = std::min(w, N - p * w);
     const float* src = panels + p * K * w;
     for (int64_t k = 0; k < K; ++k) {

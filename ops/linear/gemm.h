@@ -128,8 +128,11 @@ void PackBTo(float* dst, const float* src, int64_t K, int64_t N,
 // matrix B [K, N], into ordinary panels.
 void PackBFromPanels(PackedB& b, const float* panels, int64_t K, int64_t N,
                      int threads = 1);
-// The panel-layout matrix B [K, N] copied out row-major: rows[k·N + n].
-void PanelsToRows(const float* panels, int64_t K, int64_t N, float* rows);
+// The panel-layout matrix B [K, N] copied out row-major: rows[k·N + n]. On
+// `threads`, each copying a contiguous share of the panels (the share its
+// GEMMs' units start on).
+void PanelsToRows(const float* panels, int64_t K, int64_t N, float* rows,
+                  int threads = 1);
 
 struct GemmArgs {
   const float* a = nullptr;  // A(m, k) = a[m·a_row_stride + k·a_col_stride]

@@ -17,10 +17,10 @@ namespace {
 using test::ForEachTarget;
 
 // dX = dZ·W at the masked positions, from Wᵀ copied out of the panel
-// layout the trainer keeps it in (PanelsToRows): against a double-precision
-// sum, zeros elsewhere (over a NaN-filled dX), and the same bits on 1 and 2
-// threads. K covers one vector, partial panels and many panels; N several mask
-// words and a partial one.
+// layout the trainer keeps it in (PanelsToRows, on 1 and 2 threads): against a
+// double-precision sum, zeros elsewhere (over a NaN-filled dX), and the same
+// bits on 1 and 2 threads. K covers one vector, partial panels and many panels;
+// N several mask words and a partial one.
 TEST(MaskedInputGradTest, DotProductsWhereTheMaskPassesZerosElsewhere) {
   ForEachTarget([](const char*) {
     struct Case {
@@ -37,11 +37,15 @@ TEST(MaskedInputGradTest, DotProductsWhereTheMaskPassesZerosElsewhere) {
       // Wᵀ [N, K] row-major, through the trainer's panel layout.
       std::vector<float> panels(size_t(PackedFloats(c.n, c.k)), NAN);
       PackBTo(panels.data(), w.data(), c.n, c.k, 1, c.n);
-      std::vector<float> wt(size_t(c.n * c.k), NAN);
-      PanelsToRows(panels.data(), c.n, c.k, wt.data());
-      for (int64_t n = 0; n < c.n; ++n) {
-        for (int64_t k = 0; k < c.k; ++k) {
-          ASSERT_EQ(wt[size_t(n * c.k + k)], w[size_t(k * c.n + n)]);
+      std::vector<float> wt;
+      for (int threads : {2, 1}) {
+        wt.assign(size_t(c.n * c.k), NAN);
+        PanelsToRows(panels.data(), c.n, c.k, wt.data(), threads);
+        for (int64_t n = 0; n < c.n; ++n) {
+          for (int64_t k = 0; k < c.k; ++k) {
+            ASSERT_EQ(wt[size_t(n * c.k + k)], w[size_t(k * c.n + n)])
+                << threads << " thread(s)";
+          }
         }
       }
       std::vector<uint64_t> mask(size_t(c.m * MaskWordsPerRow(c.n)), 0);
