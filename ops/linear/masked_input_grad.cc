@@ -70,8 +70,9 @@ HWY_INLINE void Dots(const float* const* HWY_RESTRICT z,
 }
 
 // Rows a block visits together: each row of Wᵀ it reads serves every row of
-// the block that keeps that column (about a quarter), four at a time.
-constexpr int64_t kMaskedRows = 16;
+// the block that keeps that column (about a quarter), four at a time. Their
+// rows of dZ (32 KiB for K = 256) stay in L1 (see masked_input_grad.h).
+constexpr int64_t kMaskedRows = 32;
 
 void MaskedInputGradImpl(const MaskedInputGradArgs& a, int threads) {
   const int64_t words = MaskWordsPerRow(a.N);
@@ -82,21 +83,23 @@ void MaskedInputGradImpl(const MaskedInputGradArgs& a, int threads) {
     const int64_t rows = std::min(kMaskedRows, a.M - m0);
     std::memset(a.dx + m0 * a.N, 0, size_t(rows * a.N) * sizeof(float));
     for (int64_t w = 0; w < words; ++w) {
-      uint64_t bits[kMaskedRows] = {};
+      // The block's rows that keep each column of the word, as bits: each
+      // row's set bits visited once (a quarter of them in the book's
+      // recipe), not every row for every column.
+      uint32_t keeps[64] = {};
       uint64_t any = 0;
       for (int64_t r = 0; r < rows; ++r) {
-        bits[r] = a.mask[MaskWord(a.M, m0 + r, w * 64)];
-        any |= bits[r];
+        uint64_t bits = a.mask[MaskWord(a.M, m0 + r, w * 64)];
+        any |= bits;
+        for (; bits != 0; bits &= bits - 1) {
+          keeps[hwy::Num0BitsBelowLS1Bit_Nonzero64(bits)] |= uint32_t{1} << r;
+        }
       }
       while (any != 0) {
         const int bit = int(hwy::Num0BitsBelowLS1Bit_Nonzero64(any));
         any &= any - 1;
         const int64_t n = w * 64 + bit;
-        // The block's rows that keep column n, as bits.
-        uint32_t keep = 0;
-        for (int64_t r = 0; r < rows; ++r) {
-          keep |= uint32_t((bits[r] >> bit) & 1) << r;
-        }
+        uint32_t keep = keeps[bit];
         const float* HWY_RESTRICT wt = a.wt + n * a.K;
         const float* z[4];
         float* out[4];

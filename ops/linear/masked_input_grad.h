@@ -27,14 +27,17 @@ struct MaskedInputGradArgs {
 // dx(m, n) = Σ_k dz(m, k)·Wᵀ(n, k) where the mask bit (m, n) is set, else
 // 0. The sum runs in vector lanes over k and is then reduced: not the bits
 // of the GEMM (one chain per output over k), the same bits on any thread
-// count. Blocks of 16 rows are split over `threads`; a block reads each row
+// count. Blocks of 32 rows are split over `threads`; a block reads each row
 // of Wᵀ once for all its rows that keep that column, four dot products at a
 // time sharing the loads of Wᵀ. The scalar twin is ref::linear_backward's
 // dX (masked_input_grad_test).
 //
 // Hidden layer of the book's MLP (M = 128, K = N = 256, a quarter kept,
 // AVX2, one thread, calls alternated, medians of 400): 0.66 of the dense
-// GEMM's time. One dot product per value, without the shared loads: 1.04.
+// GEMM's time with blocks of 16 rows; blocks of 32 took 0.85-0.96 of that
+// (the rows of Wᵀ come from L2 once per block, and half as many blocks read
+// them), blocks of 64 1.06-1.09 of 32 (the block's dZ no longer fits L1).
+// One dot product per value, without the shared loads: 1.04.
 // Over the output layer's K = 10 a dot product is mostly its reduction:
 // the trainer keeps the dense GEMM there (kMaskedInputGradMinOutputs).
 void MaskedInputGrad(const MaskedInputGradArgs& args, int threads);
