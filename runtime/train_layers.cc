@@ -313,10 +313,18 @@ class FusedBlockLayer : public TrainLayer {
     // A mostly-zero input (after an earlier block's ReLU and dropout): the
     // GEMMs skip its zeros, and the statistics take a pass of their own, with
     // the epilogue's sums: the same bits as the dense path. (Index returns
-    // the same density, or 1 for a matrix too large to index.)
-    sparse_ = skip_input_zeros &&
-              ops::Nonzeros::Density(x, M, in) < kMaxDensity &&
-              nz_.Index(x, M, in, ctx_.threads) < kMaxDensity;
+    // the same density, or 1 for a matrix too large to index.) The index
+    // comes from the block before's mask of its nonzeros when it has one.
+    const uint64_t* bits =
+        skip_input_zeros && input_layer ? input_layer->NonzeroMask() : nullptr;
+    if (bits != nullptr) {
+      sparse_ = ops::Nonzeros::MaskDensity(bits, M, in) < kMaxDensity &&
+                nz_.IndexFromMask(x, bits, M, in, ctx_.threads) < kMaxDensity;
+    } else {
+      sparse_ = skip_input_zeros &&
+                ops::Nonzeros::Density(x, M, in) < kMaxDensity &&
+                nz_.Index(x, M, in, ctx_.threads) < kMaxDensity;
+    }
     if (sparse_) {
       const ops::SparseRows rows = nz_.rows();
       BALLAST_RETURN_IF_ERROR(gemms_.Forward(params_[0].value.data(), x, M,
@@ -336,6 +344,7 @@ class FusedBlockLayer : public TrainLayer {
                          beta(),      p_,           slice,        y,
                          mask_.data()};
     ops::BnReluDropoutForward(a, M, out, ctx_.threads);
+    mask_is_nonzeros_ = StatsAndAffineFinite();
     return Status::Ok();
   }
   Status Backward(const float* dy, float* dx, int64_t M) override {
@@ -361,6 +370,12 @@ class FusedBlockLayer : public TrainLayer {
   }
   bool OutputHasZeros() const override { return true; }
   const uint64_t* PassMask() const override { return mask_.data(); }
+  // The pass mask sets exactly the output's nonzeros (kept, and
+  // γ·(z − μ)·rstd + β > 0, times 1/(1 − p) ≥ 1) when no NaN can arise: z,
+  // μ, rstd, γ and β finite (a non-finite z makes its column's μ so).
+  const uint64_t* NonzeroMask() const override {
+    return mask_is_nonzeros_ ? mask_.data() : nullptr;
+  }
   void ParamsUpdated() override {
     if (needs_dx) gemms_.Repack(params_[0].value.data(), dx_mask != nullptr);
   }
@@ -374,6 +389,18 @@ class FusedBlockLayer : public TrainLayer {
   const float* beta() const {
     return affine_ ? params_[has_bias_ ? 3 : 2].value.data()
                    : zero_bias_.data();
+  }
+  bool StatsAndAffineFinite() const {
+    const float* g = gamma();
+    const float* b = beta();
+    for (int64_t n = 0; n < out; ++n) {
+      if (!std::isfinite(mean_[size_t(n)]) ||
+          !std::isfinite(rstd_[size_t(n)]) || !std::isfinite(g[n]) ||
+          !std::isfinite(b[n])) {
+        return false;
+      }
+    }
+    return true;
   }
 
   TrainContext ctx_;
@@ -397,6 +424,7 @@ class FusedBlockLayer : public TrainLayer {
   static constexpr double kMaxDensity = 0.3;
   ops::Nonzeros nz_;
   bool sparse_ = false;
+  bool mask_is_nonzeros_ = false;  // see NonzeroMask
 };
 
 class BatchNormLayer : public TrainLayer {

@@ -55,6 +55,12 @@ class TrainLayer {
   // (TrainerOptions::skip_zeros).
   virtual bool OutputHasZeros() const { return false; }
   bool skip_input_zeros = false;
+  // The bits of the last output that are not ±0 (word-major, as PassMask),
+  // when the layer knows them exactly; nullptr otherwise. With
+  // skip_input_zeros, the trainer points `input_layer` at the layer before,
+  // whose mask then indexes this layer's input without reading it whole.
+  virtual const uint64_t* NonzeroMask() const { return nullptr; }
+  const TrainLayer* input_layer = nullptr;
   // The mask of M × out bits through which this layer's backward reads its
   // output gradient (a fused block's pass mask: kept by dropout and
   // positive), valid from Forward to Backward; nullptr: read whole.

@@ -237,6 +237,9 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(
   for (size_t i = 1; i < impl->layers.size(); ++i) {
     impl->layers[i]->skip_input_zeros =
         options.skip_zeros && impl->layers[i - 1]->OutputHasZeros();
+    if (impl->layers[i]->skip_input_zeros) {
+      impl->layers[i]->input_layer = impl->layers[i - 1].get();
+    }
     // Each kept value of a masked dX is a dot product over the layer's
     // outputs: over the output layer's 10 it took longer than the dense
     // GEMM (see TrainLayer::dx_mask).

@@ -416,6 +416,24 @@ TEST(TrainerTest, ANonFiniteLossStopsWithTheStepNumber) {
       << failure.message();
 }
 
+// A NaN in one input through fused blocks whose zeros the next block skips:
+// the first block's pass mask no longer marks its output's nonzeros (a NaN
+// fails the test "> 0"), so the next block indexes the floats instead, and
+// the NaN reaches the loss rather than being skipped as a zero.
+TEST(TrainerTest, ANaNInputStopsBlocksThatSkipZeros) {
+  Problem p = MakeProblem(64, 6, 3, 9);
+  p.x[5] = NAN;
+  Sequential net(6, 1);
+  net.StandardBlock(64, 0.5).StandardBlock(64, 0.5).Linear(3);
+  auto t = Trainer::Create(*net.Build(), TrainerOptions{});
+  ASSERT_TRUE(t.ok());
+  const Status failure =
+      (*t)->Step(p.x.data(), p.y.data(), nullptr, 64).status();
+  ASSERT_FALSE(failure.ok());
+  EXPECT_NE(failure.message().find("at step"), std::string::npos)
+      << failure.message();
+}
+
 TEST(TrainerTest, RejectsBadBatchesLabelsAndOptions) {
   const Problem p = MakeProblem(8, 6, 3, 9);
   auto t = Trainer::Create(Mlp(6, 3, 0.0, 1), {});

@@ -116,15 +116,25 @@ double Nonzeros::Density(const float* x, int64_t M, int64_t K) {
              : 0.0;
 }
 
-double Nonzeros::Index(const float* x, int64_t M, int64_t K, int threads) {
+bool Nonzeros::Reset(int64_t M, int64_t K) {
   // 32-bit positions: a larger matrix is left unindexed, as if dense.
   if (M < 0 || K < 0 || (K > 0 && M >= (int64_t{1} << 31) / K)) {
     m_ = k_ = 0;
     row_start_.assign(1, 0);
     col_start_.assign(1, 0);
-    return 1.0;
+    return false;
   }
   m_ = M, k_ = K;
+  const size_t total = size_t(M * K);
+  row_index_.resize(total + 1), row_value_.resize(total + 1);
+  col_index_.resize(total + 1), col_value_.resize(total + 1);
+  row_start_.assign(size_t(M + 1), 0);
+  col_start_.assign(size_t(K + 1), 0);
+  return true;
+}
+
+double Nonzeros::Index(const float* x, int64_t M, int64_t K, int threads) {
+  if (!Reset(M, K)) return 1.0;
   // A second thread pays from about 2^14 values (the trainer's 128 × 256).
   const int T = omp_in_parallel() || M * K < (int64_t{1} << 14)
                     ? 1
@@ -141,10 +151,6 @@ double Nonzeros::Index(const float* x, int64_t M, int64_t K, int threads) {
   // Everything is allocated here: nothing in the parallel region throws.
   const size_t total = size_t(M * K);
   tmp_index_.resize(total + 1), tmp_value_.resize(total + 1);
-  row_index_.resize(total + 1), row_value_.resize(total + 1);
-  col_index_.resize(total + 1), col_value_.resize(total + 1);
-  row_start_.assign(size_t(M + 1), 0);
-  col_start_.assign(size_t(K + 1), 0);
   scratch_.assign(size_t(T) * size_t(K), 0);
 #pragma omp parallel num_threads(T) if (T > 1)
   {
@@ -199,6 +205,132 @@ double Nonzeros::Index(const float* x, int64_t M, int64_t K, int threads) {
       }
     }
   }
+  return total ? double(row_start_[size_t(M)]) / double(total) : 0.0;
+}
+
+namespace {
+
+// Transposes a 64 × 64 bit matrix in place: bit j of a[i] becomes bit i of
+// a[j]. Six rounds, each swapping the off-diagonal blocks of every 2s × 2s
+// block (s = 32, 16, ..., 1): the high s bits of row i with the low s bits
+// of row i + s.
+void Transpose64(uint64_t* a) {
+  static constexpr uint64_t kLow[6] = {
+      0x00000000FFFFFFFFull, 0x0000FFFF0000FFFFull, 0x00FF00FF00FF00FFull,
+      0x0F0F0F0F0F0F0F0Full, 0x3333333333333333ull, 0x5555555555555555ull};
+  for (int round = 0, s = 32; round < 6; ++round, s >>= 1) {
+    const uint64_t low = kLow[round];
+    for (int i = 0; i < 64; i = (i + s + 1) & ~s) {  // i with bit s clear
+      const uint64_t t = ((a[i] >> s) ^ a[i + s]) & low;
+      a[i] ^= t << s;
+      a[i + s] ^= t;
+    }
+  }
+}
+
+int CountBits(uint64_t w) { return __builtin_popcountll(w); }
+// The bits of a row's last mask word that hold columns (< K).
+uint64_t TailBits(int64_t K) {
+  return K % 64 ? (uint64_t{1} << (K % 64)) - 1 : ~uint64_t{0};
+}
+int LowestBit(uint64_t w) { return __builtin_ctzll(w); }
+
+}  // namespace
+
+double Nonzeros::MaskDensity(const uint64_t* mask, int64_t M, int64_t K) {
+  if (M <= 0 || K <= 0) return 0.0;
+  const int64_t words = (K + 63) / 64;
+  int64_t count = 0;
+  for (int64_t w = 0; w < words; ++w) {
+    const uint64_t keep = w == words - 1 ? TailBits(K) : ~uint64_t{0};
+    for (int64_t m = 0; m < M; ++m) count += CountBits(mask[w * M + m] & keep);
+  }
+  return double(count) / double(M * K);
+}
+
+double Nonzeros::IndexFromMask(const float* x, const uint64_t* mask, int64_t M,
+                               int64_t K, int threads) {
+  if (!Reset(M, K)) return 1.0;
+  const int64_t words = (K + 63) / 64;      // mask words per row
+  const int64_t row_words = (M + 63) / 64;  // 64-row blocks
+  // Word w of a row, without bits past column K.
+  const uint64_t tail = TailBits(K);
+  const auto word = [&](int64_t w, int64_t m) {
+    return mask[w * M + m] & (w == words - 1 ? tail : ~uint64_t{0});
+  };
+  col_bits_.assign(size_t(words * 64 * row_words), 0);
+  // Rows split over the threads for the row lists, mask words (64 columns)
+  // for the column lists. As Index: the same result on any number.
+  const int T = omp_in_parallel() || M * K < (int64_t{1} << 14)
+                    ? 1
+                    : int(std::clamp<int64_t>(threads, 1, M));
+#pragma omp parallel num_threads(T) if (T > 1)
+  {
+    const int t = omp_get_thread_num(), team = omp_get_num_threads();
+    const int64_t m0 = M * t / team, m1 = M * (t + 1) / team;
+    const int64_t w0 = words * t / team, w1 = words * (t + 1) / team;
+    for (int64_t m = m0; m < m1; ++m) {
+      int32_t n = 0;
+      for (int64_t w = 0; w < words; ++w) n += CountBits(word(w, m));
+      row_start_[size_t(m + 1)] = n;
+    }
+    uint64_t block[64];
+    for (int64_t w = w0; w < w1; ++w) {
+      for (int64_t b = 0; b < row_words; ++b) {
+        const int64_t rows = std::min<int64_t>(64, M - b * 64);
+        for (int64_t i = 0; i < rows; ++i) block[i] = word(w, b * 64 + i);
+        std::fill(block + rows, block + 64, 0);
+        Transpose64(block);
+        for (int64_t j = 0; j < 64; ++j) {
+          col_bits_[size_t((w * 64 + j) * row_words + b)] = block[j];
+        }
+      }
+      for (int64_t k = w * 64; k < std::min(K, (w + 1) * 64); ++k) {
+        int32_t n = 0;
+        for (int64_t b = 0; b < row_words; ++b) {
+          n += CountBits(col_bits_[size_t(k * row_words + b)]);
+        }
+        col_start_[size_t(k + 1)] = n;
+      }
+    }
+#pragma omp barrier
+#pragma omp single
+    {
+      for (int64_t m = 0; m < M; ++m) {
+        row_start_[size_t(m + 1)] += row_start_[size_t(m)];
+      }
+      for (int64_t k = 0; k < K; ++k) {
+        col_start_[size_t(k + 1)] += col_start_[size_t(k)];
+      }
+    }
+    int32_t* HWY_RESTRICT row_index = row_index_.data();
+    float* HWY_RESTRICT row_value = row_value_.data();
+    for (int64_t m = m0; m < m1; ++m) {
+      int32_t n = row_start_[size_t(m)];
+      const float* row = x + m * K;
+      for (int64_t w = 0; w < words; ++w) {
+        for (uint64_t bits = word(w, m); bits != 0; bits &= bits - 1) {
+          const int32_t k = int32_t(w * 64 + LowestBit(bits));
+          row_index[n] = k;
+          row_value[n++] = row[k];
+        }
+      }
+    }
+    int32_t* HWY_RESTRICT col_index = col_index_.data();
+    float* HWY_RESTRICT col_value = col_value_.data();
+    for (int64_t k = w0 * 64; k < std::min(K, w1 * 64); ++k) {
+      int32_t n = col_start_[size_t(k)];
+      for (int64_t b = 0; b < row_words; ++b) {
+        for (uint64_t bits = col_bits_[size_t(k * row_words + b)]; bits != 0;
+             bits &= bits - 1) {
+          const int32_t m = int32_t(b * 64 + LowestBit(bits));
+          col_index[n] = m;
+          col_value[n++] = x[m * K + k];
+        }
+      }
+    }
+  }
+  const int64_t total = M * K;
   return total ? double(row_start_[size_t(M)]) / double(total) : 0.0;
 }
 

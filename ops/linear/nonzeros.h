@@ -29,9 +29,20 @@ class Nonzeros {
   // of 2^31 elements or more, which it leaves unindexed (an empty 0 × 0 index,
   // which a GEMM refuses).
   double Index(const float* x, int64_t M, int64_t K, int threads = 1);
+  // The same index from a bit mask of x's nonzeros (word-major, as the fused
+  // block's pass mask: MaskWord in ops/block/block_kernels.h), reading x only
+  // where a bit is set. The caller vouches that x(m, k) is not ±0 exactly
+  // where bit (m, k) is set (a NaN counts as not zero: it must be set), so
+  // that the result is Index's. Each row's words are walked by their set
+  // bits, and the columns' lists come from the mask transposed 64 × 64 bits
+  // at a time, both in index order; no pass over the floats, and no scatter.
+  double IndexFromMask(const float* x, const uint64_t* mask, int64_t M,
+                       int64_t K, int threads = 1);
   // The fraction of nonzeros of x [M, K] alone: a vector pass, a fraction
   // of the cost of Index, to decide whether indexing pays.
   static double Density(const float* x, int64_t M, int64_t K);
+  // The fraction of bits set in a word-major mask of M × K bits.
+  static double MaskDensity(const uint64_t* mask, int64_t M, int64_t K);
   SparseRows rows() const {
     return {row_start_.data(), row_index_.data(), row_value_.data(), m_, k_};
   }
@@ -47,6 +58,13 @@ class Nonzeros {
   // then (thread 0's) each column's next free slot.
   std::vector<int32_t> tmp_index_, scratch_;
   std::vector<float> tmp_value_;
+  // IndexFromMask: the mask transposed, column k's rows in words
+  // [k·row_words, (k + 1)·row_words) (64 rows a word).
+  std::vector<uint64_t> col_bits_;
+
+  // Sizes the index for M × K (false, and empty, when too large for 32-bit
+  // positions).
+  bool Reset(int64_t M, int64_t K);
 };
 
 }  // namespace ballast::ops

@@ -10,6 +10,7 @@
 #include <tuple>
 #include <vector>
 
+#include "ops/block/block_kernels.h"
 #include "ops/linear/gemm.h"
 #include "ops/linear/gemm_plan.h"
 #include "tests/kernel_tester.h"
@@ -89,6 +90,70 @@ TEST(NonzerosTest, ListEveryValueThatIsNotZeroInOrderOnEveryTarget) {
       }
     }
   });
+}
+
+// Two indexes of one shape, the same lists: starts, positions, and values bit
+// for bit (a NaN among them).
+void ExpectSameLists(const SparseRows& a, const SparseRows& b) {
+  ASSERT_EQ(a.rows, b.rows);
+  ASSERT_EQ(a.cols, b.cols);
+  const std::vector<int32_t> sa(a.start, a.start + a.rows + 1),
+      sb(b.start, b.start + b.rows + 1);
+  ASSERT_EQ(sa, sb);
+  const int32_t n = sa.back();
+  EXPECT_EQ(std::vector<int32_t>(a.index, a.index + n),
+            std::vector<int32_t>(b.index, b.index + n));
+  EXPECT_EQ(std::memcmp(a.value, b.value, size_t(n) * sizeof(float)), 0);
+}
+
+// IndexFromMask builds Index's lists from the bits of the nonzeros (as a
+// fused block's pass mask holds them): shapes around the 64-bit words and
+// 64-row blocks of the transpose, empty ones, 1 to 3 threads, one object
+// reused; a NaN and an infinity among the values, negative zeros where the
+// bits are clear, and stray bits past the last column, which it ignores.
+TEST(NonzerosTest, IndexFromTheMaskOfTheNonzerosGivesTheSameLists) {
+  Generator g(11);
+  Nonzeros from_mask, from_floats;
+  struct Shape {
+    int64_t m, k;
+  };
+  for (const Shape sh :
+       {Shape{0, 5}, Shape{5, 0}, Shape{1, 1}, Shape{3, 9}, Shape{65, 64},
+        Shape{70, 130}, Shape{128, 256}, Shape{200, 130}}) {
+    const int64_t m = sh.m, k = sh.k, words = MaskWordsPerRow(k);
+    Buffer x(size_t(m * k));
+    x.FillUniform(g);
+    std::vector<uint64_t> mask(size_t(m * words), 0);
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t j = 0; j < k; ++j) {
+        float& v = x.data()[i * k + j];
+        if (std::fabs(v) < 0.75f) {
+          v = (i + j) % 2 ? 0.0f : -0.0f;
+        } else {
+          mask[size_t(MaskWord(m, i, j))] |= uint64_t{1} << (j % 64);
+        }
+      }
+      if (k % 64)
+        mask[size_t(MaskWord(m, i, k - 1))] |= ~uint64_t{0} << (k % 64);
+    }
+    if (m * k > 20) {
+      x.data()[7] = NAN;
+      x.data()[19] = INFINITY;
+      for (int64_t e : {7, 19}) {
+        mask[size_t(MaskWord(m, e / k, e % k))] |= uint64_t{1} << (e % k % 64);
+      }
+    }
+    for (int threads : {1, 2, 3}) {
+      SCOPED_TRACE(::testing::Message()
+                   << "M=" << m << " K=" << k << " threads=" << threads);
+      const double expected = from_floats.Index(x.data(), m, k, threads);
+      EXPECT_EQ(from_mask.IndexFromMask(x.data(), mask.data(), m, k, threads),
+                expected);
+      EXPECT_EQ(Nonzeros::MaskDensity(mask.data(), m, k), expected);
+      ExpectSameLists(from_mask.rows(), from_floats.rows());
+      ExpectSameLists(from_mask.cols(), from_floats.cols());
+    }
+  }
 }
 
 // The forward form: A row-major, every epilogue but the statistics, B
