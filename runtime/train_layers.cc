@@ -344,7 +344,7 @@ class FusedBlockLayer : public TrainLayer {
                          beta(),      p_,           slice,        y,
                          mask_.data()};
     ops::BnReluDropoutForward(a, M, out, ctx_.threads);
-    mask_is_nonzeros_ = StatsAndAffineFinite();
+    mask_is_nonzeros_ = NoNaNPossible(M);
     return Status::Ok();
   }
   Status Backward(const float* dy, float* dx, int64_t M) override {
@@ -371,8 +371,8 @@ class FusedBlockLayer : public TrainLayer {
   bool OutputHasZeros() const override { return true; }
   const uint64_t* PassMask() const override { return mask_.data(); }
   // The pass mask sets exactly the output's nonzeros (kept, and
-  // γ·(z − μ)·rstd + β > 0, times 1/(1 − p) ≥ 1) when no NaN can arise: z,
-  // μ, rstd, γ and β finite (a non-finite z makes its column's μ so).
+  // bn = (z − μ)·(γ·rstd) + β > 0, times 1/(1 − p) ≥ 1) unless bn is a NaN
+  // (see NoNaNPossible).
   const uint64_t* NonzeroMask() const override {
     return mask_is_nonzeros_ ? mask_.data() : nullptr;
   }
@@ -390,13 +390,21 @@ class FusedBlockLayer : public TrainLayer {
     return affine_ ? params_[has_bias_ ? 3 : 2].value.data()
                    : zero_bias_.data();
   }
-  bool StatsAndAffineFinite() const {
+  // Whether no bn of the last forward can be a NaN. bn = fma(z − μ, γ·rstd,
+  // β) in float is one only from a NaN or infinite operand, or from 0·∞. So
+  // ask: μ finite (a non-finite z makes its column's μ so), M·var below
+  // 2^240 (|z − μ| ≤ √(M·var) < 2^120 cannot overflow), γ·rstd as the pass
+  // rounds it finite, β finite. Then a product that overflows is ±∞, and so
+  // is its sum with β: +∞ passes, −∞ gives 0. Otherwise the next block
+  // indexes the floats.
+  bool NoNaNPossible(int64_t M) const {
+    constexpr double kMaxSpread = 0x1p240;
     const float* g = gamma();
     const float* b = beta();
     for (int64_t n = 0; n < out; ++n) {
-      if (!std::isfinite(mean_[size_t(n)]) ||
-          !std::isfinite(rstd_[size_t(n)]) || !std::isfinite(g[n]) ||
-          !std::isfinite(b[n])) {
+      const size_t i = size_t(n);
+      if (!std::isfinite(mean_[i]) || !std::isfinite(g[n] * rstd_[i]) ||
+          !std::isfinite(b[n]) || !(double(M) * var_d_[i] < kMaxSpread)) {
         return false;
       }
     }

@@ -97,7 +97,7 @@ HWY_INLINE void UpdateAfterStore(DF d, const TileCtx& c, const float* y, VF g,
 // into double. y₀ is the chunk's first row, set by its first tile, so the
 // float terms are of the size of the spread, not of the mean. The
 // statistics epilogue passes the tile's values still in registers (not
-// reloading the rows just stored: the forward GEMM took 0.977-0.990 of the
+// reloading the rows just stored: the forward GEMMs took 0.974-0.996 of the
 // time); AccumulateStats reloads them for ColumnStatsLikeGemm.
 template <int MR>
 HWY_INLINE void AccumulateStatsFromRegisters(DF d, GemmStatsChunk& s, int64_t j,
@@ -157,6 +157,7 @@ HWY_NOINLINE void AccumulateStats(const TileCtx& c, int64_t m0, int mr,
     AccumulateStatsFromRegisters<MR>(d, s, j, v, first_tile, r0, r1, r2, r3, \
                                      r4, r5);                                \
     break;
+    static_assert(kGemmMR == 6, "one case per row count of a tile");
     switch (mr) {
       BALLAST_STATS_ROWS(1)
       BALLAST_STATS_ROWS(2)

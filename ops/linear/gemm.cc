@@ -137,11 +137,13 @@ void PanelsToRows(const float* panels, int64_t K, int64_t N, float* rows,
                   int threads) {
   const int64_t w = PanelLayoutWidth(N);
   const int64_t count = (N + w - 1) / w;
-  // Static chunks of panels: thread t copies the panels of its GEMMs' home
+  // Thread t copies panels [count·t/T, count·(t + 1)/T): its GEMMs' home
   // range (ops/work_ranges.h), which its core just updated.
-  const int t = omp_in_parallel() ? 1 : int(std::min<int64_t>(threads, count));
-#pragma omp parallel for num_threads(t) schedule(static) if (t > 1)
-  for (int64_t p = 0; p < count; ++p) {
+  const int T =
+      omp_in_parallel()
+          ? 1
+          : int(std::clamp<int64_t>(threads, 1, std::max<int64_t>(1, count)));
+  const auto copy_panel = [&](int64_t p) {
     const int64_t cols = std::min(w, N - p * w);
     const float* src = panels + p * K * w;
     float* dst = rows + p * w;
@@ -155,6 +157,13 @@ void PanelsToRows(const float* panels, int64_t K, int64_t N, float* rows,
       for (int64_t k = 0; k < K; ++k) {
         std::memcpy(dst + k * N, src + k * w, size_t(cols) * sizeof(float));
       }
+    }
+  };
+#pragma omp parallel num_threads(T) if (T > 1)
+  {
+    const int t = omp_get_thread_num(), team = omp_get_num_threads();
+    for (int64_t p = count * t / team; p < count * (t + 1) / team; ++p) {
+      copy_panel(p);
     }
   }
 }

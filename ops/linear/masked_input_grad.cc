@@ -73,6 +73,7 @@ HWY_INLINE void Dots(const float* const* HWY_RESTRICT z,
 // the block that keeps that column (about a quarter), four at a time. Their
 // rows of dZ (32 KiB for K = 256) stay in L1 (see masked_input_grad.h).
 constexpr int64_t kMaskedRows = 32;
+static_assert(kMaskedRows <= 32, "a column's rows are bits of a uint32_t");
 
 void MaskedInputGradImpl(const MaskedInputGradArgs& a, int threads) {
   const int64_t words = MaskWordsPerRow(a.N);

@@ -27,7 +27,8 @@ TEST(MaskedInputGradTest, DotProductsWhereTheMaskPassesZerosElsewhere) {
       int64_t m, k, n;
     };
     for (const Case c : {Case{13, 10, 256}, Case{7, 256, 130}, Case{5, 37, 70},
-                         Case{128, 256, 256}, Case{3, 1, 5}, Case{9, 64, 64}}) {
+                         Case{128, 256, 256}, Case{3, 1, 5}, Case{9, 64, 64},
+                         Case{70, 33, 100}}) {
       SCOPED_TRACE(::testing::Message()
                    << "M=" << c.m << " K=" << c.k << " N=" << c.n);
       Generator g(static_cast<uint64_t>(c.m * 1000 + c.k * 10 + c.n));
