@@ -344,7 +344,7 @@ class FusedBlockLayer : public TrainLayer {
                          beta(),      p_,           slice,        y,
                          mask_.data()};
     ops::BnReluDropoutForward(a, M, out, ctx_.threads);
-    mask_is_nonzeros_ = NoNaNPossible(M);
+    last_m_ = M;
     return Status::Ok();
   }
   Status Backward(const float* dy, float* dx, int64_t M) override {
@@ -372,9 +372,9 @@ class FusedBlockLayer : public TrainLayer {
   const uint64_t* PassMask() const override { return mask_.data(); }
   // The pass mask sets exactly the output's nonzeros (kept, and
   // bn = (z − μ)·(γ·rstd) + β > 0, times 1/(1 − p) ≥ 1) unless bn is a NaN
-  // (see NoNaNPossible).
+  // (see NoNaNPossible). Asked once per step, by the next block's forward.
   const uint64_t* NonzeroMask() const override {
-    return mask_is_nonzeros_ ? mask_.data() : nullptr;
+    return NoNaNPossible(last_m_) ? mask_.data() : nullptr;
   }
   void ParamsUpdated() override {
     if (needs_dx) gemms_.Repack(params_[0].value.data(), dx_mask != nullptr);
@@ -432,7 +432,7 @@ class FusedBlockLayer : public TrainLayer {
   static constexpr double kMaxDensity = 0.3;
   ops::Nonzeros nz_;
   bool sparse_ = false;
-  bool mask_is_nonzeros_ = false;  // see NonzeroMask
+  int64_t last_m_ = 0;  // the last forward's batch (see NonzeroMask)
 };
 
 class BatchNormLayer : public TrainLayer {

@@ -112,48 +112,52 @@ void ExpectSameLists(const SparseRows& a, const SparseRows& b) {
 // reused; a NaN and an infinity among the values, negative zeros where the
 // bits are clear, and stray bits past the last column, which it ignores.
 TEST(NonzerosTest, IndexFromTheMaskOfTheNonzerosGivesTheSameLists) {
-  Generator g(11);
-  Nonzeros from_mask, from_floats;
-  struct Shape {
-    int64_t m, k;
-  };
-  for (const Shape sh :
-       {Shape{0, 5}, Shape{5, 0}, Shape{1, 1}, Shape{3, 9}, Shape{65, 64},
-        Shape{70, 130}, Shape{128, 256}, Shape{200, 130}}) {
-    const int64_t m = sh.m, k = sh.k, words = MaskWordsPerRow(k);
-    Buffer x(size_t(m * k));
-    x.FillUniform(g);
-    std::vector<uint64_t> mask(size_t(m * words), 0);
-    for (int64_t i = 0; i < m; ++i) {
-      for (int64_t j = 0; j < k; ++j) {
-        float& v = x.data()[i * k + j];
-        if (std::fabs(v) < 0.75f) {
-          v = (i + j) % 2 ? 0.0f : -0.0f;
-        } else {
-          mask[size_t(MaskWord(m, i, j))] |= uint64_t{1} << (j % 64);
+  // Index compresses rows per target: compare with each.
+  ForEachTarget([](const char*) {
+    Generator g(11);
+    Nonzeros from_mask, from_floats;
+    struct Shape {
+      int64_t m, k;
+    };
+    for (const Shape sh :
+         {Shape{0, 5}, Shape{5, 0}, Shape{1, 1}, Shape{3, 9}, Shape{65, 64},
+          Shape{70, 130}, Shape{128, 256}, Shape{200, 130}}) {
+      const int64_t m = sh.m, k = sh.k, words = MaskWordsPerRow(k);
+      Buffer x(size_t(m * k));
+      x.FillUniform(g);
+      std::vector<uint64_t> mask(size_t(m * words), 0);
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < k; ++j) {
+          float& v = x.data()[i * k + j];
+          if (std::fabs(v) < 0.75f) {
+            v = (i + j) % 2 ? 0.0f : -0.0f;
+          } else {
+            mask[size_t(MaskWord(m, i, j))] |= uint64_t{1} << (j % 64);
+          }
+        }
+        if (k % 64)
+          mask[size_t(MaskWord(m, i, k - 1))] |= ~uint64_t{0} << (k % 64);
+      }
+      if (m * k > 20) {
+        x.data()[7] = NAN;
+        x.data()[19] = INFINITY;
+        for (int64_t e : {7, 19}) {
+          mask[size_t(MaskWord(m, e / k, e % k))] |= uint64_t{1}
+                                                     << (e % k % 64);
         }
       }
-      if (k % 64)
-        mask[size_t(MaskWord(m, i, k - 1))] |= ~uint64_t{0} << (k % 64);
-    }
-    if (m * k > 20) {
-      x.data()[7] = NAN;
-      x.data()[19] = INFINITY;
-      for (int64_t e : {7, 19}) {
-        mask[size_t(MaskWord(m, e / k, e % k))] |= uint64_t{1} << (e % k % 64);
+      for (int threads : {1, 2, 3}) {
+        SCOPED_TRACE(::testing::Message()
+                     << "M=" << m << " K=" << k << " threads=" << threads);
+        const double expected = from_floats.Index(x.data(), m, k, threads);
+        EXPECT_EQ(from_mask.IndexFromMask(x.data(), mask.data(), m, k, threads),
+                  expected);
+        EXPECT_EQ(Nonzeros::MaskDensity(mask.data(), m, k), expected);
+        ExpectSameLists(from_mask.rows(), from_floats.rows());
+        ExpectSameLists(from_mask.cols(), from_floats.cols());
       }
     }
-    for (int threads : {1, 2, 3}) {
-      SCOPED_TRACE(::testing::Message()
-                   << "M=" << m << " K=" << k << " threads=" << threads);
-      const double expected = from_floats.Index(x.data(), m, k, threads);
-      EXPECT_EQ(from_mask.IndexFromMask(x.data(), mask.data(), m, k, threads),
-                expected);
-      EXPECT_EQ(Nonzeros::MaskDensity(mask.data(), m, k), expected);
-      ExpectSameLists(from_mask.rows(), from_floats.rows());
-      ExpectSameLists(from_mask.cols(), from_floats.cols());
-    }
-  }
+  });
 }
 
 // The forward form: A row-major, every epilogue but the statistics, B
