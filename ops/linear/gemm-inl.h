@@ -433,46 +433,18 @@ HWY_NOINLINE void Tile(const TileCtx& c, int64_t m0, int64_t p, int64_t k0,
                           (m0 + r) * c.ldy + (j % kNV) * L     \
                     : c.y + (m0 + r) * c.ldy + n0 + j * L)
 
-// Before the last K block (see SparseSpan), the partial sums are stored as
-// they are: the next block loads them and goes on with the same chains.
-#define BALLAST_WIDE_STORE(r, j)                                        \
-  if constexpr (MR > r && V > j) {                                      \
-    float* yj = BALLAST_WIDE_Y(r, j);                                   \
-    if (last) {                                                         \
-      c##r##j = ApplyEpilogue<E>(d, c##r##j, c, n0 + j * L, size_t(L)); \
-    }                                                                   \
-    if (!last || E != Epilogue::kSgd || c.ep.sgd_store_grad) {          \
-      hn::StoreU(c##r##j, d, yj);                                       \
-    }                                                                   \
-    if (last) UpdateAfterStore<E>(d, c, yj, c##r##j, size_t(L));        \
+#define BALLAST_WIDE_STORE(r, j)                                      \
+  if constexpr (MR > r && V > j) {                                    \
+    float* yj = BALLAST_WIDE_Y(r, j);                                 \
+    c##r##j = ApplyEpilogue<E>(d, c##r##j, c, n0 + j * L, size_t(L)); \
+    if (E != Epilogue::kSgd || c.ep.sgd_store_grad) {                 \
+      hn::StoreU(c##r##j, d, yj);                                     \
+    }                                                                 \
+    UpdateAfterStore<E>(d, c, yj, c##r##j, size_t(L));                \
   }
 
-#define BALLAST_WIDE_LOAD(j) \
-  if constexpr (V > j) c0##j = hn::LoadU(d, BALLAST_WIDE_Y(0, j));
-
-// The K blocks of a GEMM over A's nonzeros (see GemmUnit): the rows of B a
-// block reads for one wide tile's group of panels. The nonzeros read B's
-// rows at random, and 4 panels × 256 rows (the trainer's forward on AVX2,
-// 64 KiB) do not stay in L1: in 32 KiB blocks its forward GEMM at a
-// quarter nonzero (operands on malloc's 16-byte alignment; aligned, as the
-// trainer's are, 0.55-0.59) took 0.71-0.74 of the dense GEMM's time on one
-// thread against 0.93-0.95 in one block (16 KiB: 0.73-0.75); the weight
-// gradient's (128 rows of dZ, one block) 0.75-0.81 (medians of 1500 calls
-// alternated).
-constexpr int64_t kSparseBlockBytes = int64_t{32} << 10;
-
-// A one-row tile's share of a K block when A's nonzeros are given: its
-// nonzeros from *cursor on with index below k_end (the cursor is advanced
-// past them); `first`/`last`: the first and last K block.
-struct SparseSpan {
-  int32_t* cursor;
-  int64_t k_end;
-  bool first, last;
-};
-
 template <int MR, Epilogue E>
-HWY_NOINLINE void WideTile(const TileCtx& c, int64_t m0, int64_t p,
-                           SparseSpan span = {nullptr, 0, true, true}) {
+HWY_NOINLINE void WideTile(const TileCtx& c, int64_t m0, int64_t p) {
   constexpr int V = int(kGemmWideChains) / MR;
   static_assert(MR * V == kGemmWideChains && V % kNV == 0);
   const DF d;
@@ -496,37 +468,11 @@ HWY_NOINLINE void WideTile(const TileCtx& c, int64_t m0, int64_t p,
   BALLAST_WIDE_VEC(5)     \
   BALLAST_WIDE_VEC(6)     \
   BALLAST_WIDE_VEC(7)
-  const bool last = span.last;
-  const SparseRows* nz = c.a_nonzeros;
-  if (MR == 1 && nz != nullptr) {
-    // The row's nonzeros in this K block only, k in order (see
-    // GemmArgs::a_nonzeros), on from the last block's sums.
-    if (!span.first) {
-      BALLAST_WIDE_LOAD(0)
-      BALLAST_WIDE_LOAD(1)
-      BALLAST_WIDE_LOAD(2)
-      BALLAST_WIDE_LOAD(3)
-      BALLAST_WIDE_LOAD(4)
-      BALLAST_WIDE_LOAD(5)
-      BALLAST_WIDE_LOAD(6)
-      BALLAST_WIDE_LOAD(7)
-    }
-    const int32_t end = nz->start[m0 + 1];
-    int32_t t = *span.cursor;
-    for (; t < end && nz->index[t] < span.k_end; ++t) {
-      const float* bk = b0 + int64_t(nz->index[t]) * ld;
-      const VF a0v = hn::Set(d, nz->value[t]);
-      const VF a1v = a0v;
-      BALLAST_WIDE_STEP
-    }
-    *span.cursor = t;
-  } else {
-    for (int64_t k = 0; k < c.b.k; ++k) {
-      const float* bk = b0 + k * ld;
-      const VF a0v = hn::Set(d, a0[k * c.a_cs]);
-      const VF a1v = hn::Set(d, a1[k * c.a_cs]);
-      BALLAST_WIDE_STEP
-    }
+  for (int64_t k = 0; k < c.b.k; ++k) {
+    const float* bk = b0 + k * ld;
+    const VF a0v = hn::Set(d, a0[k * c.a_cs]);
+    const VF a1v = hn::Set(d, a1[k * c.a_cs]);
+    BALLAST_WIDE_STEP
   }
 #undef BALLAST_WIDE_STEP
   (void)a1;
@@ -546,8 +492,93 @@ HWY_NOINLINE void WideTile(const TileCtx& c, int64_t m0, int64_t p,
 
 #undef BALLAST_WIDE_VEC
 #undef BALLAST_WIDE_STORE
-#undef BALLAST_WIDE_LOAD
 #undef BALLAST_WIDE_Y
+
+// The K blocks of a GEMM over A's nonzeros (see GemmUnit): the rows of B a
+// block reads for one wide tile's group of panels. The nonzeros read B's
+// rows at random, and 4 panels × 256 rows (the trainer's forward on AVX2,
+// 64 KiB) do not stay in L1: in 32 KiB blocks its forward GEMM at a
+// quarter nonzero (operands on malloc's 16-byte alignment; aligned, as the
+// trainer's are, 0.55-0.59) took 0.71-0.74 of the dense GEMM's time on one
+// thread against 0.93-0.95 in one block (16 KiB: 0.73-0.75); the weight
+// gradient's (128 rows of dZ, one block) 0.75-0.81 (medians of 1500 calls
+// alternated).
+constexpr int64_t kSparseBlockBytes = int64_t{32} << 10;
+
+// The GEMM over A's nonzeros (see GemmUnit) for rows [m_begin, m_end) of
+// the group of kGemmWideChains / kNV panels from p, over one K block: each
+// row a one-row wide tile of kGemmWideChains vectors that sums only its
+// row's nonzeros below k_end, from cursor[m - m_begin] on (the cursor is
+// advanced past them), in K order, one FMA per term: the same bits as the
+// dense tile wherever B is finite. `first`: from zero, else on from the sums
+// the block before stored; `last`: apply the epilogue. One call runs all
+// the rows, with the pointers and Y's offsets set up once: a call per row
+// (the dense wide tile's code, a pointer reloaded in the loop) took
+// 1.20-1.22 of the time of the forward GEMM (128 × 256 × 256, a quarter
+// nonzero, AVX2, medians of 3000 calls alternated) and 1.10-1.14 of the
+// weight gradient's.
+template <Epilogue E>
+HWY_NOINLINE void SparseWideRows(const TileCtx& c, int64_t m_begin,
+                                 int64_t m_end, int64_t p, int32_t* cursor,
+                                 int64_t k_end, bool first, bool last) {
+  constexpr int V = int(kGemmWideChains);
+  static_assert(V == 8 && V % kNV == 0, "eight named chains");
+  const DF d;
+  const int64_t L = int64_t(hn::Lanes(d));
+  const int64_t n0 = p * kNV * L;
+  const int64_t ps = c.b.panel_stride;
+  int64_t ld;
+  const float* b0 = c.b.Row(p, 0, &ld);
+  // Y's offsets of the tile's vectors j from the start of a row.
+  int64_t yoff[V];
+  for (int j = 0; j < V; ++j) {
+    yoff[j] = c.y_panel_stride
+                  ? (p + j / kNV) * c.y_panel_stride + (j % kNV) * L
+                  : n0 + j * L;
+  }
+  const int32_t* HWY_RESTRICT start = c.a_nonzeros->start;
+  const int32_t* HWY_RESTRICT index = c.a_nonzeros->index;
+  const float* HWY_RESTRICT value = c.a_nonzeros->value;
+  const bool store = !last || E != Epilogue::kSgd || c.ep.sgd_store_grad;
+  for (int64_t m = m_begin; m < m_end; ++m) {
+    float* HWY_RESTRICT y = c.y + m * c.ldy;
+    VF c0 = hn::Zero(d), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0,
+       c7 = c0;
+    if (!first) {
+      c0 = hn::LoadU(d, y + yoff[0]), c1 = hn::LoadU(d, y + yoff[1]);
+      c2 = hn::LoadU(d, y + yoff[2]), c3 = hn::LoadU(d, y + yoff[3]);
+      c4 = hn::LoadU(d, y + yoff[4]), c5 = hn::LoadU(d, y + yoff[5]);
+      c6 = hn::LoadU(d, y + yoff[6]), c7 = hn::LoadU(d, y + yoff[7]);
+    }
+    const int32_t end = start[m + 1];
+    int32_t t = cursor[m - m_begin];
+    // Vector j of the row: panel p + j / kNV, vector j % kNV of it.
+#define BALLAST_SPARSE_FMA(j) \
+  c##j =                      \
+      hn::MulAdd(av, hn::LoadU(d, bk + (j / kNV) * ps + (j % kNV) * L), c##j);
+#define BALLAST_SPARSE_TERM(tt)                                           \
+  {                                                                       \
+    const float* HWY_RESTRICT bk = b0 + int64_t(index[tt]) * ld;          \
+    const VF av = hn::Set(d, value[tt]);                                  \
+    BALLAST_SPARSE_FMA(0)                                                 \
+    BALLAST_SPARSE_FMA(1) BALLAST_SPARSE_FMA(2) BALLAST_SPARSE_FMA(3)     \
+        BALLAST_SPARSE_FMA(4) BALLAST_SPARSE_FMA(5) BALLAST_SPARSE_FMA(6) \
+            BALLAST_SPARSE_FMA(7)                                         \
+  }
+    for (; t < end && index[t] < k_end; ++t) BALLAST_SPARSE_TERM(t)
+#undef BALLAST_SPARSE_TERM
+#undef BALLAST_SPARSE_FMA
+    cursor[m - m_begin] = t;
+    const auto put = [&](int j, VF v) HWY_ATTR {
+      float* yj = y + yoff[j];
+      if (last) v = ApplyEpilogue<E>(d, v, c, n0 + j * L, size_t(L));
+      if (store) hn::StoreU(v, d, yj);
+      if (last) UpdateAfterStore<E>(d, c, yj, v, size_t(L));
+    };
+    put(0, c0), put(1, c1), put(2, c2), put(3, c3);
+    put(4, c4), put(5, c5), put(6, c6), put(7, c7);
+  }
+}
 
 template <Epilogue E, int NVA>
 void TileRows(const TileCtx& c, int mr, int64_t m0, int64_t p, int64_t k0,
@@ -602,13 +633,8 @@ void GemmUnit(TileCtx c, const GemmPlan& plan, const GemmRange& r,
           kGemmWideChains * int64_t(hn::Lanes(DF())) * int64_t(sizeof(float));
       const int64_t kb = std::max<int64_t>(8, kSparseBlockBytes / row_bytes);
       for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += kb) {
-        const SparseSpan span{nullptr, std::min(K, k0 + kb), k0 == 0,
-                              k0 + kb >= K};
-        for (int64_t i = 0; i < rows; ++i) {
-          SparseSpan s = span;
-          s.cursor = &cursor[size_t(i)];
-          WideTile<1, E>(c, r.m_begin + i, r.p, s);
-        }
+        SparseWideRows<E>(c, r.m_begin, r.m_end, r.p, cursor.data(),
+                          std::min(K, k0 + kb), k0 == 0, k0 + kb >= K);
       }
       return;
     }

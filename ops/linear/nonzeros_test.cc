@@ -260,7 +260,9 @@ TEST(SparseGemmTest, WeightGradientOverTheColumnsOfXMatchesTheDenseBits) {
         const size_t size = size_t(PackedFloats(in, out));
         Buffer w0(size), buf0(size);
         w0.FillUniform(g), buf0.FillUniform(g);
-        const auto run = [&](bool skip) {
+        // dZ packed (dense and sparse, as the trainer runs them) or read in
+        // place (sparse).
+        const auto run = [&](bool skip, bool in_place) {
           std::vector<float> dw(size, 0.0f), w = w0.ToVector(),
                                              buf = buf0.ToVector();
           const int64_t ld = PanelLayoutWidth(out);
@@ -270,15 +272,18 @@ TEST(SparseGemmTest, WeightGradientOverTheColumnsOfXMatchesTheDenseBits) {
           EpilogueArgs ep;
           ep.sgd = &sgd, ep.sgd_w = w.data(), ep.sgd_buf = buf.data();
           ep.sgd_store_grad = false;
-          const Status s = skip ? Gemm(a, RowMajorB{dz.data(), batch, out, out},
-                                       Epilogue::kSgd, ep)
-                                : Gemm(a, PackB(dz.data(), batch, out, out, 1),
-                                       Epilogue::kSgd, ep);
+          const Status s = in_place
+                               ? Gemm(a, RowMajorB{dz.data(), batch, out, out},
+                                      Epilogue::kSgd, ep)
+                               : Gemm(a, PackB(dz.data(), batch, out, out, 1),
+                                      Epilogue::kSgd, ep);
           EXPECT_TRUE(s.ok()) << s.ToString();
           w.insert(w.end(), buf.begin(), buf.end());
           return w;
         };
-        EXPECT_EQ(run(true), run(false));
+        const std::vector<float> dense = run(false, false);
+        EXPECT_EQ(run(true, false), dense);
+        EXPECT_EQ(run(true, true), dense);
       }
     }
   });
