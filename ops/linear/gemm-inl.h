@@ -552,22 +552,18 @@ HWY_NOINLINE void SparseWideRows(const TileCtx& c, int64_t m_begin,
     }
     const int32_t end = start[m + 1];
     int32_t t = cursor[m - m_begin];
-    // Vector j of the row: panel p + j / kNV, vector j % kNV of it.
-#define BALLAST_SPARSE_FMA(j) \
-  c##j =                      \
-      hn::MulAdd(av, hn::LoadU(d, bk + (j / kNV) * ps + (j % kNV) * L), c##j);
-#define BALLAST_SPARSE_TERM(tt)                                           \
-  {                                                                       \
-    const float* HWY_RESTRICT bk = b0 + int64_t(index[tt]) * ld;          \
-    const VF av = hn::Set(d, value[tt]);                                  \
-    BALLAST_SPARSE_FMA(0)                                                 \
-    BALLAST_SPARSE_FMA(1) BALLAST_SPARSE_FMA(2) BALLAST_SPARSE_FMA(3)     \
-        BALLAST_SPARSE_FMA(4) BALLAST_SPARSE_FMA(5) BALLAST_SPARSE_FMA(6) \
-            BALLAST_SPARSE_FMA(7)                                         \
-  }
-    for (; t < end && index[t] < k_end; ++t) BALLAST_SPARSE_TERM(t)
-#undef BALLAST_SPARSE_TERM
-#undef BALLAST_SPARSE_FMA
+    for (; t < end && index[t] < k_end; ++t) {
+      const float* HWY_RESTRICT bk = b0 + int64_t(index[t]) * ld;
+      const VF av = hn::Set(d, value[t]);
+      // Vector j of the row of B: panel p + j / kNV, vector j % kNV of it.
+      const auto b = [&](int j) HWY_ATTR {
+        return hn::LoadU(d, bk + (j / kNV) * ps + (j % kNV) * L);
+      };
+      c0 = hn::MulAdd(av, b(0), c0), c1 = hn::MulAdd(av, b(1), c1);
+      c2 = hn::MulAdd(av, b(2), c2), c3 = hn::MulAdd(av, b(3), c3);
+      c4 = hn::MulAdd(av, b(4), c4), c5 = hn::MulAdd(av, b(5), c5);
+      c6 = hn::MulAdd(av, b(6), c6), c7 = hn::MulAdd(av, b(7), c7);
+    }
     cursor[m - m_begin] = t;
     const auto put = [&](int j, VF v) HWY_ATTR {
       float* yj = y + yoff[j];
