@@ -142,8 +142,8 @@ BENCHMARK(BM_Gemm)->Apply(Shapes)->UseRealTime()->Unit(benchmark::kMicrosecond);
 // The trainer's GEMMs over a hidden activation X [128, 256] with `density`
 // nonzeros (the rest exact zeros, as ReLU and dropout leave them):
 // forward Y = X·W with W in the panel layout and the bias epilogue, and
-// weight gradient dWᵀ = Xᵀ·dZ with dZ read in place, written in the panel
-// layout with the fused SGD step (the gradient not stored), as
+// weight gradient dWᵀ = Xᵀ·dZ with dZ packed on every call, written in the
+// panel layout with the fused SGD step (the gradient not stored), as
 // train_layers.cc runs them.
 constexpr const char* kSparseGemms[] = {"forward", "weight gradient"};
 constexpr const char* kSparseModes[] = {"dense", "nonzeros",
@@ -177,7 +177,7 @@ void BM_SparseGemm(benchmark::State& state) {
                      threads};
   if (!forward) a.y_panel_stride = kIn * PanelLayoutWidth(kOut);
   const PanelB panels{w.data(), kIn, kOut};
-  const RowMajorB dz_in_place{dz.data(), kBatch, kOut, kOut};
+  PackedB dz_packed;
   Nonzeros nz;
   nz.Index(x.data(), kBatch, kIn, threads);
   SparseRows index;
@@ -187,8 +187,10 @@ void BM_SparseGemm(benchmark::State& state) {
       index = forward ? nz.rows() : nz.cols();
       a.a_nonzeros = &index;
     }
+    if (!forward)
+      PackBInto(dz_packed, dz.data(), kBatch, kOut, kOut, 1, threads);
     const Status st = forward ? Gemm(a, panels, Epilogue::kBias, ep)
-                              : Gemm(a, dz_in_place, Epilogue::kSgd, ep);
+                              : Gemm(a, dz_packed, Epilogue::kSgd, ep);
     if (!st.ok()) {
       state.SkipWithError(st.message().c_str());
       break;
