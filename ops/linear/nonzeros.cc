@@ -10,6 +10,7 @@
 #define HWY_TARGET_INCLUDE "ops/linear/nonzeros.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
+#include "ops/block/block_kernels.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace ballast::ops {
@@ -239,11 +240,13 @@ int LowestBit(uint64_t w) { return __builtin_ctzll(w); }
 
 double Nonzeros::MaskDensity(const uint64_t* mask, int64_t M, int64_t K) {
   if (M <= 0 || K <= 0) return 0.0;
-  const int64_t words = (K + 63) / 64;
+  const int64_t words = MaskWordsPerRow(K);
   int64_t count = 0;
   for (int64_t w = 0; w < words; ++w) {
     const uint64_t keep = w == words - 1 ? TailBits(K) : ~uint64_t{0};
-    for (int64_t m = 0; m < M; ++m) count += CountBits(mask[w * M + m] & keep);
+    for (int64_t m = 0; m < M; ++m) {
+      count += CountBits(mask[MaskWord(M, m, w * 64)] & keep);
+    }
   }
   return double(count) / double(M * K);
 }
@@ -251,12 +254,13 @@ double Nonzeros::MaskDensity(const uint64_t* mask, int64_t M, int64_t K) {
 double Nonzeros::IndexFromMask(const float* x, const uint64_t* mask, int64_t M,
                                int64_t K, int threads) {
   if (!Reset(M, K)) return 1.0;
-  const int64_t words = (K + 63) / 64;      // mask words per row
+  const int64_t words = MaskWordsPerRow(K);
   const int64_t row_words = (M + 63) / 64;  // 64-row blocks
   // Word w of a row, without bits past column K.
   const uint64_t tail = TailBits(K);
   const auto word = [&](int64_t w, int64_t m) {
-    return mask[w * M + m] & (w == words - 1 ? tail : ~uint64_t{0});
+    return mask[MaskWord(M, m, w * 64)] &
+           (w == words - 1 ? tail : ~uint64_t{0});
   };
   col_bits_.assign(size_t(words * 64 * row_words), 0);
   // Rows split over the threads for the row lists, mask words (64 columns)
