@@ -187,8 +187,9 @@ void BM_SparseGemm(benchmark::State& state) {
       index = forward ? nz.rows() : nz.cols();
       a.a_nonzeros = &index;
     }
-    if (!forward)
+    if (!forward) {
       PackBInto(dz_packed, dz.data(), kBatch, kOut, kOut, 1, threads);
+    }
     const Status st = forward ? Gemm(a, panels, Epilogue::kBias, ep)
                               : Gemm(a, dz_packed, Epilogue::kSgd, ep);
     if (!st.ok()) {
