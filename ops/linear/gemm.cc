@@ -303,12 +303,16 @@ Status GemmPanels(const GemmArgs& args, const BPanels& b, Epilogue epilogue,
     group = std::max<int64_t>(1, kGemmWideChains / (a.m * vectors));
   }
   GemmPlan plan = GemmPlan::Make(threads, a.m, b.k, b.panels(), kc_max, group);
-  if (a.a_nonzeros != nullptr && plan.threads == 1) {
-    // One thread: all rows in one block, so that each K block of B is
-    // loaded into L1 once for all the rows' nonzeros (the forward above:
-    // 0.94 of the time of 11 row blocks). On two threads one block each
-    // took 1.04-1.10 of the time: the row blocks keep them evenly loaded.
-    plan.OneRowBlock();
+  if (a.a_nonzeros != nullptr) {
+    // Long row blocks, so that each K block of B, loaded into L1 once per
+    // row block, serves many rows' nonzeros. One thread: all rows in one
+    // block (the forward above: 0.94 of the time of 11 row blocks). More:
+    // two blocks per thread, which keep them evenly loaded (one each:
+    // 1.04-1.10 of the time of 11 on AVX2). Against blocks of two tiles (11
+    // of 12 rows in the forward, 15 of 18 in the weight gradient), the
+    // two-thread training step took 0.987-0.995 of the time (AVX3, 1500
+    // steps alternated, 5 runs; 0.96-0.98 in the host's slower spells).
+    plan.SetRowBlocks(plan.threads == 1 ? 1 : 2 * plan.threads);
   }
 
   thread_local WorkRanges work;

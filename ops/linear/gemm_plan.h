@@ -133,12 +133,11 @@ struct GemmPlan {
     return plan;
   }
 
-  // All rows in one block (a GEMM over A's nonzeros on one thread: each K
-  // block of B is loaded into L1 once for all the rows; see GemmPanels).
-  // Not with statistics chunks, whose rows are blocks of tiles.
-  void OneRowBlock() {
-    mb = std::max<int64_t>(1, m);
-    row_blocks = 1;
+  // Rows in `blocks` equal blocks (a GEMM over A's nonzeros; see
+  // GemmPanels). Not with statistics chunks, whose rows are blocks of tiles.
+  void SetRowBlocks(int64_t blocks) {
+    mb = std::max<int64_t>(1, (m + blocks - 1) / std::max<int64_t>(1, blocks));
+    row_blocks = std::max<int64_t>(1, (m + mb - 1) / mb);
   }
 
   int64_t groups() const { return (panels + group - 1) / group; }
