@@ -444,7 +444,7 @@ Status RunTrain(const TrainCli& o) {
     if (tty) std::fputs("\r\033[K", stdout);
     fmt::print(
         "epoch {}/{}: loss {:.4f}, train acc {:.2f}%, test acc {:.2f}%, "
-        "{:.2f} s, {:.0f} samples/s\n",
+        "{:.3f} s, {:.0f} samples/s\n",
         l.epoch, o.epochs, l.train_loss, 100 * l.train_acc, 100 * l.test_acc,
         seconds, double(batches * o.batch) / seconds);
     std::fflush(stdout);
