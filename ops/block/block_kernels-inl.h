@@ -540,11 +540,29 @@ HWY_INLINE void StripSums(const BackwardArgs a, int64_t m0, int64_t m1,
 
 // Pass 2 over rows [m0, m1) of the strip: dz = γ·rstd·(g − dβ/M − x̂·dγ/M)
 // into dz_out, and Σ dz into sum_dz, at the strip's columns.
+// Where StripDz stores one vector of dz: row m at out + m·ld.
+struct DzOut {
+  float* out;  // nullptr: not stored
+  int64_t ld;
+};
+
+// The vector at column n of dz in a's row-major and panel outputs.
+HWY_INLINE void DzOutsOf(const BnBackwardArgs& a, int64_t M, int64_t N,
+                         const StripLane& s, DzOut* rows, DzOut* panels) {
+  const int64_t n = s.n;
+  *rows = {a.dz && s.valid ? a.dz + n : nullptr, N};
+  *panels = {nullptr, 0};
+  if (a.dz_panels != nullptr && s.valid) {
+    const int64_t w = a.panel_width;
+    *panels = {a.dz_panels + n / w * M * w + n % w, w};
+  }
+}
+
 HWY_INLINE void StripDz(const BackwardArgs a, int64_t m0, int64_t m1,
                         const StripLane s0, const StripLane s1,
                         const float* HWY_RESTRICT dbeta,
-                        const float* HWY_RESTRICT dgamma,
-                        float* HWY_RESTRICT dz_out,
+                        const float* HWY_RESTRICT dgamma, const DzOut r0,
+                        const DzOut r1, const DzOut p0, const DzOut p1,
                         float* HWY_RESTRICT sum_dz) {
   const DF d;
   const auto vscale = hn::Set(d, a.scale);
@@ -566,7 +584,6 @@ HWY_INLINE void StripDz(const BackwardArgs a, int64_t m0, int64_t m1,
   for (int64_t m = m0; m < m1; ++m) {
     const float* HWY_RESTRICT dyr = a.d_out + m * a.N;
     const float* HWY_RESTRICT zr = a.z + m * a.N;
-    float* HWY_RESTRICT dzr = dz_out + m * a.N;
     const auto x0 =
         hn::Mul(hn::Sub(LoadPartial(d, zr + s0.n, s0.valid), mean0), rs0);
     const auto x1 =
@@ -577,8 +594,10 @@ HWY_INLINE void StripDz(const BackwardArgs a, int64_t m0, int64_t m1,
     const auto dz1 =
         hn::Mul(k1, hn::Sub(hn::Sub(Incoming(d, dyr, s1, m, vscale), mg1),
                             hn::Mul(x1, mgx1)));
-    StorePartial(d, dz0, dzr + s0.n, s0.valid);
-    StorePartial(d, dz1, dzr + s1.n, s1.valid);
+    if (r0.out) StorePartial(d, dz0, r0.out + m * r0.ld, s0.valid);
+    if (r1.out) StorePartial(d, dz1, r1.out + m * r1.ld, s1.valid);
+    if (p0.out) StorePartial(d, dz0, p0.out + m * p0.ld, s0.valid);
+    if (p1.out) StorePartial(d, dz1, p1.out + m * p1.ld, s1.valid);
     acc0 = hn::Add(acc0, dz0);
     acc1 = hn::Add(acc1, dz1);
   }
@@ -604,7 +623,10 @@ void BnReluDropoutBackwardImpl(const BnBackwardArgs& a, int64_t M, int64_t N,
     const int64_t n = u * 2 * L;
     const StripLane s0 = LaneOf(b, n, N), s1 = LaneOf(b, n + L, N);
     StripSums(b, 0, M, s0, s1, a.dbeta, a.dgamma);
-    StripDz(b, 0, M, s0, s1, a.dbeta, a.dgamma, a.dz, dbias);
+    DzOut r0, r1, p0, p1;
+    DzOutsOf(a, M, N, s0, &r0, &p0);
+    DzOutsOf(a, M, N, s1, &r1, &p1);
+    StripDz(b, 0, M, s0, s1, a.dbeta, a.dgamma, r0, r1, p0, p1, dbias);
   };
   threads = int(std::min<int64_t>(threads, strips));
   if (threads <= 1) {

@@ -81,10 +81,17 @@ struct BnBackwardArgs {
   const float* d_out;         // [M, N] gradient w.r.t. the block output
   const uint64_t* pass_mask;  // nullptr: d_out is already the BN gradient
   double p = 0.0;
-  float* dz;      // [M, N] gradient w.r.t. z
+  float* dz;      // [M, N] gradient w.r.t. z, or nullptr (see dz_panels)
   float* dgamma;  // [N] (always written, even if affine = false)
   float* dbeta;   // [N]
   float* dbias;   // [N] Σ_m dz (the Linear bias gradient) or nullptr
+  // dz again (or only, with dz = nullptr) in the GEMM's panel layout of an
+  // [M, N] B, panels `panel_width` wide (a multiple of the vector length):
+  // dz(m, n) at [(n / W)·M·W + m·W + n % W]. The weight gradient's GEMM
+  // reads dZ so, and this saves it packing dZ. Padding columns past N are
+  // left as they are.
+  float* dz_panels = nullptr;
+  int64_t panel_width = 0;
 };
 // Through dropout and ReLU (the pass mask), then BatchNorm:
 //   g = d_out·mask/(1 − p),  dβ = Σ g,  dγ = Σ g·x̂,

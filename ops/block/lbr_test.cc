@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "ops/block/block_kernels.h"
+#include "ops/linear/gemm.h"
 #include "ops/ref/activation.h"
 #include "ops/ref/batchnorm.h"
 #include "ops/ref/dropout.h"
@@ -311,6 +312,87 @@ TEST(LbrTest, FusedPassesGiveTheSameBitsOnAnyThreadCountOnEveryTarget) {
         EXPECT_EQ(r.dgamma, one.dgamma);
         EXPECT_EQ(r.dbeta, one.dbeta);
         EXPECT_EQ(r.dbias, one.dbias);
+      }
+    }
+  });
+}
+
+// The backward pass writes dz in the weight-gradient GEMM's panel layout too
+// (BnBackwardArgs::dz_panels): the same floats as PackB of the row-major dz,
+// padding zeroed by PackedB::Layout, alone or beside the row-major dz, on
+// one thread and two, on every target.
+TEST(LbrTest, BackwardWritesDzInTheGemmPanelLayoutOnEveryTarget) {
+  ForEachTarget([](const char*) {
+    for (auto [M, N] : {std::pair<int64_t, int64_t>{128, 256},
+                        {37, 300},
+                        {20, 130},
+                        {9, 40}}) {
+      Generator g(uint64_t(M * 7 + N));
+      const auto random = [&](int64_t n, float lo, float hi) {
+        std::vector<float> v(static_cast<size_t>(n));
+        for (float& x : v) x = lo + (hi - lo) * float(g.NextDouble());
+        return v;
+      };
+      const std::vector<float> z = random(M * N, -2, 2),
+                               d_out = random(M * N, -1, 1),
+                               mean = random(N, -0.5f, 0.5f),
+                               rstd = random(N, 0.5f, 2),
+                               gamma = random(N, 0.5f, 1.5f);
+      std::vector<uint64_t> mask(size_t(M * MaskWordsPerRow(N)));
+      for (uint64_t& w : mask) {  // a quarter kept
+        w = 0;
+        for (int b = 0; b < 64; ++b) {
+          if (g.NextDouble() < 0.25) w |= uint64_t{1} << b;
+        }
+      }
+      for (int threads : {1, 2}) {
+        for (bool rows_too : {false, true}) {
+          SCOPED_TRACE(::testing::Message()
+                       << "M=" << M << " N=" << N << " threads=" << threads
+                       << " rows_too=" << rows_too);
+          const size_t mn = static_cast<size_t>(M * N),
+                       n = static_cast<size_t>(N);
+          std::vector<float> dz(mn), dg(n), db(n), dbias(n), dz2(mn, 7.0f),
+              dg2(n), db2(n), dbias2(n);
+          BnReluDropoutBackward(
+              {z.data(), mean.data(), rstd.data(), gamma.data(), d_out.data(),
+               mask.data(), 0.5, dz.data(), dg.data(), db.data(), dbias.data()},
+              M, N, threads);
+          const PackedB want = PackB(dz.data(), M, N, N, 1);
+          PackedB got;
+          // Stale values where the padding goes: Layout must zero them.
+          float* panels = got.Layout(M + 3, N);
+          std::fill(panels, panels + PackedFloats(M + 3, N), 1e30f);
+          panels = got.Layout(M, N);
+          BnBackwardArgs a{z.data(),
+                           mean.data(),
+                           rstd.data(),
+                           gamma.data(),
+                           d_out.data(),
+                           mask.data(),
+                           0.5,
+                           rows_too ? dz2.data() : nullptr,
+                           dg2.data(),
+                           db2.data(),
+                           dbias2.data(),
+                           panels,
+                           GemmPanelWidth()};
+          BnReluDropoutBackward(a, M, N, threads);
+          ASSERT_EQ(got.nr(), want.nr());
+          ASSERT_EQ(got.k(), want.k());
+          ASSERT_EQ(got.n(), want.n());
+          const size_t floats = size_t(want.panels() * want.nr() * M);
+          EXPECT_EQ(std::vector<float>(got.panel(0), got.panel(0) + floats),
+                    std::vector<float>(want.panel(0), want.panel(0) + floats));
+          if (rows_too) {
+            EXPECT_EQ(dz2, dz);
+          } else {
+            EXPECT_EQ(dz2, std::vector<float>(mn, 7.0f));
+          }
+          EXPECT_EQ(dg2, dg);
+          EXPECT_EQ(db2, db);
+          EXPECT_EQ(dbias2, dbias);
+        }
       }
     }
   });

@@ -21,6 +21,9 @@
 
 #if HWY_ONCE
 namespace ballast::ops {
+int gemm_experiment = 0;
+}
+namespace ballast::ops {
 
 HWY_EXPORT(PackBImpl);
 HWY_EXPORT(PackBFromPanelsImpl);
@@ -55,19 +58,34 @@ void PackedB::Free::operator()(float* p) const { std::free(p); }
 
 int64_t GemmPanelWidth() { return HWY_DYNAMIC_DISPATCH(PanelWidth)(); }
 
+void PackedB::Reserve(int64_t K, int64_t N) {
+  k_ = K;
+  n_ = N;
+  nr_ = GemmPanelWidth();
+  const size_t floats = size_t(panels() * nr_ * std::max<int64_t>(K, 1));
+  if (floats > capacity_ || !data_) {
+    const size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
+    data_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+    if (!data_) throw std::bad_alloc();
+    capacity_ = floats;
+  }
+}
+
+float* PackedB::Layout(int64_t K, int64_t N) {
+  Reserve(K, N);
+  const int64_t used = N - (panels() - 1) * nr_;
+  if (N > 0 && used < nr_) {
+    float* last = data_.get() + (panels() - 1) * nr_ * K;
+    for (int64_t k = 0; k < K; ++k) {
+      std::fill(last + k * nr_ + used, last + (k + 1) * nr_, 0.0f);
+    }
+  }
+  return data_.get();
+}
+
 void PackBInto(PackedB& b, const float* src, int64_t K, int64_t N,
                int64_t stride_k, int64_t stride_n, int threads) {
-  b.k_ = K;
-  b.n_ = N;
-  b.nr_ = GemmPanelWidth();
-  const int64_t panels = (N + b.nr_ - 1) / b.nr_;
-  const size_t floats = size_t(panels * b.nr_ * std::max<int64_t>(K, 1));
-  if (floats > b.capacity_ || !b.data_) {
-    const size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
-    b.data_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
-    if (!b.data_) throw std::bad_alloc();
-    b.capacity_ = floats;
-  }
+  b.Reserve(K, N);
   const int t = omp_in_parallel() ? 1 : std::max(1, threads);
   HWY_DYNAMIC_DISPATCH(PackBImpl)
   (src, K, N, stride_k, stride_n, b.data_.get(), t);
@@ -101,18 +119,7 @@ void PackBTo(float* dst, const float* src, int64_t K, int64_t N,
 void PackBFromPanels(PackedB& b, const float* panels, int64_t K, int64_t N,
                      int threads) {
   // The result is [N, K]: rows n of the source, columns k.
-  const int64_t nr = GemmPanelWidth();
-  b.k_ = N;
-  b.n_ = K;
-  b.nr_ = nr;
-  const int64_t out_panels = (K + nr - 1) / nr;
-  const size_t floats = size_t(out_panels * nr * std::max<int64_t>(N, 1));
-  if (floats > b.capacity_ || !b.data_) {
-    const size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
-    b.data_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
-    if (!b.data_) throw std::bad_alloc();
-    b.capacity_ = floats;
-  }
+  b.Reserve(N, K);
   const int t = omp_in_parallel() || K * N < (int64_t{1} << 14)
                     ? 1
                     : std::max(1, threads);

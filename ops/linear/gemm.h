@@ -86,11 +86,18 @@ class PackedB {
   int64_t panels() const { return nr_ ? (n_ + nr_ - 1) / nr_ : 0; }
   const float* panel(int64_t p) const { return data_.get() + p * nr_ * k_; }
   bool empty() const { return data_ == nullptr; }
+  // Lays out a K × N B in panels of GemmPanelWidth() columns, reusing the
+  // storage when it is large enough, for the caller to fill: B(k, n) at
+  // [(n / nr)·K·nr + k·nr + n % nr]. The padding columns of a last partial
+  // panel are zeroed; the rest is left as it was.
+  float* Layout(int64_t K, int64_t N);
 
  private:
   friend void PackBInto(PackedB&, const float*, int64_t, int64_t, int64_t,
                         int64_t, int);
   friend void PackBFromPanels(PackedB&, const float*, int64_t, int64_t, int);
+  // Sizes the storage for a K × N B (grown, never shrunk).
+  void Reserve(int64_t K, int64_t N);
   struct Free {
     void operator()(float* p) const;
   };
