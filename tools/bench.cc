@@ -248,6 +248,24 @@ Status RunBenchMlp(const BenchOptions& o) {
   return WriteJsonIfAsked(o.json, out);
 }
 
+// The FMA roof on 1 thread and on `threads` (default 2) at once, and their
+// ratio: how much a second thread can add on this machine right now. On a
+// shared VM two vCPUs are not always two cores' worth of compute.
+Status RunBenchRoof(const BenchOptions& o, double seconds) {
+  if (!o.json.empty()) BALLAST_RETURN_IF_ERROR(CheckWritable("--json", o.json));
+  const int many = o.threads > 0 ? o.threads : 2;
+  const double one = ops::MeasureFmaRoofGflops(1, seconds);
+  const double all = ops::MeasureFmaRoofGflops(many, seconds);
+  fmt::print(
+      "FMA roof ({}): {:.1f} GFLOP/s on 1 thread, {:.1f} on {} at once "
+      "({:.2f}x)\n",
+      ops::CurrentSimdTarget(), one, all, many, all / one);
+  nlohmann::json out{{"simd_target", ops::CurrentSimdTarget()},
+                     {"peak_gflops", {{"1", one}, {std::to_string(many), all}}},
+                     {"scaling", all / one}};
+  return WriteJsonIfAsked(o.json, out);
+}
+
 }  // namespace
 
 void RegisterBench(CLI::App& app, int& exit_code) {
@@ -279,6 +297,26 @@ void RegisterBench(CLI::App& app, int& exit_code) {
   mlp->add_option(
       "--model", mlp_opt->model,
       "Time this .blst model instead of a freshly built 784-256-256-10");
+  auto roof_opt = std::make_shared<BenchOptions>();
+  auto roof_seconds = std::make_shared<double>(0.25);
+  CLI::App* roof = bench->add_subcommand(
+      "roof",
+      "The FMA roof (peak GFLOP/s) on 1 thread and on several at once, and "
+      "how much the extra threads add on this machine right now");
+  roof->add_option("--threads", roof_opt->threads,
+                   "Threads of the second measurement (default: 2)")
+      ->check(CLI::Range(1, 1024));
+  roof->add_option("--seconds", *roof_seconds,
+                   "Seconds per measurement (default: 0.25)")
+      ->check(CLI::Range(0.01, 60.0));
+  roof->add_option("--json", roof_opt->json, "Also write the results as JSON");
+  roof->callback([roof_opt, roof_seconds, &exit_code] {
+    Status s = RunBenchRoof(*roof_opt, *roof_seconds);
+    if (!s.ok()) {
+      std::fprintf(stderr, "ballast bench roof: %s\n", s.ToString().c_str());
+      exit_code = kExitFailure;
+    }
+  });
   mlp->callback([mlp_opt, &exit_code] {
     Status s = RunBenchMlp(*mlp_opt);
     if (!s.ok()) {
