@@ -21,9 +21,6 @@
 
 #if HWY_ONCE
 namespace ballast::ops {
-int gemm_experiment = 0;
-}
-namespace ballast::ops {
 
 HWY_EXPORT(PackBImpl);
 HWY_EXPORT(PackBFromPanelsImpl);
