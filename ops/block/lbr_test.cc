@@ -257,28 +257,35 @@ TEST(LbrTest, DropoutKernelDrawsTheReferenceMask) {
   });
 }
 
+// Shapes of the block-pass tests: the book's hidden layer and ragged edges.
+constexpr std::pair<int64_t, int64_t> kPassShapes[] = {
+    {128, 256}, {37, 300}, {20, 130}, {9, 40}};
+
+// Random inputs of the block passes over an [M, N] activation.
+struct PassInputs {
+  std::vector<float> z, d_out, mean, rstd, gamma, beta;
+  PassInputs(int64_t M, int64_t N, Generator& g) {
+    const auto random = [&](int64_t n, float lo, float hi) {
+      std::vector<float> v(static_cast<size_t>(n));
+      for (float& x : v) x = lo + (hi - lo) * float(g.NextDouble());
+      return v;
+    };
+    z = random(M * N, -2, 2), d_out = random(M * N, -1, 1);
+    mean = random(N, -0.5f, 0.5f), rstd = random(N, 0.5f, 2);
+    gamma = random(N, 0.5f, 1.5f), beta = random(N, -0.5f, 0.5f);
+  }
+};
+
 // The fused passes share their units among the threads dynamically (forward:
 // mask words × blocks of rows; backward: strips of columns): any thread count
 // gives the bits of one thread, outputs, masks and gradients alike, on every
 // target (the strips are two vectors wide).
 TEST(LbrTest, FusedPassesGiveTheSameBitsOnAnyThreadCountOnEveryTarget) {
   ForEachTarget([](const char*) {
-    for (auto [M, N] : {std::pair<int64_t, int64_t>{128, 256},
-                        {37, 300},
-                        {20, 130},
-                        {9, 40}}) {
+    for (auto [M, N] : kPassShapes) {
       Generator g(uint64_t(M * 1000 + N));
-      const auto random = [&](int64_t n, float lo, float hi) {
-        std::vector<float> v(static_cast<size_t>(n));
-        for (float& x : v) x = lo + (hi - lo) * float(g.NextDouble());
-        return v;
-      };
-      const std::vector<float> z = random(M * N, -2, 2),
-                               d_out = random(M * N, -1, 1),
-                               mean = random(N, -0.5f, 0.5f),
-                               rstd = random(N, 0.5f, 2),
-                               gamma = random(N, 0.5f, 1.5f),
-                               beta = random(N, -0.5f, 0.5f);
+      const PassInputs in(M, N, g);
+      const auto& [z, d_out, mean, rstd, gamma, beta] = in;
       const RngSlice rng = Generator(9).Take(M * N);
       struct Result {
         std::vector<float> out, dz, dgamma, dbeta, dbias;
@@ -323,21 +330,10 @@ TEST(LbrTest, FusedPassesGiveTheSameBitsOnAnyThreadCountOnEveryTarget) {
 // one thread and two, on every target.
 TEST(LbrTest, BackwardWritesDzInTheGemmPanelLayoutOnEveryTarget) {
   ForEachTarget([](const char*) {
-    for (auto [M, N] : {std::pair<int64_t, int64_t>{128, 256},
-                        {37, 300},
-                        {20, 130},
-                        {9, 40}}) {
+    for (auto [M, N] : kPassShapes) {
       Generator g(uint64_t(M * 7 + N));
-      const auto random = [&](int64_t n, float lo, float hi) {
-        std::vector<float> v(static_cast<size_t>(n));
-        for (float& x : v) x = lo + (hi - lo) * float(g.NextDouble());
-        return v;
-      };
-      const std::vector<float> z = random(M * N, -2, 2),
-                               d_out = random(M * N, -1, 1),
-                               mean = random(N, -0.5f, 0.5f),
-                               rstd = random(N, 0.5f, 2),
-                               gamma = random(N, 0.5f, 1.5f);
+      const PassInputs in(M, N, g);
+      const auto& [z, d_out, mean, rstd, gamma, beta] = in;
       std::vector<uint64_t> mask(size_t(M * MaskWordsPerRow(N)));
       for (uint64_t& w : mask) {  // a quarter kept
         w = 0;
