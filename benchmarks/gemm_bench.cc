@@ -142,9 +142,9 @@ BENCHMARK(BM_Gemm)->Apply(Shapes)->UseRealTime()->Unit(benchmark::kMicrosecond);
 // The trainer's GEMMs over a hidden activation X [128, 256] with `density`
 // nonzeros (the rest exact zeros, as ReLU and dropout leave them):
 // forward Y = X·W with W in the panel layout and the bias epilogue, and
-// weight gradient dWᵀ = Xᵀ·dZ with dZ packed on every call, written in the
-// panel layout with the fused SGD step (the gradient not stored), as
-// train_layers.cc runs them.
+// weight gradient dWᵀ = Xᵀ·dZ with dZ packed on every call (the trainer's
+// backward pass writes it packed), written in the panel layout with the
+// fused SGD step (the gradient not stored), as train_layers.cc runs them.
 constexpr const char* kSparseGemms[] = {"forward", "weight gradient"};
 constexpr const char* kSparseModes[] = {"dense", "nonzeros",
                                         "index + nonzeros"};

@@ -538,8 +538,6 @@ HWY_INLINE void StripSums(const BackwardArgs a, int64_t m0, int64_t m1,
   StorePartial(d, gx1, sum_gx + s1.n, s1.valid);
 }
 
-// Pass 2 over rows [m0, m1) of the strip: dz = γ·rstd·(g − dβ/M − x̂·dγ/M)
-// into dz_out, and Σ dz into sum_dz, at the strip's columns.
 // Where StripDz stores one vector of dz: row m at out + m·ld.
 struct DzOut {
   float* out;  // nullptr: not stored
@@ -558,6 +556,9 @@ HWY_INLINE void DzOutsOf(const BnBackwardArgs& a, int64_t M, int64_t N,
   }
 }
 
+// Pass 2 over rows [m0, m1) of the strip: dz = γ·rstd·(g − dβ/M − x̂·dγ/M)
+// into its row-major (r0, r1) and panel (p0, p1) outputs, each vector's
+// where given, and Σ dz into sum_dz, at the strip's columns.
 HWY_INLINE void StripDz(const BackwardArgs a, int64_t m0, int64_t m1,
                         const StripLane s0, const StripLane s1,
                         const float* HWY_RESTRICT dbeta,
