@@ -759,7 +759,10 @@ void GemmTyped(const GemmArgs& args, const BPanels& b, const EpilogueArgs& ep,
     for (int64_t u = 0; u < plan.units(); ++u) {
       run(plan.Unit(u), kPrefetchAEveryPanel, packed);
     }
-    for (int64_t p = 0; chunks && p < plan.panels; ++p) merge_panel(p);
+    if (chunks) {
+      for (int64_t p = 0; p < plan.panels; ++p) merge_panel(p);
+      ep.stats_ready(0, b.n);
+    }
     return;
   }
   work->Reset(plan.threads, plan.units());
@@ -779,10 +782,9 @@ void GemmTyped(const GemmArgs& args, const BPanels& b, const EpilogueArgs& ep,
       // other core, and back on the next call.
 #pragma omp barrier
       const int T = plan.threads;
-      for (int64_t p = plan.panels * t / T; p < plan.panels * (t + 1) / T;
-           ++p) {
-        merge_panel(p);
-      }
+      const int64_t p0 = plan.panels * t / T, p1 = plan.panels * (t + 1) / T;
+      for (int64_t p = p0; p < p1; ++p) merge_panel(p);
+      ep.stats_ready(std::min(b.n, p0 * b.nr), std::min(b.n, p1 * b.nr));
     }
   }
 }
@@ -793,28 +795,35 @@ void GemmTyped(const GemmArgs& args, const BPanels& b, const EpilogueArgs& ep,
 // compiler may contract its multiply-adds differently per target).
 void ColumnStatsImpl(const float* y, int64_t ldy, int64_t n,
                      const GemmPlan& plan, GemmStatsChunk* chunks, double* mean,
-                     double* var) {
+                     double* var, StatsReady ready) {
   const int64_t nr = PanelWidth();
   TileCtx base{};
   base.y = const_cast<float*>(y);
   base.ldy = ldy;
   base.n = n;
-#pragma omp parallel for num_threads(plan.threads) \
-    schedule(static) if (plan.threads > 1)
-  for (int64_t u = 0; u < plan.units(); ++u) {
-    const GemmRange r = plan.Unit(u);
-    TileCtx c = base;
-    c.stats = &chunks[r.p * plan.row_blocks + r.m_chunk];
-    const int64_t n0 = r.p * nr, cols = std::min(nr, n - n0);
-    for (int64_t m = r.m_begin; m < r.m_end; m += kGemmMR) {
-      const int mr = int(std::min<int64_t>(kGemmMR, r.m_end - m));
-      AccumulateStats(c, m, mr, n0, cols, m == r.m_begin);
+  // As GemmTyped: each thread merges the panels of its share of the units
+  // (a static split, panel by panel), then hands their columns on.
+#pragma omp parallel num_threads(plan.threads) if (plan.threads > 1)
+  {
+#pragma omp for schedule(static)
+    for (int64_t u = 0; u < plan.units(); ++u) {
+      const GemmRange r = plan.Unit(u);
+      TileCtx c = base;
+      c.stats = &chunks[r.p * plan.row_blocks + r.m_chunk];
+      const int64_t n0 = r.p * nr, cols = std::min(nr, n - n0);
+      for (int64_t m = r.m_begin; m < r.m_end; m += kGemmMR) {
+        const int mr = int(std::min<int64_t>(kGemmMR, r.m_end - m));
+        AccumulateStats(c, m, mr, n0, cols, m == r.m_begin);
+      }
     }
-  }
-  for (int64_t p = 0; p < plan.panels; ++p) {
-    const int64_t n0 = p * nr;
-    MergeStats(chunks + p * plan.row_blocks, plan.row_blocks,
-               std::min(nr, n - n0), mean + n0, var + n0);
+    const int t = omp_get_thread_num(), T = omp_get_num_threads();
+    const int64_t p0 = plan.panels * t / T, p1 = plan.panels * (t + 1) / T;
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t n0 = p * nr;
+      MergeStats(chunks + p * plan.row_blocks, plan.row_blocks,
+                 std::min(nr, n - n0), mean + n0, var + n0);
+    }
+    ready(std::min(n, p0 * nr), std::min(n, p1 * nr));
   }
 }
 

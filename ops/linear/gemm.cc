@@ -268,6 +268,7 @@ Status GemmPanels(const GemmArgs& args, const BPanels& b, Epilogue epilogue,
   if (args.m == 0 || b.n == 0) {
     if (stats) {
       for (int64_t j = 0; j < b.n; ++j) ep.mean[j] = ep.var[j] = 0.0;
+      ep.stats_ready(0, b.n);
     }
     return Status::Ok();
   }
@@ -330,9 +331,11 @@ Status GemmPanels(const GemmArgs& args, const BPanels& b, Epilogue epilogue,
 int64_t GemmKBlockMax() { return KcMax(GemmPanelWidth()); }
 
 void ColumnStatsLikeGemm(const float* y, int64_t M, int64_t N, int64_t ldy,
-                         double* mean, double* var, int threads) {
+                         double* mean, double* var, int threads,
+                         StatsReady ready) {
   if (M <= 0 || N <= 0) {
     for (int64_t j = 0; j < N; ++j) mean[j] = var[j] = 0.0;
+    ready(0, N);
     return;
   }
   const int64_t nr = GemmPanelWidth();
@@ -341,7 +344,8 @@ void ColumnStatsLikeGemm(const float* y, int64_t M, int64_t N, int64_t ldy,
   // alone, the chunks on the row blocks and panels.
   const GemmPlan plan = GemmPlan::Make(t, M, 1, (N + nr - 1) / nr, 1);
   GemmStatsChunk* chunks = StatsChunks(plan, nr);
-  HWY_DYNAMIC_DISPATCH(ColumnStatsImpl)(y, ldy, N, plan, chunks, mean, var);
+  HWY_DYNAMIC_DISPATCH(ColumnStatsImpl)
+  (y, ldy, N, plan, chunks, mean, var, ready);
 }
 
 Status Gemm(const GemmArgs& args, const PackedB& b, Epilogue epilogue,

@@ -50,6 +50,19 @@ enum class Epilogue : int {
 
 const char* EpilogueName(Epilogue e);
 
+// Called as the statistics of output columns [n0, n1) become final, on the
+// thread that merged them: inside the GEMM's parallel region, once per
+// thread, over disjoint ranges that together cover [0, N). What the caller
+// does per column with mean and var (BatchNorm's normalization factors and
+// running statistics) then runs on every thread, not after the call on one.
+struct StatsReady {
+  void (*fn)(void* ctx, int64_t n0, int64_t n1) = nullptr;
+  void* ctx = nullptr;
+  void operator()(int64_t n0, int64_t n1) const {
+    if (fn != nullptr && n0 < n1) fn(ctx, n0, n1);
+  }
+};
+
 struct EpilogueArgs {
   const float* bias = nullptr;   // [N]; nullptr means zero
   const float* scale = nullptr;  // [N] for kScaleShift*
@@ -62,6 +75,7 @@ struct EpilogueArgs {
   // not swamp a small variance, and every thread count gives the same bits.
   double* mean = nullptr;
   double* var = nullptr;
+  StatsReady stats_ready = {};  // kBiasStats: see StatsReady
   // kSgd: the weight and momentum buffer (nullptr when sgd->has_buf is
   // false) laid out as Y, updated where Y is stored, on Y's last K block.
   const SgdArgs* sgd = nullptr;
@@ -187,7 +201,8 @@ struct PanelB {
 // as the epilogue would give for this Y. For a GEMM that cannot take the
 // epilogue (one skipping A's zeros).
 void ColumnStatsLikeGemm(const float* y, int64_t M, int64_t N, int64_t ldy,
-                         double* mean, double* var, int threads);
+                         double* mean, double* var, int threads,
+                         StatsReady ready = {});
 
 // Y = epilogue(A·B). Fails when B was packed for another target's panel
 // width, or on inconsistent sizes.

@@ -296,6 +296,64 @@ TEST(GemmTest, StatisticsSurviveAMeanFarLargerThanTheSpread) {
   }
 }
 
+// StatsReady hands on each thread's columns once their mean and variance
+// are final: disjoint ranges covering [0, N), each seen with the values the
+// call ends with, from the statistics epilogue and from ColumnStatsLikeGemm,
+// on 1 to 3 threads, N over one panel and over several (a partial last one).
+TEST(GemmTest, StatsReadyCoversEveryColumnOnceWithItsFinalStatistics) {
+  ForEachTarget([](const char*) {
+    for (int64_t n : {int64_t{5}, 3 * GemmPanelWidth() + 7}) {
+      const int64_t m = 50, k = 9;
+      Generator g(static_cast<uint64_t>(n));
+      Buffer x(size_t(m * k)), w(size_t(n * k)), bias(static_cast<size_t>(n));
+      x.FillUniform(g), w.FillUniform(g), bias.FillUniform(g);
+      const PackedB packed = PackB(w.data(), k, n, 1, k);
+      for (int threads = 1; threads <= 3; ++threads) {
+        for (bool pass : {false, true}) {
+          SCOPED_TRACE(::testing::Message() << "n=" << n << " threads="
+                                            << threads << " pass=" << pass);
+          const size_t cols = static_cast<size_t>(n);
+          std::vector<double> mean(cols), var(cols);
+          // Each column: how often it was handed on, and its statistics then.
+          struct Seen {
+            std::vector<int> count;
+            std::vector<double> mean, var;
+            const double *m, *v;
+          } seen{std::vector<int>(cols), std::vector<double>(cols),
+                 std::vector<double>(cols), mean.data(), var.data()};
+          const StatsReady ready{[](void* ctx, int64_t n0, int64_t n1) {
+                                   auto* s = static_cast<Seen*>(ctx);
+                                   for (int64_t j = n0; j < n1; ++j) {
+                                     ++s->count[size_t(j)];
+                                     s->mean[size_t(j)] = s->m[j],
+                                     s->var[size_t(j)] = s->v[j];
+                                   }
+                                 },
+                                 &seen};
+          Buffer y(size_t(m * n));
+          EpilogueArgs ep{bias.data()};
+          ep.mean = mean.data(), ep.var = var.data();
+          if (pass) {
+            ASSERT_TRUE(Gemm({x.data(), k, 1, m, y.data(), n, threads}, packed,
+                             Epilogue::kBias, ep)
+                            .ok());
+            ColumnStatsLikeGemm(y.data(), m, n, n, mean.data(), var.data(),
+                                threads, ready);
+          } else {
+            ep.stats_ready = ready;
+            ASSERT_TRUE(Gemm({x.data(), k, 1, m, y.data(), n, threads}, packed,
+                             Epilogue::kBiasStats, ep)
+                            .ok());
+          }
+          EXPECT_EQ(seen.count, std::vector<int>(cols, 1));
+          EXPECT_EQ(seen.mean, mean);
+          EXPECT_EQ(seen.var, var);
+        }
+      }
+    }
+  });
+}
+
 // A row-major A is packed by tiles on 16-register targets (PackedA in
 // packed_a.h); A stored transposed is read in place down its columns. Both
 // sum each output over k in order, so they give the same bits: every
