@@ -3,7 +3,7 @@
 # dropout 0.5, SGD 0.05/0.9, batch 128, 5 epochs) in PyTorch on 1 thread (../shared/peers, or the copy
 # of its recipe given as $PEER), then `ballast train` on 1 and 2 threads, for ROUNDS rounds
 # (interleaved, so a noisy neighbour hits all three alike). Prints every epoch time, the medians,
-# the ratios within each round, and the FMA roof's 2-thread scaling around each 2-thread run.
+# the ratios within each round, and what a second thread can add around each 2-thread run.
 #   scripts/bench-train.sh [ROUNDS=3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,15 +28,19 @@ echo "PyTorch's OpenBLAS detects core '${core:-?}'${peer_core:+; running it with
 for r in $(seq "$rounds"); do
   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "${peer_core[@]}" OMP_NUM_THREADS=1 /usr/bin/python3 "$peer" |
     sed -n 's/^epoch [0-9]*: \([0-9.]*\)s.*acc \([0-9.]*\)%.*/\1 \2/p' >> "$tmp/torch"
-  # What a second thread can add: the FMA roof's 2-thread scaling just before and just after the
-  # 2-thread run (on a shared VM the two vCPUs at times give one core's worth of compute).
-  roof() { "$ballast" bench roof --seconds 0.1 | sed -n 's/.*(\([0-9.]*\)x)$/\1/p'; }
+  # What a second thread can add, just before and just after the 2-thread run: the FMA roof's
+  # 2-thread scaling and the round trip of a cache line between the two cores (on a shared VM the
+  # two vCPUs at times give one core's worth of compute, or sit far apart).
+  roof() {
+    "$ballast" bench roof --seconds 0.1 |
+      sed -n 's/.*(\([0-9.]*\)x)$/\1x/p; s/.*and back: \([0-9]*\) ns$/ \1 ns/p' | tr -d '\n'
+  }
   for t in 1 2; do
     [ "$t" = 2 ] && before=$(roof)
     "$ballast" train --epochs 5 --threads "$t" |
       sed -n 's/^epoch .*test acc \([0-9.]*\)%, \([0-9.]*\) s,.*/\2 \1/p' >> "$tmp/ballast$t"
   done
-  echo "${before}x/$(roof)x" >> "$tmp/roof"
+  echo "${before} / $(roof)" >> "$tmp/roof"
   echo "round $r/$rounds done" >&2
 done
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
@@ -65,5 +69,5 @@ printf 'per round, 1 thread / PyTorch: %s%% | median %s%%\n' "$(echo $r1 | sed '
   "$(echo "$r1" | median)"
 printf 'per round, 2 threads speed-up: %sx | median %sx\n' "$(echo $r2 | sed 's/ /x, /g')" \
   "$(echo "$r2" | median)"
-printf "per round, the machine's 2-thread FMA scaling before/after the 2-thread run (ballast bench roof): %s\n" \
-  "$(tr '\n' ' ' < "$tmp/roof" | sed 's/ $//; s/ /, /g')"
+printf "per round, before / after the 2-thread run (ballast bench roof: 2-thread FMA scaling, core-to-core round trip): %s\n" \
+  "$(paste -sd';' "$tmp/roof" | sed 's/;/; /g')"

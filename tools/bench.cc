@@ -18,6 +18,7 @@
 #include "benchmarks/lbr_cases.h"
 #include "ops/onednn/onednn_block.h"
 #include "ops/roof/fma_roof.h"
+#include "ops/roof/round_trip.h"
 #include "tools/array_io.h"
 #include "tools/commands.h"
 
@@ -249,20 +250,34 @@ Status RunBenchMlp(const BenchOptions& o) {
 }
 
 // The FMA roof on 1 thread and on `threads` (default 2) at once, and their
-// ratio: how much a second thread can add on this machine right now. On a
-// shared VM two vCPUs are not always two cores' worth of compute.
+// ratio: how much a second thread can add on this machine right now; and the
+// round trip of a cache line between two threads' cores. On a shared VM two
+// vCPUs are not always two cores' worth of compute, nor two cores close by.
 Status RunBenchRoof(const BenchOptions& o, double seconds) {
   if (!o.json.empty()) BALLAST_RETURN_IF_ERROR(CheckWritable("--json", o.json));
   const int many = o.threads > 0 ? o.threads : 2;
   const double one = ops::MeasureFmaRoofGflops(1, seconds);
   const double all = ops::MeasureFmaRoofGflops(many, seconds);
+  const double trip = ops::MeasureRoundTripNs();
   fmt::print(
       "FMA roof ({}): {:.1f} GFLOP/s on 1 thread, {:.1f} on {} at once "
       "({:.2f}x)\n",
       ops::CurrentSimdTarget(), one, all, many, all / one);
+  if (trip > 0) {
+    fmt::print(
+        "a cache line from one thread's core to another's and back: "
+        "{:.0f} ns\n",
+        trip);
+  } else {
+    fmt::print(
+        "a cache line from one thread's core to another's and back: "
+        "not measured (fewer than two processors to run on)\n");
+  }
   nlohmann::json out{{"simd_target", ops::CurrentSimdTarget()},
                      {"peak_gflops", {{"1", one}, {std::to_string(many), all}}},
-                     {"scaling", all / one}};
+                     {"scaling", all / one},
+                     {"round_trip_ns", trip > 0 ? nlohmann::json(trip)
+                                                : nlohmann::json(nullptr)}};
   return WriteJsonIfAsked(o.json, out);
 }
 
@@ -301,8 +316,9 @@ void RegisterBench(CLI::App& app, int& exit_code) {
   auto roof_seconds = std::make_shared<double>(0.25);
   CLI::App* roof = bench->add_subcommand(
       "roof",
-      "The FMA roof (peak GFLOP/s) on 1 thread and on several at once, and "
-      "how much the extra threads add on this machine right now");
+      "The FMA roof (peak GFLOP/s) on 1 thread and on several at once, how "
+      "much the extra threads add on this machine right now, and how long a "
+      "cache line takes between two threads' cores and back");
   roof->add_option("--threads", roof_opt->threads,
                    "Threads of the second measurement (default: 2)")
       ->check(CLI::Range(1, 1024));

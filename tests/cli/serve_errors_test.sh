@@ -46,11 +46,14 @@ expect_error "bench --json in a missing directory" "--json 'missing/k.json': dir
 [[ -s out.txt ]] && fail "bench ran before finding --json unwritable"
 expect_error "bench roof --json in a missing directory" "--json 'missing/r.json': directory 'missing' does not exist" \
   bench roof --seconds 0.01 --json missing/r.json
-# The roof: one line, and JSON with both peaks and their ratio.
+# The roof: the peaks and their ratio, the round trip between cores, and JSON of them.
 b bench roof --seconds 0.02 --json roof.json > roof.txt || fail "bench roof failed"
 grep -Eq "^FMA roof \(.*\): [0-9.]+ GFLOP/s on 1 thread, [0-9.]+ on 2 at once \([0-9.]+x\)$" roof.txt ||
   fail "bench roof printed '$(cat roof.txt)'"
-grep -q '"scaling"' roof.json && grep -q '"2"' roof.json || fail "bench roof JSON lacks its fields"
+grep -Eq "^a cache line from one thread's core to another's and back: ([0-9]+ ns|not measured .*)$" roof.txt ||
+  fail "bench roof printed no round trip: '$(cat roof.txt)'"
+grep -q '"scaling"' roof.json && grep -q '"2"' roof.json && grep -q '"round_trip_ns"' roof.json ||
+  fail "bench roof JSON lacks its fields"
 expect_error "diagnose --plot in a missing directory" "--plot 'missing/p.svg'" \
   diagnose --depth 2 --width 8 --plot missing/p.svg
 finish "serve error cases"
