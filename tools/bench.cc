@@ -271,7 +271,7 @@ Status RunBenchRoof(const BenchOptions& o, double seconds) {
   } else {
     fmt::print(
         "a cache line from one thread's core to another's and back: "
-        "not measured (fewer than two processors to run on)\n");
+        "not measured (two threads could not run at once)\n");
   }
   nlohmann::json out{{"simd_target", ops::CurrentSimdTarget()},
                      {"peak_gflops", {{"1", one}, {std::to_string(many), all}}},

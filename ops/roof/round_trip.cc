@@ -26,13 +26,19 @@ double MeasureRoundTripNs() {
 #pragma omp parallel num_threads(2)
   {
     if (omp_get_num_threads() == 2 && omp_get_thread_num() == 1) {
+      // Waits reading (a failing exchange would take the line from the
+      // first thread on every try), then returns the serve only if it is
+      // still there: a plain store could overwrite the -1 the first thread
+      // left on giving up, and this loop would then wait forever.
       for (int64_t expect = 1;; expect += 2) {
         int64_t v;
         while ((v = ball.v.load(std::memory_order_acquire)) != expect &&
                v >= 0) {
         }
-        if (v < 0) break;
-        ball.v.store(expect + 1, std::memory_order_release);
+        if (v < 0 || !ball.v.compare_exchange_strong(
+                         v, expect + 1, std::memory_order_acq_rel)) {
+          break;
+        }
       }
     } else if (omp_get_thread_num() == 0) {
       const bool two = omp_get_num_threads() == 2;

@@ -52,6 +52,11 @@ grep -Eq "^FMA roof \(.*\): [0-9.]+ GFLOP/s on 1 thread, [0-9.]+ on 2 at once \(
   fail "bench roof printed '$(cat roof.txt)'"
 grep -Eq "^a cache line from one thread's core to another's and back: ([0-9]+ ns|not measured .*)$" roof.txt ||
   fail "bench roof printed no round trip: '$(cat roof.txt)'"
+# Two threads made to share one processor: the round trip gives up, it does not hang.
+OMP_PLACES="{0},{0}" OMP_PROC_BIND=true b bench roof --seconds 0.01 > roof1.txt ||
+  fail "bench roof on one processor failed"
+grep -q "and back: not measured (two threads could not run at once)$" roof1.txt ||
+  fail "bench roof on one processor printed '$(cat roof1.txt)'"
 grep -q '"scaling"' roof.json && grep -q '"2"' roof.json && grep -q '"round_trip_ns"' roof.json ||
   fail "bench roof JSON lacks its fields"
 expect_error "diagnose --plot in a missing directory" "--plot 'missing/p.svg'" \
