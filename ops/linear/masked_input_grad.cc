@@ -22,10 +22,22 @@ namespace hn = hwy::HWY_NAMESPACE;
 // dx[r] = Σ_k z[r][k]·w[k] for R rows (1 to 4) of one column: each vector of
 // w is loaded once for the R rows, two chains per row, then each row's
 // chains are added and reduced across lanes.
+// Where Dots finds w[k..]: a row of Wᵀ, contiguous or in pieces of
+// 1 << shift floats, `stride` apart (the panel layout; shift 0: contiguous).
+// A piece holds whole pairs of vectors, so no pair straddles two.
+struct WRow {
+  const float* w;
+  int shift;
+  int64_t stride;
+  HWY_INLINE const float* At(int64_t k) const {
+    if (shift == 0) return w + k;
+    return w + (k >> shift) * stride + (k & ((int64_t{1} << shift) - 1));
+  }
+};
+
 template <int R>
-HWY_INLINE void Dots(const float* const* HWY_RESTRICT z,
-                     const float* HWY_RESTRICT w, int64_t K,
-                     float* const* HWY_RESTRICT out) {
+HWY_INLINE void Dots(const float* const* HWY_RESTRICT z, const WRow wrow,
+                     int64_t K, float* const* HWY_RESTRICT out) {
   const hn::ScalableTag<float> d;
   const int64_t L = int64_t(hn::Lanes(d));
   auto a0 = hn::Zero(d), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, e0 = a0,
@@ -36,7 +48,8 @@ HWY_INLINE void Dots(const float* const* HWY_RESTRICT z,
   const float* HWY_RESTRICT z3 = z[R > 3 ? 3 : 0];
   int64_t k = 0;
   for (; k + 2 * L <= K; k += 2 * L) {
-    const auto w0 = hn::LoadU(d, w + k), w1 = hn::LoadU(d, w + k + L);
+    const float* HWY_RESTRICT w = wrow.At(k);
+    const auto w0 = hn::LoadU(d, w), w1 = hn::LoadU(d, w + L);
     a0 = hn::MulAdd(hn::LoadU(d, z0 + k), w0, a0);
     a1 = hn::MulAdd(hn::LoadU(d, z0 + k + L), w1, a1);
     if constexpr (R > 1) {
@@ -54,7 +67,7 @@ HWY_INLINE void Dots(const float* const* HWY_RESTRICT z,
   }
   for (; k < K; k += L) {
     const size_t v = size_t(K - k < L ? K - k : L);
-    const auto w0 = LoadPartial(d, w + k, v);
+    const auto w0 = LoadPartial(d, wrow.At(k), v);
     a0 = hn::MulAdd(LoadPartial(d, z0 + k, v), w0, a0);
     if constexpr (R > 1) b0 = hn::MulAdd(LoadPartial(d, z1 + k, v), w0, b0);
     if constexpr (R > 2) c0 = hn::MulAdd(LoadPartial(d, z2 + k, v), w0, c0);
@@ -78,6 +91,10 @@ static_assert(kMaskedRows <= 32, "a column's rows are bits of a uint32_t");
 void MaskedInputGradImpl(const MaskedInputGradArgs& a, int threads) {
   const int64_t words = MaskWordsPerRow(a.N);
   const int64_t blocks = (a.M + kMaskedRows - 1) / kMaskedRows;
+  const int shift =
+      a.wt_panel_width > 0
+          ? hwy::Num0BitsBelowLS1Bit_Nonzero64(uint64_t(a.wt_panel_width))
+          : 0;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t m0 = b * kMaskedRows;
@@ -101,7 +118,9 @@ void MaskedInputGradImpl(const MaskedInputGradArgs& a, int threads) {
         any &= any - 1;
         const int64_t n = w * 64 + bit;
         uint32_t keep = keeps[bit];
-        const float* HWY_RESTRICT wt = a.wt + n * a.K;
+        const WRow wt = shift == 0 ? WRow{a.wt + n * a.K, 0, 0}
+                                   : WRow{a.wt + n * a.wt_panel_width, shift,
+                                          a.N * a.wt_panel_width};
         const float* z[4];
         float* out[4];
         int count = 0;
@@ -133,6 +152,8 @@ void MaskedInputGradImpl(const MaskedInputGradArgs& a, int threads) {
   }
 }
 
+int64_t VectorLanes() { return int64_t(hn::Lanes(hn::ScalableTag<float>())); }
+
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
 }  // namespace ballast::ops
@@ -142,9 +163,16 @@ HWY_AFTER_NAMESPACE();
 namespace ballast::ops {
 
 HWY_EXPORT(MaskedInputGradImpl);
+HWY_EXPORT(VectorLanes);
 
 void MaskedInputGrad(const MaskedInputGradArgs& args, int threads) {
   HWY_DYNAMIC_DISPATCH(MaskedInputGradImpl)(args, threads);
+}
+
+bool MaskedPanelsReadable(int64_t width) {
+  const int64_t lanes = HWY_DYNAMIC_DISPATCH(VectorLanes)();
+  return width > 0 && (width & (width - 1)) == 0 && width % (2 * lanes) == 0 &&
+         width * int64_t(sizeof(float)) >= 4 * 64;
 }
 
 }  // namespace ballast::ops

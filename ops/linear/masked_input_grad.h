@@ -16,13 +16,26 @@ struct MaskedInputGradArgs {
   int64_t M = 0, K = 0, N = 0;
   // Wᵀ [N, K] row-major (row stride K), for W [K, N]: each kept value reads
   // one row. (Read from the trainer's panel layout, a row's pieces lie a
-  // panel apart, N·W floats, which for N = 256 put all sixteen in one L1
-  // set: the kernel then ran slower than the dense GEMM.)
+  // panel apart, N·W floats, which for N = 256 and AVX2's 16-float panels
+  // put all sixteen in one L1 set: the kernel then ran slower than the
+  // dense GEMM. AVX3's 64-float pieces, four lines each, read in place: see
+  // wt_panel_width.)
   const float* wt = nullptr;
   // Pass mask [M, N], word-major (MaskWord in ops/block/block_kernels.h).
   const uint64_t* mask = nullptr;
   float* dx = nullptr;  // [M, N] row-major
+  // 0: wt is row-major as above. Else wt is Wᵀ in the GEMM's panel layout
+  // of that width (the trainer's weights, ops::PanelB): Wᵀ(n, k) at
+  // (k / W)·N·W + n·W + k % W, a power of two and a multiple of two vectors
+  // (see MaskedPanelsReadable). The same bits as row-major.
+  int64_t wt_panel_width = 0;
 };
+
+// Whether MaskedInputGrad reads Wᵀ in place in panels `width` wide, on the
+// current target: a row's pieces, `width` floats each, hold two vectors at
+// least, and at least four cache lines (a row of narrower pieces falls into
+// a few L1 sets; see `wt`).
+bool MaskedPanelsReadable(int64_t width);
 
 // dx(m, n) = Σ_k dz(m, k)·Wᵀ(n, k) where the mask bit (m, n) is set, else
 // 0. The sum runs in vector lanes over k and is then reduced: not the bits

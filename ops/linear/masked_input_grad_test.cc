@@ -19,10 +19,12 @@ using test::ForEachTarget;
 // dX = dZ·W at the masked positions, from Wᵀ copied out of the panel
 // layout the trainer keeps it in (PanelsToRows, on 1 and 2 threads): against a
 // double-precision sum, zeros elsewhere (over a NaN-filled dX), and the same
-// bits on 1 and 2 threads. K covers one vector, partial panels and many panels;
-// N several mask words and a partial one.
+// bits on 1 and 2 threads, and from the panels in place where the target
+// reads them so (ops::MaskedPanelsReadable). K covers one vector, partial
+// panels and many panels; N several mask words and a partial one.
 TEST(MaskedInputGradTest, DotProductsWhereTheMaskPassesZerosElsewhere) {
-  ForEachTarget([](const char*) {
+  int in_place_cases = 0;
+  ForEachTarget([&](const char*) {
     struct Case {
       int64_t m, k, n;
     };
@@ -68,6 +70,19 @@ TEST(MaskedInputGradTest, DotProductsWhereTheMaskPassesZerosElsewhere) {
             threads);
       }
       EXPECT_EQ(dx[0], dx[1]) << "1 and 2 threads";
+      // Wᵀ read in place from the panels, where the target can: the same
+      // bits.
+      const int64_t width = PanelLayoutWidth(c.k);
+      if (MaskedPanelsReadable(width)) {
+        std::vector<float> in_place(size_t(c.m * c.n), NAN);
+        MaskedInputGradArgs a{
+            dz.data(),      c.m, c.k, c.n, panels.data(), mask.data(),
+            in_place.data()};
+        a.wt_panel_width = width;
+        MaskedInputGrad(a, 2);
+        EXPECT_EQ(in_place, dx[0]) << "Wᵀ in panels " << width << " wide";
+        ++in_place_cases;
+      }
       // The scalar twin: the dense dX = dZ·W of ref::linear_backward (W as
       // torch keeps it, [out = K, in = N]).
       std::vector<float> dense(size_t(c.m * c.n));
@@ -94,6 +109,11 @@ TEST(MaskedInputGradTest, DotProductsWhereTheMaskPassesZerosElsewhere) {
       EXPECT_GT(kept, 0);
     }
   });
+  // Some target of the machine reads the panels in place unless its widest
+  // vectors are narrow (AVX2's 16-float panels: pieces of one line).
+  if (PanelLayoutWidth(256) >= 64) {
+    EXPECT_GT(in_place_cases, 0);
+  }
 }
 
 }  // namespace
