@@ -87,7 +87,8 @@ struct Trainer::Impl {
 #pragma omp parallel num_threads(threads)
       {
         double* e = row_exp.data() + omp_get_thread_num() * e_stride;
-#pragma omp for schedule(static)
+        // No barrier of its own: the region's end is one.
+#pragma omp for schedule(static) nowait
         for (int64_t m = 0; m < M; ++m) {
           const int32_t label = labels[m];
           const float* z = y + m * C;

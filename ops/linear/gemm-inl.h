@@ -801,12 +801,14 @@ void ColumnStatsImpl(const float* y, int64_t ldy, int64_t n,
   base.y = const_cast<float*>(y);
   base.ldy = ldy;
   base.n = n;
-  // As GemmTyped: each thread merges the panels of its share of the units
-  // (a static split, panel by panel), then hands their columns on.
+  // Each thread sums the units of its share of the panels (the plan's
+  // units, one panel each, are panel-major), merges those panels, then
+  // hands their columns on: no barrier, as no thread reads another's sums.
 #pragma omp parallel num_threads(plan.threads) if (plan.threads > 1)
   {
-#pragma omp for schedule(static)
-    for (int64_t u = 0; u < plan.units(); ++u) {
+    const int t = omp_get_thread_num(), T = omp_get_num_threads();
+    const int64_t p0 = plan.panels * t / T, p1 = plan.panels * (t + 1) / T;
+    for (int64_t u = p0 * plan.row_blocks; u < p1 * plan.row_blocks; ++u) {
       const GemmRange r = plan.Unit(u);
       TileCtx c = base;
       c.stats = &chunks[r.p * plan.row_blocks + r.m_chunk];
@@ -816,8 +818,6 @@ void ColumnStatsImpl(const float* y, int64_t ldy, int64_t n,
         AccumulateStats(c, m, mr, n0, cols, m == r.m_begin);
       }
     }
-    const int t = omp_get_thread_num(), T = omp_get_num_threads();
-    const int64_t p0 = plan.panels * t / T, p1 = plan.panels * (t + 1) / T;
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t n0 = p * nr;
       MergeStats(chunks + p * plan.row_blocks, plan.row_blocks,

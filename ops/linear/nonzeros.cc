@@ -263,8 +263,15 @@ double Nonzeros::IndexFromMask(const float* x, const uint64_t* mask, int64_t M,
            (w == words - 1 ? tail : ~uint64_t{0});
   };
   col_bits_.assign(size_t(words * 64 * row_words), 0);
+  // Each row's and each column's count of nonzeros, [M] then [K].
+  scratch_.assign(size_t(M + K), 0);
+  int32_t* HWY_RESTRICT row_count = scratch_.data();
+  int32_t* HWY_RESTRICT col_count = scratch_.data() + M;
   // Rows split over the threads for the row lists, mask words (64 columns)
-  // for the column lists. As Index: the same result on any number.
+  // for the column lists. As Index: the same result on any number. One
+  // barrier: after it each thread sums the counts before its own rows and
+  // columns itself and writes only their starts (a single thread's prefix
+  // sums between two barriers cost two more crossings between the cores).
   const int T = omp_in_parallel() || M * K < (int64_t{1} << 14)
                     ? 1
                     : int(std::clamp<int64_t>(threads, 1, M));
@@ -273,10 +280,11 @@ double Nonzeros::IndexFromMask(const float* x, const uint64_t* mask, int64_t M,
     const int t = omp_get_thread_num(), team = omp_get_num_threads();
     const int64_t m0 = M * t / team, m1 = M * (t + 1) / team;
     const int64_t w0 = words * t / team, w1 = words * (t + 1) / team;
+    const int64_t k0 = std::min(K, w0 * 64), k1 = std::min(K, w1 * 64);
     for (int64_t m = m0; m < m1; ++m) {
       int32_t n = 0;
       for (int64_t w = 0; w < words; ++w) n += CountBits(word(w, m));
-      row_start_[size_t(m + 1)] = n;
+      row_count[m] = n;
     }
     uint64_t block[64];
     for (int64_t w = w0; w < w1; ++w) {
@@ -289,28 +297,20 @@ double Nonzeros::IndexFromMask(const float* x, const uint64_t* mask, int64_t M,
           col_bits_[size_t((w * 64 + j) * row_words + b)] = block[j];
         }
       }
-      for (int64_t k = w * 64; k < std::min(K, (w + 1) * 64); ++k) {
-        int32_t n = 0;
-        for (int64_t b = 0; b < row_words; ++b) {
-          n += CountBits(col_bits_[size_t(k * row_words + b)]);
-        }
-        col_start_[size_t(k + 1)] = n;
+    }
+    for (int64_t k = k0; k < k1; ++k) {
+      int32_t n = 0;
+      for (int64_t b = 0; b < row_words; ++b) {
+        n += CountBits(col_bits_[size_t(k * row_words + b)]);
       }
+      col_count[k] = n;
     }
 #pragma omp barrier
-#pragma omp single
-    {
-      for (int64_t m = 0; m < M; ++m) {
-        row_start_[size_t(m + 1)] += row_start_[size_t(m)];
-      }
-      for (int64_t k = 0; k < K; ++k) {
-        col_start_[size_t(k + 1)] += col_start_[size_t(k)];
-      }
-    }
     int32_t* HWY_RESTRICT row_index = row_index_.data();
     float* HWY_RESTRICT row_value = row_value_.data();
+    int32_t n = 0;
+    for (int64_t m = 0; m < m0; ++m) n += row_count[m];
     for (int64_t m = m0; m < m1; ++m) {
-      int32_t n = row_start_[size_t(m)];
       const float* row = x + m * K;
       for (int64_t w = 0; w < words; ++w) {
         for (uint64_t bits = word(w, m); bits != 0; bits &= bits - 1) {
@@ -319,11 +319,13 @@ double Nonzeros::IndexFromMask(const float* x, const uint64_t* mask, int64_t M,
           row_value[n++] = row[k];
         }
       }
+      row_start_[size_t(m + 1)] = n;
     }
     int32_t* HWY_RESTRICT col_index = col_index_.data();
     float* HWY_RESTRICT col_value = col_value_.data();
-    for (int64_t k = w0 * 64; k < std::min(K, w1 * 64); ++k) {
-      int32_t n = col_start_[size_t(k)];
+    n = 0;
+    for (int64_t k = 0; k < k0; ++k) n += col_count[k];
+    for (int64_t k = k0; k < k1; ++k) {
       for (int64_t b = 0; b < row_words; ++b) {
         for (uint64_t bits = col_bits_[size_t(k * row_words + b)]; bits != 0;
              bits &= bits - 1) {
@@ -332,6 +334,7 @@ double Nonzeros::IndexFromMask(const float* x, const uint64_t* mask, int64_t M,
           col_value[n++] = x[m * K + k];
         }
       }
+      col_start_[size_t(k + 1)] = n;
     }
   }
   const int64_t total = M * K;
