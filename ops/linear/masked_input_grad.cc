@@ -19,9 +19,6 @@ namespace ballast::ops {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// dx[r] = Σ_k z[r][k]·w[k] for R rows (1 to 4) of one column: each vector of
-// w is loaded once for the R rows, two chains per row, then each row's
-// chains are added and reduced across lanes.
 // Where Dots finds w[k..]: a row of Wᵀ, contiguous or in pieces of
 // 1 << shift floats, `stride` apart (the panel layout; shift 0: contiguous).
 // A piece holds whole pairs of vectors, so no pair straddles two.
@@ -35,6 +32,9 @@ struct WRow {
   }
 };
 
+// dx[r] = Σ_k z[r][k]·w[k] for R rows (1 to 4) of one column: each vector of
+// w is loaded once for the R rows, two chains per row, then each row's
+// chains are added and reduced across lanes.
 template <int R>
 HWY_INLINE void Dots(const float* const* HWY_RESTRICT z, const WRow wrow,
                      int64_t K, float* const* HWY_RESTRICT out) {
