@@ -19,15 +19,17 @@ namespace ballast::ops {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// Where Dots finds w[k..]: a row of Wᵀ, contiguous or in pieces of
-// 1 << shift floats, `stride` apart (the panel layout; shift 0: contiguous).
-// A piece holds whole pairs of vectors, so no pair straddles two.
+// Where Dots finds w[k..]: a row of Wᵀ, contiguous or (kPanels) in pieces
+// of 1 << shift floats, `stride` apart (the panel layout). A piece holds
+// whole pairs of vectors, so no pair straddles two. A template parameter,
+// so that the contiguous row's loop is the plain one.
+template <bool kPanels>
 struct WRow {
   const float* w;
   int shift;
   int64_t stride;
   HWY_INLINE const float* At(int64_t k) const {
-    if (shift == 0) return w + k;
+    if constexpr (!kPanels) return w + k;
     return w + (k >> shift) * stride + (k & ((int64_t{1} << shift) - 1));
   }
 };
@@ -35,9 +37,10 @@ struct WRow {
 // dx[r] = Σ_k z[r][k]·w[k] for R rows (1 to 4) of one column: each vector of
 // w is loaded once for the R rows, two chains per row, then each row's
 // chains are added and reduced across lanes.
-template <int R>
-HWY_INLINE void Dots(const float* const* HWY_RESTRICT z, const WRow wrow,
-                     int64_t K, float* const* HWY_RESTRICT out) {
+template <int R, bool kPanels>
+HWY_INLINE void Dots(const float* const* HWY_RESTRICT z,
+                     const WRow<kPanels> wrow, int64_t K,
+                     float* const* HWY_RESTRICT out) {
   const hn::ScalableTag<float> d;
   const int64_t L = int64_t(hn::Lanes(d));
   auto a0 = hn::Zero(d), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, e0 = a0,
@@ -88,66 +91,78 @@ HWY_INLINE void Dots(const float* const* HWY_RESTRICT z, const WRow wrow,
 constexpr int64_t kMaskedRows = 32;
 static_assert(kMaskedRows <= 32, "a column's rows are bits of a uint32_t");
 
-void MaskedInputGradImpl(const MaskedInputGradArgs& a, int threads) {
+// Block b (rows [32·b, 32·b + 32)) of dX; `shift`: log2 of the panel width
+// with kPanels.
+template <bool kPanels>
+void MaskedBlock(const MaskedInputGradArgs& a, int shift, int64_t b) {
   const int64_t words = MaskWordsPerRow(a.N);
+  const int64_t m0 = b * kMaskedRows;
+  const int64_t rows = std::min(kMaskedRows, a.M - m0);
+  std::memset(a.dx + m0 * a.N, 0, size_t(rows * a.N) * sizeof(float));
+  for (int64_t w = 0; w < words; ++w) {
+    // The block's rows that keep each column of the word, as bits: each
+    // row's set bits visited once (a quarter of them in the book's recipe),
+    // not every row for every column.
+    uint32_t keeps[64] = {};
+    uint64_t any = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      uint64_t bits = a.mask[MaskWord(a.M, m0 + r, w * 64)];
+      any |= bits;
+      for (; bits != 0; bits &= bits - 1) {
+        keeps[hwy::Num0BitsBelowLS1Bit_Nonzero64(bits)] |= uint32_t{1} << r;
+      }
+    }
+    while (any != 0) {
+      const int bit = int(hwy::Num0BitsBelowLS1Bit_Nonzero64(any));
+      any &= any - 1;
+      const int64_t n = w * 64 + bit;
+      uint32_t keep = keeps[bit];
+      const WRow<kPanels> wt =
+          kPanels ? WRow<kPanels>{a.wt + n * a.wt_panel_width, shift,
+                                  a.N * a.wt_panel_width}
+                  : WRow<kPanels>{a.wt + n * a.K, 0, 0};
+      const float* z[4];
+      float* out[4];
+      int count = 0;
+      while (keep != 0) {
+        const int64_t r = int64_t(hwy::Num0BitsBelowLS1Bit_Nonzero32(keep));
+        keep &= keep - 1;
+        z[count] = a.dz + (m0 + r) * a.K;
+        out[count] = a.dx + (m0 + r) * a.N + n;
+        if (++count == 4) {
+          Dots<4>(z, wt, a.K, out);
+          count = 0;
+        }
+      }
+      switch (count) {
+        case 3:
+          Dots<3>(z, wt, a.K, out);
+          break;
+        case 2:
+          Dots<2>(z, wt, a.K, out);
+          break;
+        case 1:
+          Dots<1>(z, wt, a.K, out);
+          break;
+        default:
+          break;
+      }
+    }
+  }
+}
+
+void MaskedInputGradImpl(const MaskedInputGradArgs& a, int threads) {
   const int64_t blocks = (a.M + kMaskedRows - 1) / kMaskedRows;
+  const bool panels = a.wt_panel_width > 0;
   const int shift =
-      a.wt_panel_width > 0
-          ? hwy::Num0BitsBelowLS1Bit_Nonzero64(uint64_t(a.wt_panel_width))
-          : 0;
+      panels ? hwy::Num0BitsBelowLS1Bit_Nonzero64(uint64_t(a.wt_panel_width))
+             : 0;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t b = 0; b < blocks; ++b) {
-    const int64_t m0 = b * kMaskedRows;
-    const int64_t rows = std::min(kMaskedRows, a.M - m0);
-    std::memset(a.dx + m0 * a.N, 0, size_t(rows * a.N) * sizeof(float));
-    for (int64_t w = 0; w < words; ++w) {
-      // The block's rows that keep each column of the word, as bits: each
-      // row's set bits visited once (a quarter of them in the book's
-      // recipe), not every row for every column.
-      uint32_t keeps[64] = {};
-      uint64_t any = 0;
-      for (int64_t r = 0; r < rows; ++r) {
-        uint64_t bits = a.mask[MaskWord(a.M, m0 + r, w * 64)];
-        any |= bits;
-        for (; bits != 0; bits &= bits - 1) {
-          keeps[hwy::Num0BitsBelowLS1Bit_Nonzero64(bits)] |= uint32_t{1} << r;
-        }
-      }
-      while (any != 0) {
-        const int bit = int(hwy::Num0BitsBelowLS1Bit_Nonzero64(any));
-        any &= any - 1;
-        const int64_t n = w * 64 + bit;
-        uint32_t keep = keeps[bit];
-        const WRow wt = shift == 0 ? WRow{a.wt + n * a.K, 0, 0}
-                                   : WRow{a.wt + n * a.wt_panel_width, shift,
-                                          a.N * a.wt_panel_width};
-        const float* z[4];
-        float* out[4];
-        int count = 0;
-        while (keep != 0) {
-          const int64_t r = int64_t(hwy::Num0BitsBelowLS1Bit_Nonzero32(keep));
-          keep &= keep - 1;
-          z[count] = a.dz + (m0 + r) * a.K;
-          out[count] = a.dx + (m0 + r) * a.N + n;
-          if (++count == 4) {
-            Dots<4>(z, wt, a.K, out);
-            count = 0;
-          }
-        }
-        switch (count) {
-          case 3:
-            Dots<3>(z, wt, a.K, out);
-            break;
-          case 2:
-            Dots<2>(z, wt, a.K, out);
-            break;
-          case 1:
-            Dots<1>(z, wt, a.K, out);
-            break;
-          default:
-            break;
-        }
-      }
+    if (panels) {
+      MaskedBlock<true>(a, shift, b);
+    } else {
+      MaskedBlock<false>(a, shift, b);
     }
   }
 }
