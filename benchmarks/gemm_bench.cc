@@ -10,8 +10,15 @@
 // (ops::Nonzeros) in the timing. Its GFLOP/s counts the dense product's
 // 2·M·K·N whatever runs, so it compares times directly.
 //
+// BM_MaskedInputGrad: the hidden layer's input gradient dX = dZ·W [128,
+// 256] where the first layer's pass mask keeps it (a given density), by
+// ops::MaskedInputGrad from Wᵀ row-major or from the trainer's panels read in
+// place, against the dense GEMM from W packed. GFLOP/s counts the dense
+// product's 2·M·K·N here too.
+//
 //   build/benchmarks/gemm_bench --benchmark_filter=threads:1
 //   build/benchmarks/gemm_bench --benchmark_filter=SparseGemm
+//   build/benchmarks/gemm_bench --benchmark_filter=MaskedInputGrad
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -20,8 +27,10 @@
 #include <string>
 #include <vector>
 
+#include "ops/block/block_kernels.h"
 #include "ops/cache_aligned.h"
 #include "ops/linear/gemm.h"
+#include "ops/linear/masked_input_grad.h"
 #include "ops/linear/nonzeros.h"
 #ifdef BALLAST_HAVE_ONEDNN
 #include <omp.h>
@@ -219,6 +228,75 @@ void SparseCases(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_SparseGemm)
     ->Apply(SparseCases)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+constexpr const char* kInputGradModes[] = {"dense GEMM", "masked, rows",
+                                           "masked, panels in place"};
+
+// Args: density of the mask in percent, threads, mode (kInputGradModes).
+void BM_MaskedInputGrad(benchmark::State& state) {
+  const double density = double(state.range(0)) / 100.0;
+  const int threads = int(state.range(1)), mode = int(state.range(2));
+  // dZ [M, K] (the hidden layer's outputs), W [K, N] (its inputs).
+  constexpr int64_t kBatch = 128, kOut = 256, kIn = 256;
+  const Floats dz = Random(kBatch * kOut, 1);
+  const int64_t width = PanelLayoutWidth(kOut);
+  if (mode == 2 && !MaskedPanelsReadable(width)) {
+    state.SkipWithError("this target reads Wᵀ row-major (narrow panels)");
+    return;
+  }
+  // Wᵀ [N, K] in the trainer's panel layout, and row-major.
+  const Floats panels = Random(PackedFloats(kIn, kOut), 2);
+  Floats rows(size_t(kIn * kOut));
+  PanelsToRows(panels.data(), kIn, kOut, rows.data());
+  PackedB w;
+  PackBFromPanels(w, panels.data(), kIn, kOut);
+  AlignedVector<uint64_t> mask(size_t(kBatch * MaskWordsPerRow(kIn)), 0);
+  std::mt19937 gen(3);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  for (int64_t m = 0; m < kBatch; ++m) {
+    for (int64_t n = 0; n < kIn; ++n) {
+      if (u(gen) < density) {
+        mask[size_t(MaskWord(kBatch, m, n))] |= uint64_t{1} << (n % 64);
+      }
+    }
+  }
+  Floats dx(size_t(kBatch * kIn));
+  MaskedInputGradArgs args{dz.data(),   kBatch,      kOut,     kIn,
+                           rows.data(), mask.data(), dx.data()};
+  if (mode == 2) args.wt = panels.data(), args.wt_panel_width = width;
+  for (auto _ : state) {
+    if (mode == 0) {
+      const Status st =
+          Gemm({dz.data(), kOut, 1, kBatch, dx.data(), kIn, threads}, w,
+               Epilogue::kNone, {});
+      if (!st.ok()) {
+        state.SkipWithError(st.message().c_str());
+        break;
+      }
+    } else {
+      MaskedInputGrad(args, threads);
+    }
+    benchmark::DoNotOptimize(dx.data());
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      2.0 * double(kBatch * kIn * kOut) * double(state.iterations()),
+      benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  state.SetLabel(kInputGradModes[mode]);
+}
+
+void InputGradCases(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"density%", "threads", "mode"});
+  for (int threads : {1, 2}) {
+    for (int density : {10, 25, 30, 35, 40, 50}) {
+      for (int mode : {0, 1, 2}) b->Args({density, threads, mode});
+    }
+  }
+}
+
+BENCHMARK(BM_MaskedInputGrad)
+    ->Apply(InputGradCases)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 
