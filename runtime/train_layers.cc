@@ -10,6 +10,7 @@
 #include "ops/cache_aligned.h"
 #include "ops/linear/gemm.h"
 #include "ops/linear/masked_input_grad.h"
+#include "ops/linear/nonzeros.h"
 #include "ops/optim/sgd.h"
 #include "ops/ref/activation.h"
 
@@ -43,11 +44,14 @@ Param MakePanelWeight(const Node& n) {
 struct LinearGemms {
   int64_t in = 0, out = 0;
   int threads = 1;
-  ops::PackedB packed_w;  // B = W for dX = dZ·W, packed after each update
+  ops::PackedB packed_w;  // B = W for the dense dX = dZ·W (see Grads)
   ops::PackedB packed_dz;
-  std::vector<float> dw_;             // NarrowWeightGrad's dW [out, in]
-  AlignedVector<float> wt_rows_;      // Wᵀ [in, out] row-major (masked dX)
-  const float* wt_panels_ = nullptr;  // or Wᵀ's panels, read in place
+  std::vector<float> dw_;         // NarrowWeightGrad's dW [out, in]
+  AlignedVector<float> wt_rows_;  // Wᵀ [in, out] row-major (masked dX)
+  // The weight Wᵀ in the panel layout, and whether packed_w and wt_rows_
+  // hold it since its last update (see WeightsChanged).
+  const float* wt_ = nullptr;
+  bool packed_fresh_ = false, rows_fresh_ = false;
 
   // Threads for a GEMM of M·in·out multiply-adds: one below `min_macs`.
   // The output layer's (128·256·10 = 330 K per batch) forward gains from a
@@ -170,19 +174,26 @@ struct LinearGemms {
   // update.
   // With `dx_mask` (the pass mask of the fused block before, see
   // TrainLayer::dx_mask), dX is computed only where the mask passes
-  // (ops::MaskedInputGrad, from Wᵀ's panels or the copy Repack made).
+  // (ops::MaskedInputGrad), when under kMaskedMaxDensity of it does.
+  // dX reads W before the weight side's update (a fused SGD step).
   template <typename WeightSide>
   Status Grads(const float* dz, int64_t M, float* dx, const uint64_t* dx_mask,
                WeightSide weight_side) {
-    if (dx != nullptr && dx_mask != nullptr) {
-      ops::MaskedInputGradArgs args{dz,      M, out, in, wt_rows_.data(),
-                                    dx_mask, dx};
-      if (wt_panels_ != nullptr) {
-        args.wt = wt_panels_;
+    if (dx != nullptr && dx_mask != nullptr &&
+        ops::Nonzeros::MaskDensity(dx_mask, M, in) < kMaskedMaxDensity) {
+      ops::MaskedInputGradArgs args{dz, M, out, in, nullptr, dx_mask, dx};
+      if (ops::MaskedPanelsReadable(ops::PanelLayoutWidth(out))) {
+        args.wt = wt_;
         args.wt_panel_width = ops::PanelLayoutWidth(out);
+      } else {
+        args.wt = WtRows();
       }
       ops::MaskedInputGrad(args, ThreadsFor(M, kSplitMacs));
       return weight_side();
+    }
+    if (dx != nullptr && !packed_fresh_) {
+      ops::PackBFromPanels(packed_w, wt_, in, out, threads);
+      packed_fresh_ = true;
     }
     const bool side_by_side =
         threads > 1 && dx != nullptr && Narrow() && InputGradThreads(M) == 1;
@@ -202,25 +213,37 @@ struct LinearGemms {
     BALLAST_RETURN_IF_ERROR(w_status);
     return x_status;
   }
-  // For dX: B(o, i) = W[o][i] = Wᵀ(i, o) packed, or with `rows` (the
-  // masked dX) Wᵀ row-major, or nothing where the masked dX reads Wᵀ's
-  // panels in place (wide panels, see ops::MaskedPanelsReadable). On AVX3,
-  // against the copy, the book's training step took 0.980-0.984 of the time
-  // on one thread and 0.990-0.998 on two (1000-1500 steps alternated, five
-  // runs; two identical trainers measure 0.998-1.006 apart). Two threads
-  // gain less: the other core's reads of the panels move from the copy to
-  // the weights, which the fused SGD update then writes.
-  void Repack(const float* wt, bool rows) {
-    wt_panels_ = nullptr;
-    if (rows && ops::MaskedPanelsReadable(ops::PanelLayoutWidth(out))) {
-      wt_panels_ = wt;
-    } else if (rows) {
-      wt_rows_.resize(size_t(in * out));
-      ops::PanelsToRows(wt, in, out, wt_rows_.data(), threads);
-    } else {
-      ops::PackBFromPanels(packed_w, wt, in, out, threads);
-    }
+  // After an update of Wᵀ (its panels at `wt`): the forms dX reads are
+  // made from it when a step's dX first needs them, before that step's
+  // update. The dense dX reads B(o, i) = W[o][i] = Wᵀ(i, o) packed; the
+  // masked one Wᵀ's panels in place where they are wide (see
+  // ops::MaskedPanelsReadable), else a row-major copy. On AVX3, against the
+  // copy, the book's training step took 0.980-0.984 of the time on one
+  // thread and 0.990-0.998 on two (1000-1500 steps alternated, five runs;
+  // two identical trainers measure 0.998-1.006 apart). Two threads gain
+  // less: the other core's reads of the panels move from the copy to the
+  // weights, which the fused SGD update then writes.
+  void WeightsChanged(const float* wt) {
+    wt_ = wt;
+    packed_fresh_ = rows_fresh_ = false;
   }
+  const float* WtRows() {
+    if (!rows_fresh_) {
+      wt_rows_.resize(size_t(in * out));
+      ops::PanelsToRows(wt_, in, out, wt_rows_.data(), threads);
+      rows_fresh_ = true;
+    }
+    return wt_rows_.data();
+  }
+  // The densest pass mask whose masked dX runs: above it the dense GEMM
+  // (and packing W for it) takes less time. The masks of the book's recipe
+  // (dropout 0.3, 0.2, 0, ...) pass 33.5%, 39% and 50% (22.5% at 0.5);
+  // against the dense dX the one-thread training step took 0.98 of the
+  // time at 22.5%, 1.00 at 33.5%, 1.03 at 39% and 1.04-1.05 at 50% (AVX3,
+  // 1800 steps alternated). `gemm_bench --benchmark_filter=MaskedInputGrad`
+  // (random masks): 0.82-0.83 of the dense GEMM's time at 25%, 1.00-1.17
+  // at 30%.
+  static constexpr double kMaskedMaxDensity = 0.3;
 };
 
 // BatchNorm's running-statistics state, updated with PyTorch's rule.
@@ -303,7 +326,7 @@ class LinearLayer : public TrainLayer {
     });
   }
   void ParamsUpdated() override {
-    if (needs_dx) gemms_.Repack(params_[0].value.data(), dx_mask != nullptr);
+    gemms_.WeightsChanged(params_[0].value.data());
   }
   Param* FusableWeight() override { return &params_[0]; }
 
@@ -434,7 +457,7 @@ class FusedBlockLayer : public TrainLayer {
     return NoNaNPossible(last_m_) ? mask_.data() : nullptr;
   }
   void ParamsUpdated() override {
-    if (needs_dx) gemms_.Repack(params_[0].value.data(), dx_mask != nullptr);
+    gemms_.WeightsChanged(params_[0].value.data());
   }
   Param* FusableWeight() override { return &params_[0]; }
   int64_t* num_batches() override { return &stats_.num_batches; }

@@ -27,7 +27,8 @@ class TrainLayer {
                          Generator& rng) = 0;
   // dy [M, out] → dx [M, in] (nullptr: not needed); fills the grads.
   virtual Status Backward(const float* dy, float* dx, int64_t M) = 0;
-  // After the optimizer changed the parameters (repack weights).
+  // After the optimizer changed the parameters (the forms of the weight
+  // that dX reads are remade from it when next needed).
   virtual void ParamsUpdated() {}
   // The weight a Linear layer can update inside its gradient GEMM (the
   // GEMM's kSgd epilogue), or nullptr.
@@ -67,9 +68,9 @@ class TrainLayer {
   virtual const uint64_t* PassMask() const { return nullptr; }
   // Set by the trainer (TrainerOptions::masked_input_grad) to the pass mask
   // of the layer before, when that layer reads dX only through it: a Linear
-  // layer then computes dX only there (zeros elsewhere), from a row-major
-  // copy of Wᵀ instead of packed W (ParamsUpdated makes either). Ignored
-  // by other layers.
+  // layer then computes dX only there (zeros elsewhere) in the steps whose
+  // mask passes under 30% (above, the dense GEMM is faster), from Wᵀ
+  // instead of packed W. Ignored by other layers.
   const uint64_t* dx_mask = nullptr;
 
  protected:

@@ -255,13 +255,9 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(
     if (options.masked_input_grad && impl->layers[i - 1]->PassMask() &&
         impl->layers[i]->out >= kMaskedInputGradMinOutputs) {
       impl->layers[i]->dx_mask = impl->layers[i - 1]->PassMask();
-      impl->layers[i]->ParamsUpdated();  // W for the masked dX
     }
   }
-  if (!impl->layers.empty()) {
-    impl->layers.front()->needs_dx = false;
-    impl->layers.front()->ParamsUpdated();
-  }
+  if (!impl->layers.empty()) impl->layers.front()->needs_dx = false;
   int64_t widest = std::max(impl->in, impl->out);
   for (auto& l : impl->layers) {
     impl->acts.emplace_back(size_t(options.max_batch * l->out));

@@ -575,7 +575,8 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
   c->add_flag("--dense-dx", o->dense_dx,
               "Compute the whole input gradient of a layer after a fused "
               "block (by default only where that block's ReLU and dropout "
-              "pass it; the other summation order changes the last bits)");
+              "pass it, in steps where under 30% passes; the other "
+              "summation order changes the last bits)");
   c->add_option("--out", o->out, "Save the trained model (.blst)");
   c->add_option("--checkpoint-dir", o->checkpoint_dir,
                 "Write a checkpoint every epoch");
