@@ -35,12 +35,17 @@ for r in $(seq "$rounds"); do
     "$ballast" bench roof --seconds 0.1 |
       sed -n 's/.*(\([0-9.]*\)x)$/\1x/p; s/.*and back: \([0-9]*\) ns$/ \1 ns/p' | tr -d '\n'
   }
+  # The share of each CPU's time the hypervisor gave to others during the 2-thread run (the
+  # steal column of /proc/stat): a second vCPU taken away for milliseconds stalls every join.
+  cpu_times() { awk '/^cpu[0-9]+ /{print $2+$3+$4+$5+$6+$7+$8+$9, $9}' /proc/stat 2>/dev/null; }
   for t in 1 2; do
-    [ "$t" = 2 ] && before=$(roof)
+    [ "$t" = 2 ] && before=$(roof) && cpu_times > "$tmp/cpu0"
     "$ballast" train --epochs 5 --threads "$t" |
       sed -n 's/^epoch .*test acc \([0-9.]*\)%, \([0-9.]*\) s,.*/\2 \1/p' >> "$tmp/ballast$t"
   done
-  echo "${before} / $(roof)" >> "$tmp/roof"
+  steal=$(cpu_times | paste -d' ' "$tmp/cpu0" - |
+    awk '$3 > $1 {printf "%s%.0f%%", n++ ? "/" : "", 100 * ($4 - $2) / ($3 - $1)}')
+  echo "${before} / $(roof)${steal:+, steal ${steal}}" >> "$tmp/roof"
   echo "round $r/$rounds done" >&2
 done
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
@@ -69,5 +74,5 @@ printf 'per round, 1 thread / PyTorch: %s%% | median %s%%\n' "$(echo $r1 | sed '
   "$(echo "$r1" | median)"
 printf 'per round, 2 threads speed-up: %sx | median %sx\n' "$(echo $r2 | sed 's/ /x, /g')" \
   "$(echo "$r2" | median)"
-printf "per round, before / after the 2-thread run (ballast bench roof: 2-thread FMA scaling, core-to-core round trip): %s\n" \
+printf "per round, before / after the 2-thread run (ballast bench roof: 2-thread FMA scaling, core-to-core round trip), and each CPU's steal time during it: %s\n" \
   "$(paste -sd';' "$tmp/roof" | sed 's/;/; /g')"
