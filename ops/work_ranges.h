@@ -1,5 +1,5 @@
-// Dynamic sharing of a fixed list of work units among the threads of one
-// OpenMP region (target-independent).
+// Dynamic sharing of a fixed list of work units among the tasks of one
+// ParallelRun (ops/tasks.h; target-independent).
 //
 // Each thread owns a contiguous home range of the units and takes them one at
 // a time; a thread whose range is empty takes units from the others' ranges.
@@ -25,7 +25,7 @@ namespace ballast::ops {
 class WorkRanges {
  public:
   // Splits units [0, units) into `threads` home ranges. Not thread-safe: call
-  // before the parallel region (whose start publishes it to the threads).
+  // before the ParallelRun (whose start publishes it to the tasks).
   void Reset(int threads, int64_t units) {
     if (threads > capacity_) {
       slots_.reset(new Slot[size_t(threads)]);

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "ballast/rng.h"
+#include "ops/tasks.h"
 #include "runtime/number_text.h"
 
 namespace ballast {
@@ -298,8 +299,7 @@ Status GatherBatch(const Dataset& d, std::span<const int64_t> rows, float* x,
   // A parallel region costs more than copying a few small rows.
   if (n * f < (int64_t{1} << 14)) threads = 1;
   const int64_t line_floats = 64 / int64_t(sizeof(float));
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
+  ops::ParallelFor(n, threads, [&](int64_t i) {
     // The rows of a shuffled batch are scattered through the data set, so
     // each starts with a miss that the hardware does not see coming: fetch
     // the row kGatherAhead rows on while this one is copied.
@@ -310,7 +310,7 @@ Status GatherBatch(const Dataset& d, std::span<const int64_t> rows, float* x,
     const int64_t row = rows[size_t(i)];
     std::memcpy(x + i * f, d.x.data() + row * f, size_t(f) * sizeof(float));
     labels[i] = d.labels[size_t(row)];
-  }
+  });
   return Status::Ok();
 }
 

@@ -1,11 +1,10 @@
 #include "runtime/optimizer.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 
 #include "ops/linear/gemm.h"
+#include "ops/tasks.h"
 
 namespace ballast {
 namespace {
@@ -21,11 +20,8 @@ template <class Body>
 void ForEachRange(const Param& p, int threads, Body body) {
   const int64_t n = p.value.numel();
   if (n < (int64_t{1} << 15) || threads <= 1) return body(int64_t{0}, n);
-#pragma omp parallel num_threads(threads)
-  {
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    body(n * t / nt, n * (t + 1) / nt);
-  }
+  ops::ParallelRun(threads,
+                   [&](int t, int nt) { body(n * t / nt, n * (t + 1) / nt); });
 }
 
 // The update itself is ops::SgdUpdate, the same vector step as the GEMM's

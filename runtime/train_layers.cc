@@ -1,7 +1,5 @@
 #include "runtime/train_layers.h"
 
-#include <omp.h>
-
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -13,6 +11,7 @@
 #include "ops/linear/nonzeros.h"
 #include "ops/optim/sgd.h"
 #include "ops/ref/activation.h"
+#include "ops/tasks.h"
 
 namespace ballast {
 namespace {
@@ -202,14 +201,13 @@ struct LinearGemms {
       return dx ? InputGrad(dz, M, dx) : Status::Ok();
     }
     Status w_status, x_status;
-#pragma omp parallel num_threads(2)
-    {
-      if (omp_get_thread_num() == 0) {
+    ops::ParallelRun(2, [&](int t, int) {
+      if (t == 0) {
         w_status = weight_side();
       } else {
         x_status = InputGrad(dz, M, dx);
       }
-    }
+    });
     BALLAST_RETURN_IF_ERROR(w_status);
     return x_status;
   }

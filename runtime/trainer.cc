@@ -1,17 +1,17 @@
 #include "ballast/trainer.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "ballast/registry.h"
 #include "ballast/session.h"
 #include "ops/cache_aligned.h"
+#include "ops/tasks.h"
 #include "runtime/number_text.h"
 #include "runtime/optimizer.h"
 #include "runtime/train_layers.h"
@@ -84,12 +84,9 @@ struct Trainer::Impl {
       // cores.)
       const int64_t e_stride = (C + 7) / 8 * 8;
       row_exp.resize(size_t(threads * e_stride));
-#pragma omp parallel num_threads(threads)
-      {
-        double* e = row_exp.data() + omp_get_thread_num() * e_stride;
-        // No barrier of its own: the region's end is one.
-#pragma omp for schedule(static) nowait
-        for (int64_t m = 0; m < M; ++m) {
+      ops::ParallelRun(threads, [&](int task, int tasks) {
+        double* e = row_exp.data() + task * e_stride;
+        for (int64_t m = M * task / tasks; m < M * (task + 1) / tasks; ++m) {
           const int32_t label = labels[m];
           const float* z = y + m * C;
           double mx = z[0];
@@ -115,7 +112,7 @@ struct Trainer::Impl {
             dy[m * C + c] = float((p - t) / double(M));
           }
         }
-      }
+      });
       for (int64_t m = 0; m < M; ++m) {
         total += row_loss[size_t(m)];
         r.correct += row_correct[size_t(m)];
@@ -189,6 +186,26 @@ struct Trainer::Impl {
         Timed(3 * i + 2, [&] {
           OptimizerStep(opt.optimizer, step, layer_params[i], opt.threads,
                         fused);
+          layers[i]->ParamsUpdated();
+          return 0;
+        });
+      }
+    }
+    return r;
+  }
+
+  Result<StepResult> Step(const float* x, const int32_t* labels,
+                          const float* targets, int64_t M) {
+    // Clipping needs every gradient before any update.
+    const bool clip = opt.clip_grad_norm > 0;
+    BALLAST_ASSIGN_OR_RETURN(StepResult r,
+                             ForwardBackward(x, labels, targets, M, !clip));
+    if (clip) {
+      ClipGradNorm(params, opt.clip_grad_norm);
+      ++step;
+      for (size_t i = 0; i < layers.size(); ++i) {
+        Timed(3 * i + 2, [&] {
+          OptimizerStep(opt.optimizer, step, layer_params[i], opt.threads);
           layers[i]->ParamsUpdated();
           return 0;
         });
@@ -278,33 +295,31 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(
   return std::unique_ptr<Trainer>(new Trainer(std::move(impl)));
 }
 
+namespace {
+
+// f() with its passes on one team of `threads` threads (see ops/tasks.h).
+template <class F>
+Result<StepResult> OnTeam(int threads, F f) {
+  std::optional<Result<StepResult>> result;
+  ops::WithTeam(threads, [&] { result = f(); });
+  return std::move(*result);
+}
+
+}  // namespace
+
 Result<StepResult> Trainer::ComputeGradients(const float* x,
                                              const int32_t* labels,
                                              const float* targets,
                                              int64_t batch) {
-  return impl_->ForwardBackward(x, labels, targets, batch, /*update=*/false);
+  return OnTeam(impl_->opt.threads, [&] {
+    return impl_->ForwardBackward(x, labels, targets, batch, /*update=*/false);
+  });
 }
 
 Result<StepResult> Trainer::Step(const float* x, const int32_t* labels,
                                  const float* targets, int64_t batch) {
-  // Clipping needs every gradient before any update.
-  const bool clip = impl_->opt.clip_grad_norm > 0;
-  BALLAST_ASSIGN_OR_RETURN(
-      StepResult r, impl_->ForwardBackward(x, labels, targets, batch, !clip));
-  if (clip) {
-    Impl& m = *impl_;
-    ClipGradNorm(m.params, m.opt.clip_grad_norm);
-    ++m.step;
-    for (size_t i = 0; i < m.layers.size(); ++i) {
-      m.Timed(3 * i + 2, [&] {
-        OptimizerStep(m.opt.optimizer, m.step, m.layer_params[i],
-                      m.opt.threads);
-        m.layers[i]->ParamsUpdated();
-        return 0;
-      });
-    }
-  }
-  return r;
+  return OnTeam(impl_->opt.threads,
+                [&] { return impl_->Step(x, labels, targets, batch); });
 }
 
 Graph Trainer::CurrentGraph() const {

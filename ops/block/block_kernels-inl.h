@@ -7,8 +7,6 @@
 #define BALLAST_OPS_BLOCK_BLOCK_KERNELS_INL_H_
 #endif
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cstring>
 
@@ -17,6 +15,7 @@
 #include "ops/block/block_kernels.h"
 #include "ops/block/block_split.h"
 #include "ops/simd-inl.h"
+#include "ops/tasks.h"
 #include "ops/work_ranges.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -34,8 +33,7 @@ HWY_INLINE size_t Valid(int64_t n, int64_t N, size_t lanes) {
 
 void BiasAddImpl(float* y, int64_t M, int64_t N, const float* bias,
                  int threads) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t m = 0; m < M; ++m) {
+  ParallelFor(M, threads, [&](int64_t m) {
     const DF d;
     const size_t L = hn::Lanes(d);
     float* row = y + m * N;
@@ -45,13 +43,12 @@ void BiasAddImpl(float* y, int64_t M, int64_t N, const float* bias,
           d, hn::Add(LoadPartial(d, row + n, v), LoadPartial(d, bias + n, v)),
           row + n, v);
     }
-  }
+  });
 }
 
 void ScaleShiftImpl(float* y, int64_t M, int64_t N, const float* scale,
                     const float* shift, int threads) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t m = 0; m < M; ++m) {
+  ParallelFor(M, threads, [&](int64_t m) {
     const DF d;
     const size_t L = hn::Lanes(d);
     float* row = y + m * N;
@@ -62,7 +59,7 @@ void ScaleShiftImpl(float* y, int64_t M, int64_t N, const float* scale,
                      LoadPartial(d, shift + n, v));
       StorePartial(d, r, row + n, v);
     }
-  }
+  });
 }
 
 // Calls body(i, valid) for every vector of [0, n_total), in chunks of 1024
@@ -70,14 +67,13 @@ void ScaleShiftImpl(float* y, int64_t M, int64_t N, const float* scale,
 template <class Body>
 HWY_INLINE void ForEachVector(int64_t n_total, int threads, Body body) {
   const int64_t chunks = (n_total + 1023) / 1024;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t c = 0; c < chunks; ++c) {
+  ParallelFor(chunks, threads, [&](int64_t c) {
     const int64_t L = int64_t(hn::Lanes(DF()));
     const int64_t end = std::min(n_total, (c + 1) * 1024);
     for (int64_t i = c * 1024; i < end; i += L) {
       body(i, Valid(i, end, size_t(L)));
     }
-  }
+  });
 }
 
 void ReluImpl(const float* x, float* y, int64_t n_total, int threads) {
@@ -272,11 +268,9 @@ void DropoutImpl(float* y, int64_t M, int64_t N, double p, const RngSlice& rng,
                  uint64_t* mask, int threads) {
   const int32_t threshold = int32_t(DropoutThreshold(p));
   const float scale = p < 1.0 ? float(1.0 / (1.0 - p)) : 0.0f;
-#pragma omp parallel num_threads(threads)
-  {
+  ParallelRun(threads, [&](int t, int T) {
     const DF d;
-    const BlockSplit s =
-        BlockSplit::Of(M, N, omp_get_thread_num(), omp_get_num_threads());
+    const BlockSplit s = BlockSplit::Of(M, N, t, T);
     ForEachDrawChunk(
         s, N, true, rng,
         [&](int64_t m, int64_t n0, int64_t n1, const ChunkDraws& draws) {
@@ -292,7 +286,7 @@ void DropoutImpl(float* y, int64_t M, int64_t N, double p, const RngSlice& rng,
                 AppendMaskBits(d, keep, v, off, word);
               });
         });
-  }
+  });
 }
 
 // The mask bits of a vector's `valid` lanes, in bits [0, valid).
@@ -390,12 +384,10 @@ void BnReluDropoutForwardImpl(const BnForwardArgs& a, int64_t M, int64_t N,
     return;
   }
   work->Reset(threads, units.count());
-#pragma omp parallel num_threads(threads)
-  {
-    const int t = omp_get_thread_num();
+  ParallelRun(threads, [&](int t, int) {
     int64_t u = 0;
     while (work->Next(t, &u)) run(units.Unit(u));
-  }
+  });
 }
 
 // Lanes of a mask word starting at bit `off`, as a float mask.
@@ -409,8 +401,7 @@ HWY_INLINE hn::Mask<DF> MaskFromWord(DF d, uint64_t word, size_t off) {
 void DropoutBackwardImpl(const uint64_t* mask, const float* dy, float* dx,
                          int64_t M, int64_t N, double p, int threads) {
   const float scale = p < 1.0 ? float(1.0 / (1.0 - p)) : 0.0f;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t m = 0; m < M; ++m) {
+  ParallelFor(M, threads, [&](int64_t m) {
     const DF d;
     const int64_t L = int64_t(hn::Lanes(d));
     for (int64_t n = 0; n < N; n += L) {
@@ -421,7 +412,7 @@ void DropoutBackwardImpl(const uint64_t* mask, const float* dy, float* dx,
           keep, hn::Mul(LoadPartial(d, dy + m * N + n, v), hn::Set(d, scale)));
       StorePartial(d, g, dx + m * N + n, v);
     }
-  }
+  });
 }
 
 // BatchNorm backward over [M, N]. With a pass mask (the fused path) the
@@ -635,13 +626,11 @@ void BnReluDropoutBackwardImpl(const BnBackwardArgs& a, int64_t M, int64_t N,
     return;
   }
   work->Reset(threads, strips);
-#pragma omp parallel num_threads(threads)
-  {
-    const int t = omp_get_thread_num();
+  ParallelRun(threads, [&](int t, int) {
     float* dbias = a.dbias ? a.dbias : scratch + PartialStride(N) * t;
     int64_t u = 0;
     while (work->Next(t, &u)) strip(u, dbias);
-  }
+  });
 }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)

@@ -1,13 +1,12 @@
 // Dispatch for the block passes (see block_kernels.h).
 #include "ops/block/block_kernels.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 
 #include "ops/block/block_split.h"
 #include "ops/cache_aligned.h"
+#include "ops/tasks.h"
 #include "ops/work_ranges.h"
 
 #undef HWY_TARGET_INCLUDE
@@ -19,9 +18,7 @@
 #if HWY_ONCE
 namespace ballast::ops {
 namespace {
-int Threads(int threads) {
-  return omp_in_parallel() ? 1 : std::max(1, threads);
-}
+int Threads(int threads) { return InParallel() ? 1 : std::max(1, threads); }
 }  // namespace
 
 HWY_EXPORT(BiasAddImpl);

@@ -1,5 +1,6 @@
 // Elementwise passes of the standard block Linear → BatchNorm1d → ReLU →
-// Dropout, vectorized with Highway and split over threads with OpenMP. The
+// Dropout, vectorized with Highway and split over threads as the tasks of
+// ops/tasks.h (OpenMP threads, or a training step's team). The
 // fused passes share their units (forward: a group of 64-column mask words
 // × a block of rows; backward: a strip of columns) among the threads
 // dynamically, as the GEMMs do (ops/work_ranges.h): each thread starts on its

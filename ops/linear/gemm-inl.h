@@ -14,8 +14,6 @@
 #define BALLAST_OPS_LINEAR_GEMM_INL_H_
 #endif
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <vector>
@@ -29,6 +27,7 @@
 #include "ops/linear/packed_a.h"
 #include "ops/optim/sgd-inl.h"
 #include "ops/simd-inl.h"
+#include "ops/tasks.h"
 #include "ops/work_ranges.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -766,26 +765,24 @@ void GemmTyped(const GemmArgs& args, const BPanels& b, const EpilogueArgs& ep,
     return;
   }
   work->Reset(plan.threads, plan.units());
-#pragma omp parallel num_threads(plan.threads)
-  {
+  ParallelRun(plan.threads, [&](int t, int) {
     PackedA* packed = packed_a();
-    const int t = omp_get_thread_num();
     int64_t u = 0, first_panel = -1;
     while (work->Next(t, &u)) {
       const GemmRange r = plan.Unit(u);
       if (first_panel < 0) first_panel = r.p;
       run(r, kPrefetchAEveryPanel || r.p == first_panel, packed);
     }
-    if (chunks) {
-      // Each thread merges its home panels, whose sums it mostly wrote
-      // itself: merged on one thread, half of them crossed to it from the
-      // other core, and back on the next call.
-#pragma omp barrier
-      const int T = plan.threads;
+  });
+  if (chunks) {
+    // Each task merges its home panels, whose sums its thread mostly wrote
+    // itself: merged on one thread, half of them crossed to it from the
+    // other core, and back on the next call.
+    ParallelRun(plan.threads, [&](int t, int T) {
       const int64_t p0 = plan.panels * t / T, p1 = plan.panels * (t + 1) / T;
       for (int64_t p = p0; p < p1; ++p) merge_panel(p);
       ep.stats_ready(std::min(b.n, p0 * b.nr), std::min(b.n, p1 * b.nr));
-    }
+    });
   }
 }
 
@@ -803,10 +800,8 @@ void ColumnStatsImpl(const float* y, int64_t ldy, int64_t n,
   base.n = n;
   // Each thread sums the units of its share of the panels (the plan's
   // units, one panel each, are panel-major), merges those panels, then
-  // hands their columns on: no barrier, as no thread reads another's sums.
-#pragma omp parallel num_threads(plan.threads) if (plan.threads > 1)
-  {
-    const int t = omp_get_thread_num(), T = omp_get_num_threads();
+  // hands their columns on: one run, as no task reads another's sums.
+  ParallelRun(plan.threads, [&](int t, int T) {
     const int64_t p0 = plan.panels * t / T, p1 = plan.panels * (t + 1) / T;
     for (int64_t u = p0 * plan.row_blocks; u < p1 * plan.row_blocks; ++u) {
       const GemmRange r = plan.Unit(u);
@@ -824,7 +819,7 @@ void ColumnStatsImpl(const float* y, int64_t ldy, int64_t n,
                  std::min(nr, n - n0), mean + n0, var + n0);
     }
     ready(std::min(n, p0 * nr), std::min(n, p1 * nr));
-  }
+  });
 }
 
 void GemmImpl(const GemmArgs& args, const BPanels& b, Epilogue e,

@@ -1,7 +1,6 @@
 // Dispatch and target-independent parts of the GEMM (see gemm.h).
 #include "ops/linear/gemm.h"
 
-#include <omp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +10,7 @@
 #include <vector>
 
 #include "ops/cache_aligned.h"
+#include "ops/tasks.h"
 #include "ops/work_ranges.h"
 
 #undef HWY_TARGET_INCLUDE
@@ -83,7 +83,7 @@ float* PackedB::Layout(int64_t K, int64_t N) {
 void PackBInto(PackedB& b, const float* src, int64_t K, int64_t N,
                int64_t stride_k, int64_t stride_n, int threads) {
   b.Reserve(K, N);
-  const int t = omp_in_parallel() ? 1 : std::max(1, threads);
+  const int t = InParallel() ? 1 : std::max(1, threads);
   HWY_DYNAMIC_DISPATCH(PackBImpl)
   (src, K, N, stride_k, stride_n, b.data_.get(), t);
 }
@@ -109,7 +109,7 @@ void PackBTo(float* dst, const float* src, int64_t K, int64_t N,
     }
     return;
   }
-  const int t = omp_in_parallel() ? 1 : std::max(1, threads);
+  const int t = InParallel() ? 1 : std::max(1, threads);
   HWY_DYNAMIC_DISPATCH(PackBImpl)(src, K, N, stride_k, stride_n, dst, t);
 }
 
@@ -117,9 +117,8 @@ void PackBFromPanels(PackedB& b, const float* panels, int64_t K, int64_t N,
                      int threads) {
   // The result is [N, K]: rows n of the source, columns k.
   b.Reserve(N, K);
-  const int t = omp_in_parallel() || K * N < (int64_t{1} << 14)
-                    ? 1
-                    : std::max(1, threads);
+  const int t =
+      InParallel() || K * N < (int64_t{1} << 14) ? 1 : std::max(1, threads);
   HWY_DYNAMIC_DISPATCH(PackBFromPanelsImpl)
   (panels, K, N, PanelLayoutWidth(N), b.data_.get(), t);
 }
@@ -144,7 +143,7 @@ void PanelsToRows(const float* panels, int64_t K, int64_t N, float* rows,
   // Thread t copies panels [count·t/T, count·(t + 1)/T): its GEMMs' home
   // range (ops/work_ranges.h), which its core just updated.
   const int T =
-      omp_in_parallel()
+      InParallel()
           ? 1
           : int(std::clamp<int64_t>(threads, 1, std::max<int64_t>(1, count)));
   const auto copy_panel = [&](int64_t p) {
@@ -163,13 +162,7 @@ void PanelsToRows(const float* panels, int64_t K, int64_t N, float* rows,
       }
     }
   };
-#pragma omp parallel num_threads(T) if (T > 1)
-  {
-    const int t = omp_get_thread_num(), team = omp_get_num_threads();
-    for (int64_t p = count * t / team; p < count * (t + 1) / team; ++p) {
-      copy_panel(p);
-    }
-  }
+  ParallelFor(count, T, copy_panel);
 }
 
 PackedB PackB(const float* src, int64_t K, int64_t N, int64_t stride_k,
@@ -272,8 +265,9 @@ Status GemmPanels(const GemmArgs& args, const BPanels& b, Epilogue epilogue,
     }
     return Status::Ok();
   }
-  // Inside a parallel region the call runs single-threaded: no nesting.
-  const int threads = omp_in_parallel() ? 1 : std::max(1, args.threads);
+  // Inside a task (or a region of the caller's) the call keeps to its
+  // thread: no nesting.
+  const int threads = InParallel() ? 1 : std::max(1, args.threads);
   // One or two rows: a unit spans the panels one wide tile computes, enough
   // vectors for kGemmWideChains accumulators (see WideTile in gemm-inl.h).
   int64_t group = 1;
@@ -339,7 +333,7 @@ void ColumnStatsLikeGemm(const float* y, int64_t M, int64_t N, int64_t ldy,
     return;
   }
   const int64_t nr = GemmPanelWidth();
-  const int t = omp_in_parallel() ? 1 : std::max(1, threads);
+  const int t = InParallel() ? 1 : std::max(1, threads);
   // The plan of a stats GEMM of this shape: the row blocks depend on M
   // alone, the chunks on the row blocks and panels.
   const GemmPlan plan = GemmPlan::Make(t, M, 1, (N + nr - 1) / nr, 1);

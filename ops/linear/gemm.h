@@ -20,9 +20,9 @@
 // starts on its own contiguous share of them (its own panels: it streams only
 // its share of the weights), and a thread that runs out takes units from
 // another, so threads on cores of unequal speed finish together (see
-// ops/work_ranges.h). Inside an active OpenMP parallel region the call runs on
-// the calling thread. The result is deterministic and the same on any thread
-// count.
+// ops/work_ranges.h), as the tasks of ops/tasks.h. Inside a task, or an
+// active OpenMP region of the caller's, the call runs on the calling thread.
+// The result is deterministic and the same on any thread count.
 #ifndef BALLAST_OPS_LINEAR_GEMM_H_
 #define BALLAST_OPS_LINEAR_GEMM_H_
 
@@ -51,8 +51,8 @@ enum class Epilogue : int {
 const char* EpilogueName(Epilogue e);
 
 // Called as the statistics of output columns [n0, n1) become final, on the
-// thread that merged them: inside the GEMM's parallel region, once per
-// thread, over disjoint ranges that together cover [0, N). What the caller
+// thread that merged them: inside the GEMM's tasks, once per task, over
+// disjoint ranges that together cover [0, N). What the caller
 // does per column with mean and var (BatchNorm's normalization factors and
 // running statistics) then runs on every thread, not after the call on one.
 struct StatsReady {

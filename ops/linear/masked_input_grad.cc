@@ -1,12 +1,11 @@
 // MaskedInputGrad on every Highway target (see masked_input_grad.h).
 #include "ops/linear/masked_input_grad.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cstring>
 
 #include "ops/block/block_kernels.h"
+#include "ops/tasks.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "ops/linear/masked_input_grad.cc"
@@ -157,14 +156,13 @@ void MaskedInputGradImpl(const MaskedInputGradArgs& a, int threads) {
   const int shift =
       panels ? hwy::Num0BitsBelowLS1Bit_Nonzero64(uint64_t(a.wt_panel_width))
              : 0;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t b = 0; b < blocks; ++b) {
+  ParallelFor(blocks, threads, [&](int64_t b) {
     if (panels) {
       MaskedBlock<true>(a, shift, b);
     } else {
       MaskedBlock<false>(a, shift, b);
     }
-  }
+  });
 }
 
 int64_t VectorLanes() { return int64_t(hn::Lanes(hn::ScalableTag<float>())); }

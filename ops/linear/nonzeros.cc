@@ -1,8 +1,6 @@
 // Nonzeros::Index on every Highway target (see nonzeros.h).
 #include "ops/linear/nonzeros.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cstddef>
 
@@ -11,6 +9,7 @@
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
 #include "ops/block/block_kernels.h"
+#include "ops/tasks.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace ballast::ops {
@@ -137,7 +136,7 @@ bool Nonzeros::Reset(int64_t M, int64_t K) {
 double Nonzeros::Index(const float* x, int64_t M, int64_t K, int threads) {
   if (!Reset(M, K)) return 1.0;
   // A second thread pays from about 2^14 values (the trainer's 128 × 256).
-  const int T = omp_in_parallel() || M * K < (int64_t{1} << 14)
+  const int T = InParallel() || M * K < (int64_t{1} << 14)
                     ? 1
                     : int(std::clamp<int64_t>(threads, 1, M));
   // Each thread compresses its rows, row m into slots m·K on (it writes at
@@ -149,14 +148,11 @@ double Nonzeros::Index(const float* x, int64_t M, int64_t K, int threads) {
   // column instead made the threads write the two ends of each column's
   // run, cache lines apart by a few entries: on two threads the index took
   // 0.95-1.31 of one thread's time, against 0.59-0.86 now.)
-  // Everything is allocated here: nothing in the parallel region throws.
+  // Everything is allocated here: no task throws.
   const size_t total = size_t(M * K);
   tmp_index_.resize(total + 1), tmp_value_.resize(total + 1);
   scratch_.assign(size_t(T) * size_t(K), 0);
-#pragma omp parallel num_threads(T) if (T > 1)
-  {
-    // The rows split over the team OpenMP gives, which may be smaller.
-    const int t = omp_get_thread_num(), team = omp_get_num_threads();
+  ParallelRun(T, [&](int t, int team) {
     const int64_t m0 = M * t / team, m1 = M * (t + 1) / team;
     int32_t* count = scratch_.data() + size_t(t) * size_t(K);
     for (int64_t m = m0; m < m1; ++m) {
@@ -166,24 +162,23 @@ double Nonzeros::Index(const float* x, int64_t M, int64_t K, int threads) {
       row_start_[size_t(m + 1)] = int32_t(n);
       for (int64_t j = 0; j < n; ++j) ++count[index[j]];
     }
-#pragma omp barrier
-#pragma omp single
-    {
-      for (int64_t m = 0; m < M; ++m) {
-        row_start_[size_t(m + 1)] += row_start_[size_t(m)];
-      }
-      // Column k's first slot, then (in thread 0's counts) its next free
-      // slot as the columns are filled.
-      int32_t at = 0;
-      for (int64_t k = 0; k < K; ++k) {
-        col_start_[size_t(k)] = at;
-        for (int u = 0; u < team; ++u) {
-          at += scratch_[size_t(u) * size_t(K) + size_t(k)];
-        }
-        scratch_[size_t(k)] = col_start_[size_t(k)];
-      }
-      col_start_[size_t(K)] = at;
+  });
+  for (int64_t m = 0; m < M; ++m) {
+    row_start_[size_t(m + 1)] += row_start_[size_t(m)];
+  }
+  // Column k's first slot, then (in task 0's counts) its next free slot as
+  // the columns are filled.
+  int32_t at = 0;
+  for (int64_t k = 0; k < K; ++k) {
+    col_start_[size_t(k)] = at;
+    for (int u = 0; u < T; ++u) {
+      at += scratch_[size_t(u) * size_t(K) + size_t(k)];
     }
+    scratch_[size_t(k)] = col_start_[size_t(k)];
+  }
+  col_start_[size_t(K)] = at;
+  ParallelRun(T, [&](int t, int team) {
+    const int64_t m0 = M * t / team, m1 = M * (t + 1) / team;
     for (int64_t m = m0; m < m1; ++m) {
       const int32_t begin = row_start_[size_t(m)];
       const int32_t n = row_start_[size_t(m + 1)] - begin;
@@ -205,7 +200,7 @@ double Nonzeros::Index(const float* x, int64_t M, int64_t K, int threads) {
         col_value_[size_t(pos)] = value[j];
       }
     }
-  }
+  });
   return total ? double(row_start_[size_t(M)]) / double(total) : 0.0;
 }
 
@@ -268,18 +263,24 @@ double Nonzeros::IndexFromMask(const float* x, const uint64_t* mask, int64_t M,
   int32_t* HWY_RESTRICT row_count = scratch_.data();
   int32_t* HWY_RESTRICT col_count = scratch_.data() + M;
   // Rows split over the threads for the row lists, mask words (64 columns)
-  // for the column lists. As Index: the same result on any number. One
-  // barrier: after it each thread sums the counts before its own rows and
+  // for the column lists. As Index: the same result on any number. Two
+  // runs: in the second each task sums the counts before its own rows and
   // columns itself and writes only their starts (a single thread's prefix
   // sums between two barriers cost two more crossings between the cores).
-  const int T = omp_in_parallel() || M * K < (int64_t{1} << 14)
+  const int T = InParallel() || M * K < (int64_t{1} << 14)
                     ? 1
                     : int(std::clamp<int64_t>(threads, 1, M));
-#pragma omp parallel num_threads(T) if (T > 1)
-  {
-    const int t = omp_get_thread_num(), team = omp_get_num_threads();
-    const int64_t m0 = M * t / team, m1 = M * (t + 1) / team;
-    const int64_t w0 = words * t / team, w1 = words * (t + 1) / team;
+  // Task t's rows and columns.
+  const auto rows_of = [&](int t, int team, int64_t* m0, int64_t* m1) {
+    *m0 = M * t / team, *m1 = M * (t + 1) / team;
+  };
+  const auto words_of = [&](int t, int team, int64_t* w0, int64_t* w1) {
+    *w0 = words * t / team, *w1 = words * (t + 1) / team;
+  };
+  ParallelRun(T, [&](int t, int team) {
+    int64_t m0, m1, w0, w1;
+    rows_of(t, team, &m0, &m1);
+    words_of(t, team, &w0, &w1);
     const int64_t k0 = std::min(K, w0 * 64), k1 = std::min(K, w1 * 64);
     for (int64_t m = m0; m < m1; ++m) {
       int32_t n = 0;
@@ -305,7 +306,12 @@ double Nonzeros::IndexFromMask(const float* x, const uint64_t* mask, int64_t M,
       }
       col_count[k] = n;
     }
-#pragma omp barrier
+  });
+  ParallelRun(T, [&](int t, int team) {
+    int64_t m0, m1, w0, w1;
+    rows_of(t, team, &m0, &m1);
+    words_of(t, team, &w0, &w1);
+    const int64_t k0 = std::min(K, w0 * 64), k1 = std::min(K, w1 * 64);
     int32_t* HWY_RESTRICT row_index = row_index_.data();
     float* HWY_RESTRICT row_value = row_value_.data();
     int32_t n = 0;
@@ -336,7 +342,7 @@ double Nonzeros::IndexFromMask(const float* x, const uint64_t* mask, int64_t M,
       }
       col_start_[size_t(k + 1)] = n;
     }
-  }
+  });
   const int64_t total = M * K;
   return total ? double(row_start_[size_t(M)]) / double(total) : 0.0;
 }

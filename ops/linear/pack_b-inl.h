@@ -9,14 +9,13 @@
 #define BALLAST_OPS_LINEAR_PACK_B_INL_H_
 #endif
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 
 #include "hwy/highway.h"
 #include "ops/linear/gemm_config-inl.h"
+#include "ops/tasks.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace ballast::ops {
@@ -54,13 +53,12 @@ void PackBImpl(const float* src, int64_t K, int64_t N, int64_t stride_k,
   // Waking a second thread costs more than packing a small matrix (the last
   // Linear's 10 × 256 weights, repacked after every training step).
   if (K * N < (int64_t{1} << 14)) threads = 1;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t p = 0; p < panels; ++p) {
+  ParallelFor(panels, threads, [&](int64_t p) {
     float* out = dst + p * nr * K;
     const int64_t n0 = p * nr, cols = std::min(nr, N - n0);
     if (stride_k == 1 && stride_n != 1) {
       PackTransposedPanel(src + n0 * stride_n, K, cols, stride_n, nr, out);
-      continue;
+      return;
     }
     for (int64_t k = 0; k < K; ++k) {
       const float* s = src + k * stride_k + n0 * stride_n;
@@ -72,7 +70,7 @@ void PackBImpl(const float* src, int64_t K, int64_t N, int64_t stride_k,
       }
       for (int64_t j = cols; j < nr; ++j) o[j] = 0.0f;
     }
-  }
+  });
 }
 
 // Transposes a rows × cols block: out[r·ld_out + c] = in[c·ld_in + r].
@@ -126,8 +124,7 @@ void PackBFromPanelsImpl(const float* panels, int64_t K, int64_t N, int64_t w,
                          float* dst, int threads) {
   const int64_t nr = PanelWidth();
   const int64_t out_panels = (K + nr - 1) / nr;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t q = 0; q < out_panels; ++q) {
+  ParallelFor(out_panels, threads, [&](int64_t q) {
     const int64_t k0 = q * nr, cols = std::min(nr, K - k0);
     float* out = dst + q * nr * N;
     for (int64_t s = 0; s * w < N; ++s) {
@@ -138,7 +135,7 @@ void PackBFromPanelsImpl(const float* panels, int64_t K, int64_t N, int64_t w,
         for (int64_t j = cols; j < nr; ++j) out[(s * w + r) * nr + j] = 0.0f;
       }
     }
-  }
+  });
 }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)

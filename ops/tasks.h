@@ -1,0 +1,77 @@
+// The threads of a parallel pass, as T tasks (target-independent).
+//
+// A pass calls ParallelRun(T, body): body(t, T) runs once for each t in
+// [0, T), as the body of an OpenMP region of T threads would, and returns
+// when all have. Outside a team each task is a thread of its own OpenMP
+// region. Inside WithTeam (the trainer runs a whole step in one), the
+// region is the team's, opened once: the calling thread publishes the
+// tasks, runs task 0, then takes whatever task no helper has taken yet, and
+// waits only for the tasks a helper did take. A helper the host has
+// descheduled, or that wakes late, then costs nothing: the calling thread
+// runs its share (an OpenMP join waits for every thread of the team).
+//
+// What a task computes depends on t and T only, never on which thread runs
+// it, so results are the same bits either way. Tasks must not wait for one
+// another (no barrier inside a body): split such a pass into two runs.
+#ifndef BALLAST_OPS_TASKS_H_
+#define BALLAST_OPS_TASKS_H_
+
+#include <cstdint>
+#include <type_traits>
+
+namespace ballast::ops {
+
+using TaskFn = void (*)(void* ctx, int t, int T);
+
+// Runs fn(ctx, t, T) for t in [0, T); see ParallelRun.
+void RunTasks(int T, TaskFn fn, void* ctx);
+
+// Whether a pass called here must keep to the calling thread: inside a task,
+// or inside an OpenMP region the caller opened (not a team's).
+bool InParallel();
+
+// Calls body(t, T) for every t in [0, T), on up to T threads.
+template <class Body>
+void ParallelRun(int T, Body&& body) {
+  if (T <= 1) {
+    body(0, 1);
+    return;
+  }
+  using B = std::remove_reference_t<Body>;
+  RunTasks(
+      T, [](void* ctx, int t, int n) { (*static_cast<B*>(ctx))(t, n); },
+      const_cast<void*>(static_cast<const void*>(&body)));
+}
+
+// Calls body(i) for every i in [0, n), in T contiguous blocks (as
+// `#pragma omp parallel for schedule(static)`), for passes whose iterations
+// are independent.
+template <class Body>
+void ParallelFor(int64_t n, int T, Body&& body) {
+  ParallelRun(T, [&](int t, int tasks) {
+    for (int64_t i = n * t / tasks, end = n * (t + 1) / tasks; i < end; ++i) {
+      body(i);
+    }
+  });
+}
+
+// Runs step() on the calling thread while `threads` − 1 helpers serve the
+// ParallelRun calls it makes, all in one OpenMP region. Nested, or with one
+// thread, it just calls step().
+void RunWithTeam(int threads, void (*step)(void*), void* ctx);
+
+// Tests only: while held, helpers take no task (as if the host had
+// descheduled them), so the calling thread runs them all.
+void HoldHelpersForTesting(bool hold);
+
+template <class Step>
+void WithTeam(int threads, Step&& step) {
+  using S = std::remove_reference_t<Step>;
+  RunWithTeam(
+      threads, [](void* ctx) { (*static_cast<S*>(ctx))(); },
+      const_cast<void*>(static_cast<const void*>(&step)));
+}
+
+}  // namespace ballast::ops
+
+#endif  // BALLAST_OPS_TASKS_H_
