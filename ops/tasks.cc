@@ -30,6 +30,35 @@ constexpr auto kSpinTime = std::chrono::milliseconds(10);
 // thread needs: it sleeps almost at once.
 constexpr auto kOversubscribedSpinTime = std::chrono::microseconds(2);
 
+// The first exception of a run's tasks, rethrown on the calling thread once
+// the run has joined (a task that throws must not leave the others running
+// on the caller's data, nor end the process from a helper).
+class Failure {
+ public:
+  template <class F>
+  void Run(F&& f) {
+    try {
+      f();
+    } catch (...) {
+      if (!failed_.exchange(true, std::memory_order_acq_rel)) {
+        error_ = std::current_exception();
+      }
+    }
+  }
+  // After the join: rethrows the first exception, if any.
+  void Rethrow() {
+    if (!failed_.load(std::memory_order_acquire)) return;
+    std::exception_ptr e = std::move(error_);
+    error_ = nullptr;
+    failed_.store(false, std::memory_order_relaxed);
+    std::rethrow_exception(e);
+  }
+
+ private:
+  std::atomic<bool> failed_{false};
+  std::exception_ptr error_;
+};
+
 // The state a team's threads share. `claim` packs the epoch (one per
 // ParallelRun), the number of tasks and the next task not yet taken, so
 // that a helper claims a task of the run it saw, or none.
@@ -44,6 +73,7 @@ struct Team {
   std::atomic<void*> ctx{nullptr};
   uint32_t epoch = 0;           // the calling thread's count of runs
   bool oversubscribed = false;  // more threads than cores
+  Failure failure;              // of the run's tasks
 };
 
 constexpr int kTaskBits = 16;
@@ -99,10 +129,10 @@ void RunOnTeam(Team& team, int T, TaskFn fn, void* ctx) {
   int mine = 1;
   {
     InTask in_task;
-    fn(ctx, 0, T);
+    team.failure.Run([&] { fn(ctx, 0, T); });
     int t = 0;
     while (Claim(team, epoch, &t)) {
-      fn(ctx, t, T);
+      team.failure.Run([&] { fn(ctx, t, T); });
       ++mine;
     }
   }
@@ -115,6 +145,7 @@ void RunOnTeam(Team& team, int T, TaskFn fn, void* ctx) {
       Pause();
     }
   }
+  team.failure.Rethrow();
 }
 
 // A helper's loop: wait for a run (spinning, then asleep), take its tasks
@@ -157,7 +188,7 @@ void Serve(Team& team) {
     InTask in_task;
     int t = 0;
     while (Claim(team, seen, &t)) {
-      fn(ctx, t, T);
+      team.failure.Run([&] { fn(ctx, t, T); });
       team.done.fetch_add(1, std::memory_order_release);
     }
   }
@@ -183,12 +214,16 @@ void RunTasks(int T, TaskFn fn, void* ctx) {
     RunOnTeam(*tl_team, T, fn, ctx);
     return;
   }
+  Failure failure;
 #pragma omp parallel num_threads(T)
   {
     // OpenMP may give fewer threads than asked: they share the tasks.
     const int n = omp_get_num_threads();
-    for (int t = omp_get_thread_num(); t < T; t += n) fn(ctx, t, T);
+    for (int t = omp_get_thread_num(); t < T; t += n) {
+      failure.Run([&] { fn(ctx, t, T); });
+    }
   }
+  failure.Rethrow();
 }
 
 void RunWithTeam(int threads, void (*step)(void*), void* ctx) {

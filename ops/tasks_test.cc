@@ -140,6 +140,29 @@ TEST(TasksTest, MoreThreadsThanCores) {
   WithTeam(threads, [&] { CheckRuns(threads, 300); });
 }
 
+// A task that throws: the others still run, and the run rethrows once all
+// have finished.
+void CheckThrowingTask() {
+  for (int thrower = 0; thrower < 4; ++thrower) {
+    std::vector<std::atomic<int>> count(4);
+    EXPECT_THROW(ParallelRun(4,
+                             [&](int t, int) {
+                               count[static_cast<size_t>(t)].fetch_add(1);
+                               if (t == thrower) {
+                                 throw std::runtime_error("task failed");
+                               }
+                             }),
+                 std::runtime_error);
+    for (auto& c : count) EXPECT_EQ(c.load(), 1);
+  }
+  CheckRuns(4, 10);  // and the next runs are clean
+}
+
+TEST(TasksTest, AnErrorInATaskReachesTheCaller) {
+  CheckThrowingTask();
+  WithTeam(2, [&] { CheckThrowingTask(); });
+}
+
 TEST(TasksTest, AnErrorInTheStepLeavesTheTeam) {
   EXPECT_THROW(WithTeam(2,
                         [&] {
