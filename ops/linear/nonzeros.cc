@@ -270,18 +270,17 @@ double Nonzeros::IndexFromMask(const float* x, const uint64_t* mask, int64_t M,
   const int T = InParallel() || M * K < (int64_t{1} << 14)
                     ? 1
                     : int(std::clamp<int64_t>(threads, 1, M));
-  // Task t's rows and columns.
-  const auto rows_of = [&](int t, int team, int64_t* m0, int64_t* m1) {
-    *m0 = M * t / team, *m1 = M * (t + 1) / team;
+  // Task t's rows [m0, m1), mask words [w0, w1) and their columns [k0, k1).
+  struct Share {
+    int64_t m0, m1, w0, w1, k0, k1;
   };
-  const auto words_of = [&](int t, int team, int64_t* w0, int64_t* w1) {
-    *w0 = words * t / team, *w1 = words * (t + 1) / team;
+  const auto share = [&](int t, int team) {
+    const int64_t w0 = words * t / team, w1 = words * (t + 1) / team;
+    return Share{M * t / team, M * (t + 1) / team,   w0,
+                 w1,           std::min(K, w0 * 64), std::min(K, w1 * 64)};
   };
   ParallelRun(T, [&](int t, int team) {
-    int64_t m0, m1, w0, w1;
-    rows_of(t, team, &m0, &m1);
-    words_of(t, team, &w0, &w1);
-    const int64_t k0 = std::min(K, w0 * 64), k1 = std::min(K, w1 * 64);
+    const auto [m0, m1, w0, w1, k0, k1] = share(t, team);
     for (int64_t m = m0; m < m1; ++m) {
       int32_t n = 0;
       for (int64_t w = 0; w < words; ++w) n += CountBits(word(w, m));
@@ -308,10 +307,7 @@ double Nonzeros::IndexFromMask(const float* x, const uint64_t* mask, int64_t M,
     }
   });
   ParallelRun(T, [&](int t, int team) {
-    int64_t m0, m1, w0, w1;
-    rows_of(t, team, &m0, &m1);
-    words_of(t, team, &w0, &w1);
-    const int64_t k0 = std::min(K, w0 * 64), k1 = std::min(K, w1 * 64);
+    const auto [m0, m1, w0, w1, k0, k1] = share(t, team);
     int32_t* HWY_RESTRICT row_index = row_index_.data();
     float* HWY_RESTRICT row_value = row_value_.data();
     int32_t n = 0;
