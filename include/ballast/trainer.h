@@ -45,6 +45,10 @@ struct TrainerOptions {
   LossKind loss = LossKind::kCrossEntropy;
   double label_smoothing = 0.0;  // cross-entropy
   double clip_grad_norm = 0.0;   // > 0: clip the global gradient norm
+  // Threads of each Step: one OpenMP region per step, whose passes the
+  // calling thread hands out as tasks (a step called from inside an active
+  // OpenMP region runs on the calling thread). The results are the same bits
+  // on every run with the same count.
   int threads = 1;
   uint64_t seed = 0;  // dropout stream
   int64_t max_batch = 256;
