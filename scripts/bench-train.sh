@@ -3,7 +3,8 @@
 # dropout 0.5, SGD 0.05/0.9, batch 128, 5 epochs) in PyTorch on 1 thread (../shared/peers, or the copy
 # of its recipe given as $PEER), then `ballast train` on 1 and 2 threads, for ROUNDS rounds
 # (interleaved, so a noisy neighbour hits all three alike). Prints every epoch time, the medians,
-# the ratios within each round, and what a second thread can add around each 2-thread run.
+# the ratios within each round, what a second thread can add around each 2-thread run, and the
+# step alone on 1 and 2 threads alternated in one process (ballast bench step).
 #   scripts/bench-train.sh [ROUNDS=3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,3 +77,7 @@ printf 'per round, 2 threads speed-up: %sx | median %sx\n' "$(echo $r2 | sed 's/
   "$(echo "$r2" | median)"
 printf "per round, before / after the 2-thread run (ballast bench roof: 2-thread FMA scaling, core-to-core round trip), and each CPU's steal time during it: %s\n" \
   "$(paste -sd';' "$tmp/roof" | sed 's/;/; /g')"
+# The step alone, the 1- and 2-thread trainers alternated in one process, so that both see the same
+# spells of close and distant cores (the runs above are seconds apart).
+echo "the training step alone, 1 thread against 2 alternated in one process (ballast bench step):"
+"$ballast" bench step --chunks 20 | sed -n 's/^\(close cores\|distant cores\)/  \1/p'

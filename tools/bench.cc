@@ -340,6 +340,7 @@ void RegisterBench(CLI::App& app, int& exit_code) {
       exit_code = kExitFailure;
     }
   });
+  RegisterBenchStep(*bench, exit_code);
   kernels->callback([opt, &exit_code] {
     Status s = RunBench(*opt);
     if (!s.ok()) {

@@ -20,6 +20,8 @@ std::string AttrText(const AttrValue& v, bool quote_strings = false);
 
 void RegisterDemo(CLI::App& app, int& exit_code);
 void RegisterBench(CLI::App& app, int& exit_code);
+// `bench step`, added to the `bench` subcommand by RegisterBench.
+void RegisterBenchStep(CLI::App& bench, int& exit_code);
 void RegisterOps(CLI::App& app, int& exit_code);
 void RegisterModelCommands(CLI::App& app, int& exit_code);
 void RegisterTrain(CLI::App& app, int& exit_code);

@@ -59,6 +59,18 @@ grep -q "and back: not measured (two threads could not run at once)$" roof1.txt 
   fail "bench roof on one processor printed '$(cat roof1.txt)'"
 grep -q '"scaling"' roof.json && grep -q '"2"' roof.json && grep -q '"round_trip_ns"' roof.json ||
   fail "bench roof JSON lacks its fields"
+expect_error "bench step on a missing data directory" "data file 'no-such-dir/train-images-idx3-ubyte" \
+  bench step --chunks 1 --steps 1 --data no-such-dir
+expect_error "bench step --json in a missing directory" "--json 'missing/s.json': directory 'missing' does not exist" \
+  bench step --chunks 1 --steps 1 --json missing/s.json
+if [[ -d /usr/share/datasets/fashion-mnist ]]; then
+  b bench step --chunks 2 --steps 2 --json step.json > step.txt || fail "bench step failed"
+  grep -qE "^close cores \(round trip < 250 ns\): |^distant cores: " step.txt ||
+    fail "bench step printed '$(cat step.txt)'"
+  grep -q '"median_us_n"' step.json && grep -q '"fma_scaling"' step.json && grep -q '"close"' step.json &&
+    grep -q '"distant"' step.json && grep -q '"shared_core"' step.json ||
+    fail "bench step JSON lacks its fields"
+fi
 expect_error "diagnose --plot in a missing directory" "--plot 'missing/p.svg'" \
   diagnose --depth 2 --width 8 --plot missing/p.svg
 finish "serve error cases"
