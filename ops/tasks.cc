@@ -205,12 +205,14 @@ void RunTasks(int T, TaskFn fn, void* ctx) {
     fn(ctx, 0, 1);
     return;
   }
-  if (InParallel()) {  // on this thread, in order
+  // Inside a task, or with more tasks than a claim counts: on this thread,
+  // in order.
+  if (InParallel() || (tl_team != nullptr && T > int(kTaskMask))) {
     InTask in_task;
     for (int t = 0; t < T; ++t) fn(ctx, t, T);
     return;
   }
-  if (tl_team != nullptr && T <= int(kTaskMask)) {
+  if (tl_team != nullptr) {
     RunOnTeam(*tl_team, T, fn, ctx);
     return;
   }

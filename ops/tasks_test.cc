@@ -47,6 +47,10 @@ TEST(TasksTest, EveryTaskRunsOnceOnATeamOfAnySize) {
   }
 }
 
+TEST(TasksTest, MoreTasksThanAClaimCountsRunOnTheCaller) {
+  WithTeam(2, [&] { EXPECT_EQ(CheckRuns(70000, 1), 0); });
+}
+
 TEST(TasksTest, HelpersTakeTasks) {
   // Tasks of 20 µs each, until a helper has taken one (or 10 s have gone).
   int elsewhere = 0;
