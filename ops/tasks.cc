@@ -3,6 +3,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <exception>
@@ -29,6 +30,12 @@ constexpr auto kSpinTime = std::chrono::milliseconds(10);
 // With more threads than cores, a spinning helper takes a core another
 // thread needs: it sleeps almost at once.
 constexpr auto kOversubscribedSpinTime = std::chrono::microseconds(2);
+// Spins (some 10-50 µs) after which the calling thread, waiting for a
+// helper's task, yields now and then.
+constexpr int kLongWaitSpins = 1 << 12;
+// OpenMP threads a run outside a team asks for at most; more tasks share
+// them.
+constexpr int kMaxRegionThreads = 1024;
 
 // The first exception of a run's tasks, rethrown on the calling thread once
 // the run has joined (a task that throws must not leave the others running
@@ -72,6 +79,7 @@ struct Team {
   std::atomic<TaskFn> fn{nullptr};
   std::atomic<void*> ctx{nullptr};
   uint32_t epoch = 0;           // the calling thread's count of runs
+  int level = 0;                // omp_get_level() inside the team's region
   bool oversubscribed = false;  // more threads than cores
   Failure failure;              // of the run's tasks
 };
@@ -138,8 +146,9 @@ void RunOnTeam(Team& team, int T, TaskFn fn, void* ctx) {
   }
   for (int spins = 1; team.done.load(std::memory_order_acquire) < T - mine;
        ++spins) {
-    // A helper with no core of its own needs this one's to finish.
-    if (team.oversubscribed && spins % 64 == 0) {
+    // A helper with no core of its own needs this one's to finish; one
+    // away for long (another process on its core) may be given this one.
+    if ((team.oversubscribed || spins >= kLongWaitSpins) && spins % 64 == 0) {
       std::this_thread::yield();
     } else {
       Pause();
@@ -197,7 +206,11 @@ void Serve(Team& team) {
 }  // namespace
 
 bool InParallel() {
-  return tl_task_depth > 0 || (tl_team == nullptr && omp_in_parallel());
+  if (tl_task_depth > 0) return true;
+  // The step's thread, in its team's region, hands out tasks; in a region
+  // the step opened inside it, it keeps to itself.
+  return tl_team == nullptr ? omp_in_parallel()
+                            : omp_get_level() > tl_team->level;
 }
 
 void RunTasks(int T, TaskFn fn, void* ctx) {
@@ -209,7 +222,9 @@ void RunTasks(int T, TaskFn fn, void* ctx) {
   // in order.
   if (InParallel() || (tl_team != nullptr && T > int(kTaskMask))) {
     InTask in_task;
-    for (int t = 0; t < T; ++t) fn(ctx, t, T);
+    Failure failure;
+    for (int t = 0; t < T; ++t) failure.Run([&] { fn(ctx, t, T); });
+    failure.Rethrow();
     return;
   }
   if (tl_team != nullptr) {
@@ -217,7 +232,7 @@ void RunTasks(int T, TaskFn fn, void* ctx) {
     return;
   }
   Failure failure;
-#pragma omp parallel num_threads(T)
+#pragma omp parallel num_threads(std::min(T, kMaxRegionThreads))
   {
     // OpenMP may give fewer threads than asked: they share the tasks.
     const int n = omp_get_num_threads();
@@ -239,6 +254,7 @@ void RunWithTeam(int threads, void (*step)(void*), void* ctx) {
 #pragma omp parallel num_threads(threads)
   {
     if (omp_get_thread_num() == 0) {
+      team.level = omp_get_level();
       tl_team = &team;
       try {
         step(ctx);

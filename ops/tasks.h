@@ -30,7 +30,9 @@ void RunTasks(int T, TaskFn fn, void* ctx);
 // or inside an OpenMP region the caller opened (not a team's).
 bool InParallel();
 
-// Calls body(t, T) for every t in [0, T), on up to T threads.
+// Calls body(t, T) for every t in [0, T), on up to T threads (T < 1 counts
+// as 1). If tasks throw, the others still run, and the first exception is
+// rethrown here once all have finished.
 template <class Body>
 void ParallelRun(int T, Body&& body) {
   if (T <= 1) {

@@ -106,6 +106,14 @@ TEST(TasksTest, InParallelSaysWhereAPassMustKeepToItsThread) {
   WithTeam(2, [&] {
     EXPECT_FALSE(InParallel());  // the step's own thread hands out tasks
     ParallelRun(2, [&](int, int) { EXPECT_TRUE(InParallel()); });
+    // but not from inside a region the step opens itself.
+    bool in_region = false;
+#pragma omp parallel num_threads(2)
+    {
+#pragma omp master
+      in_region = InParallel();
+    }
+    EXPECT_TRUE(in_region);
   });
   // In a region of the caller's own, a pass keeps to each thread.
   bool inside = false, active = false, same_thread = true;
@@ -165,6 +173,12 @@ void CheckThrowingTask() {
 TEST(TasksTest, AnErrorInATaskReachesTheCaller) {
   CheckThrowingTask();
   WithTeam(2, [&] { CheckThrowingTask(); });
+  // Nested: the tasks run in order on one thread, all of them still.
+  WithTeam(2, [&] {
+    ParallelRun(2, [&](int t, int) {
+      if (t == 0) CheckThrowingTask();
+    });
+  });
 }
 
 TEST(TasksTest, AnErrorInTheStepLeavesTheTeam) {
