@@ -78,6 +78,6 @@ printf 'per round, 2 threads speed-up: %sx | median %sx\n' "$(echo $r2 | sed 's/
 printf "per round, before / after the 2-thread run (ballast bench roof: 2-thread FMA scaling, core-to-core round trip), and each CPU's steal time during it: %s\n" \
   "$(paste -sd';' "$tmp/roof" | sed 's/;/; /g')"
 # The step alone, the 1- and 2-thread trainers alternated in one process, so that both see the same
-# spells of close and distant cores (the runs above are seconds apart).
+# spells of close cores, distant cores and one shared core (the runs above are seconds apart).
 echo "the training step alone, 1 thread against 2 alternated in one process (ballast bench step):"
-"$ballast" bench step --chunks 20 | sed -n 's/^\(close cores\|distant cores\)/  \1/p'
+"$ballast" bench step --chunks 20 | sed -n "s/^\(close cores\|distant cores\|one core's\)/  \1/p"
