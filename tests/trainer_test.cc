@@ -206,6 +206,35 @@ std::unique_ptr<Trainer> FourSteps(const Graph& g, const Problem& p,
   return t;
 }
 
+// Every pass splits its work so that what a thread computes does not depend
+// on how many there are (and the step's tasks not on which thread runs
+// them): training gives the same bits on 1, 2 and 3 threads, fused or not,
+// with SGD (fused into the gradient GEMM) and Adam.
+TEST(TrainerTest, TrainingGivesTheSameBitsOnAnyThreadCount) {
+  const Problem p = MakeProblem(640, 20, 5, 11);
+  Sequential net(20, 3);
+  net.StandardBlock(160, 0.5).StandardBlock(130, 0.5).Linear(5);
+  const Graph g = *net.Build();
+  for (OptimizerKind kind : {OptimizerKind::kSgd, OptimizerKind::kAdam}) {
+    for (bool fuse : {true, false}) {
+      SCOPED_TRACE(::testing::Message() << "fuse " << fuse);
+      std::unique_ptr<Trainer> one;
+      for (int threads : {1, 2, 3}) {
+        SCOPED_TRACE(::testing::Message() << "threads " << threads);
+        TrainerOptions opt = StepOptions(kind, threads);
+        opt.fuse = fuse;
+        std::unique_ptr<Trainer> t = FourSteps(g, p, opt);
+        ASSERT_NE(t, nullptr);
+        if (threads == 1) {
+          one = std::move(t);
+        } else {
+          ExpectBitIdentical(one->CurrentGraph(), t->CurrentGraph());
+        }
+      }
+    }
+  }
+}
+
 // A fused block after another skips its input's zeros (TrainerOptions::
 // skip_zeros): its GEMMs sum the same terms in the same order and the
 // statistics take the epilogue's sums, so training gives the same bits as
