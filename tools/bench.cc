@@ -20,22 +20,23 @@
 #include "ops/roof/fma_roof.h"
 #include "ops/roof/round_trip.h"
 #include "tools/array_io.h"
+#include "tools/bench_report.h"
 #include "tools/commands.h"
 
 namespace ballast::cli {
-namespace {
 
-using bench::Backend;
-using bench::CaseSpec;
-using bench::Mode;
-
-// Writes `out` to `path` when a path was given.
 Status WriteJsonIfAsked(const std::string& path, const nlohmann::json& out) {
   if (path.empty()) return Status::Ok();
   BALLAST_RETURN_IF_ERROR(WriteText(path, out.dump(2) + "\n"));
   fmt::print("\nwrote {}\n", path);
   return Status::Ok();
 }
+
+namespace {
+
+using bench::Backend;
+using bench::CaseSpec;
+using bench::Mode;
 
 struct BenchOptions {
   bool quick = false;

@@ -24,6 +24,7 @@
 #include "ops/roof/fma_roof.h"
 #include "ops/roof/round_trip.h"
 #include "tools/array_io.h"
+#include "tools/bench_report.h"
 #include "tools/commands.h"
 
 namespace ballast::cli {
@@ -213,10 +214,7 @@ Status RunBenchStep(const StepBenchOptions& o) {
       fmt::format("one core's FMA units (FMA roof < {:.1f}x)", kOwnCoresScaling)
           .c_str(),
       out["shared_core"]);
-  if (o.json.empty()) return Status::Ok();
-  BALLAST_RETURN_IF_ERROR(WriteText(o.json, out.dump(2) + "\n"));
-  fmt::print("\nwrote {}\n", o.json);
-  return Status::Ok();
+  return WriteJsonIfAsked(o.json, out);
 }
 
 }  // namespace
