@@ -224,8 +224,9 @@ void RegisterBenchStep(CLI::App& bench, int& exit_code) {
   CLI::App* step = bench.add_subcommand(
       "step",
       "The book's training step on 1 thread and on N, alternated in chunks in "
-      "one process, each chunk after a measurement of how far apart the "
-      "threads' cores are: the speed-up on close and on distant cores");
+      "one process, each chunk after a measurement of what a second core "
+      "gives (core-to-core round trip, FMA roof scaling): the speed-up on "
+      "close cores, distant cores and one shared core");
   step->add_option("--threads", o->threads,
                    "Threads of the second trainer (default: 2)")
       ->check(CLI::Range(1, 1024));
