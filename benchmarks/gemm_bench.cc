@@ -173,8 +173,7 @@ void BM_SparseGemm(benchmark::State& state) {
   const int64_t packed = PackedFloats(kIn, kOut);
   Floats w = Random(packed, 6), velocity(size_t(packed), 0.0f),
          y(size_t(std::max(packed, kBatch * kOut)));
-  const SgdArgs sgd{0.05f, 0.0f,  0.9f, 1.0f,
-                    0.9f,  false, true};  // momentum 0.9
+  const SgdArgs sgd{.lr = 0.05f, .momentum = 0.9f, .has_buf = true};
   EpilogueArgs ep{bias.data()};
   ep.sgd = &sgd, ep.sgd_w = w.data(), ep.sgd_buf = velocity.data();
   ep.sgd_store_grad = false;

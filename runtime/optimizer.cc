@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "ops/linear/gemm.h"
+#include "ops/optim/adam.h"
 #include "ops/tasks.h"
 
 namespace ballast {
@@ -38,7 +39,9 @@ void Sgd(const OptimizerOptions& o, Param& p, int threads) {
   p.has_state = a.has_buf || p.has_state;
 }
 
-// torch.optim._functional._single_tensor_adam (amsgrad off, maximize off).
+// torch.optim.Adam / AdamW (_single_tensor_adam[w], amsgrad and maximize
+// off): the update is ops::AdamUpdate; its scalars are torch's, computed in
+// double and rounded to float once, as torch's kernels take a Python float.
 void Adam(const OptimizerOptions& o, int64_t step, Param& p, bool decoupled,
           int threads) {
   if (!p.has_state) {
@@ -46,31 +49,26 @@ void Adam(const OptimizerOptions& o, int64_t step, Param& p, bool decoupled,
     p.buf2 = Tensor::Zeros(p.value.shape());
     p.has_state = true;
   }
+  ops::AdamArgs a;
+  a.beta1 = float(o.beta1), a.one_minus_beta1 = float(1.0 - o.beta1);
+  a.beta2 = float(o.beta2), a.one_minus_beta2 = float(1.0 - o.beta2);
+  a.decoupled = decoupled;
+  if (decoupled) {
+    a.decay = float(1.0 - o.lr * o.weight_decay);
+  } else {
+    a.weight_decay = float(o.weight_decay);
+  }
+  const double bias_correction1 = 1.0 - std::pow(o.beta1, double(step));
+  const double bias_correction2 = 1.0 - std::pow(o.beta2, double(step));
+  a.neg_step_size = float(-(o.lr / bias_correction1));
+  a.bias_correction2_sqrt = float(std::sqrt(bias_correction2));
+  a.eps = float(o.eps);
   float* w = p.value.data();
   const float* g = p.grad.data();
   float* m = p.buf1.data();
   float* v = p.buf2.data();
-  const float lr = float(o.lr), wd = float(o.weight_decay);
-  const float b1 = float(o.beta1), b2 = float(o.beta2), eps = float(o.eps);
-  const double bc1 = 1.0 - std::pow(o.beta1, double(step));
-  const double bc2 = 1.0 - std::pow(o.beta2, double(step));
-  const float step_size = float(o.lr / bc1);
-  const float bc2_sqrt = float(std::sqrt(bc2));
-  ForEachRange(p, threads, [=](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      float grad = g[i];
-      if (wd != 0.0f) {
-        if (decoupled) {
-          w[i] *= 1.0f - lr * wd;
-        } else {
-          grad += wd * w[i];
-        }
-      }
-      m[i] += (1.0f - b1) * (grad - m[i]);  // lerp
-      v[i] = v[i] * b2 + (1.0f - b2) * grad * grad;
-      const float denom = std::sqrt(v[i]) / bc2_sqrt + eps;
-      w[i] += -step_size * (m[i] / denom);
-    }
+  ForEachRange(p, threads, [&](int64_t i0, int64_t i1) {
+    ops::AdamUpdate(a, g + i0, w + i0, m + i0, v + i0, i1 - i0);
   });
 }
 
@@ -84,9 +82,8 @@ ops::SgdArgs PrepareSgd(const OptimizerOptions& o, Param& p) {
   a.nesterov = o.nesterov;
   a.has_buf = o.momentum != 0.0;
   if (a.has_buf && !p.has_state) p.buf1 = Tensor::Zeros(p.value.shape());
-  // The first step copies d_p into the buffer (torch.clone): buf = 0·buf + d.
-  a.keep = p.has_state ? float(o.momentum) : 0.0f;
-  a.add = p.has_state ? float(1.0 - o.dampening) : 1.0f;
+  a.first = !p.has_state;  // torch.clone(d_p) into the buffer
+  a.add = float(1.0 - o.dampening);
   return a;
 }
 

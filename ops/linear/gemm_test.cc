@@ -599,7 +599,8 @@ TEST(GemmTest, PanelLayoutOperandsMatchTheOrdinaryPathBitForBit) {
 TEST(GemmTest, WideTilesOfOneAndTwoRowsMatchOnePanelAtATimeBitForBit) {
   ForEachTarget([](const char*) {
     const int64_t nr = GemmPanelWidth();
-    const SgdArgs sgd{0.05f, 0.01f, 0.9f, 1.0f, 0.9f, false, true};
+    const SgdArgs sgd{
+        .lr = 0.05f, .weight_decay = 0.01f, .momentum = 0.9f, .has_buf = true};
     for (int threads : {1, 2}) {
       for (int64_t m : {1, 2}) {
         for (int64_t n : {4 * nr, 9 * nr + 5}) {
@@ -696,7 +697,8 @@ TEST(GemmTest, WideTilesOfOneAndTwoRowsMatchOnePanelAtATimeBitForBit) {
 // Y untouched where K fits one block; a longer K still works through Y.
 TEST(GemmTest, SgdWithoutStoringTheGradientUpdatesTheSameBits) {
   ForEachTarget([](const char*) {
-    const SgdArgs sgd{0.05f, 0.01f, 0.9f, 1.0f, 0.9f, false, true};
+    const SgdArgs sgd{
+        .lr = 0.05f, .weight_decay = 0.01f, .momentum = 0.9f, .has_buf = true};
     for (int threads : {1, 2}) {
       for (int64_t m : {1, 64, 129}) {
         for (int64_t k : {37, 3000}) {

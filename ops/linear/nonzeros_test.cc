@@ -175,7 +175,8 @@ TEST(SparseGemmTest, SkippingTheZerosOfAMatchesTheDenseProductBitForBit) {
     const int64_t nr = GemmPanelWidth();
     const int64_t lanes = PanelLayoutWidth(1);
     const int64_t group = kGemmWideChains * lanes;
-    const SgdArgs sgd{0.05f, 0.01f, 0.9f, 1.0f, 0.9f, false, true};
+    const SgdArgs sgd{
+        .lr = 0.05f, .weight_decay = 0.01f, .momentum = 0.9f, .has_buf = true};
     for (int threads : {1, 2}) {
       for (int64_t m : {1, 40}) {
         for (int64_t n : {2 * group + lanes, 2 * group + nr + lanes + 1}) {
@@ -244,7 +245,7 @@ TEST(SparseGemmTest, SkippingTheZerosOfAMatchesTheDenseProductBitForBit) {
 TEST(SparseGemmTest, WeightGradientOverTheColumnsOfXMatchesTheDenseBits) {
   ForEachTarget([](const char*) {
     const int64_t nr = GemmPanelWidth();
-    const SgdArgs sgd{0.05f, 0.0f, 0.9f, 1.0f, 0.9f, false, true};
+    const SgdArgs sgd{.lr = 0.05f, .momentum = 0.9f, .has_buf = true};
     for (int threads : {1, 2}) {
       for (int64_t batch : {13, 200}) {
         const int64_t in = 70, out = 8 * nr + 3;

@@ -29,8 +29,11 @@ HWY_INLINE void SgdStep(D d, const SgdArgs& a, hn::Vec<D> g, float* w,
     StorePartial(d, hn::NegMulAdd(hn::Set(d, a.lr), dv, wv), w, valid);
     return;
   }
-  const auto bv = hn::MulAdd(hn::Set(d, a.keep), LoadPartial(d, buf, valid),
-                             hn::Mul(hn::Set(d, a.add), dv));
+  // torch: buf.mul_(momentum).add_(d, alpha=1 − dampening).
+  const auto bv = a.first ? dv
+                          : hn::MulAdd(dv, hn::Set(d, a.add),
+                                       hn::Mul(LoadPartial(d, buf, valid),
+                                               hn::Set(d, a.momentum)));
   StorePartial(d, bv, buf, valid);
   const auto step =
       a.nesterov ? hn::MulAdd(hn::Set(d, a.momentum), bv, dv) : bv;

@@ -4,11 +4,16 @@
 // vector step (sgd-inl.h), so they give the same bits.
 //
 //   d = g + weight_decay·w
-//   buf = keep·buf + add·d        (keep = 0, add = 1 on the first step:
-//                                  torch clones d; then momentum, 1 −
-//                                  dampening)
+//   buf = d                             (the first step: torch clones d)
+//   buf = buf·momentum + add·d          (later; add = 1 − dampening)
 //   w -= lr·(nesterov ? d + momentum·buf : buf)     (with a buffer)
 //   w -= lr·d                                       (momentum = 0: no buffer)
+//
+// Rounded as PyTorch 1.13's CPU kernels round them, so that on targets with
+// FMA (AVX2, AVX-512, NEON) the bits are torch's: each `x.add(y, alpha=a)`
+// is one fma(y, a, x), each `mul_` a rounded product. So buf·momentum is
+// rounded before add·d is fused onto it. (Targets without FMA round each
+// product; ops/ref/optim.h holds the rule.)
 #ifndef BALLAST_OPS_OPTIM_SGD_H_
 #define BALLAST_OPS_OPTIM_SGD_H_
 
@@ -18,9 +23,10 @@ namespace ballast::ops {
 
 struct SgdArgs {
   float lr = 0.0f, weight_decay = 0.0f;
-  float keep = 0.0f, add = 1.0f, momentum = 0.0f;
+  float momentum = 0.0f, add = 1.0f;  // add = 1 − dampening
   bool nesterov = false;
   bool has_buf = false;  // false: momentum = 0, no buffer
+  bool first = false;    // the buffer's first step: buf = d
 };
 
 // Updates w[0, n) (and buf[0, n) when a.has_buf) from the gradient g.
