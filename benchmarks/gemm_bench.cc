@@ -175,8 +175,8 @@ void BM_SparseGemm(benchmark::State& state) {
          y(size_t(std::max(packed, kBatch * kOut)));
   const SgdArgs sgd{.lr = 0.05f, .momentum = 0.9f, .has_buf = true};
   EpilogueArgs ep{bias.data()};
-  ep.sgd = &sgd, ep.sgd_w = w.data(), ep.sgd_buf = velocity.data();
-  ep.sgd_store_grad = false;
+  ep.sgd = &sgd, ep.update_w = w.data(), ep.sgd_buf = velocity.data();
+  ep.store_grad = false;
   // Forward: A = X [128, 256]; weight gradient: A = Xᵀ [256, 128].
   GemmArgs a =
       forward

@@ -39,30 +39,9 @@ void Sgd(const OptimizerOptions& o, Param& p, int threads) {
   p.has_state = a.has_buf || p.has_state;
 }
 
-// torch.optim.Adam / AdamW (_single_tensor_adam[w], amsgrad and maximize
-// off): the update is ops::AdamUpdate; its scalars are torch's, computed in
-// double and rounded to float once, as torch's kernels take a Python float.
 void Adam(const OptimizerOptions& o, int64_t step, Param& p, bool decoupled,
           int threads) {
-  if (!p.has_state) {
-    p.buf1 = Tensor::Zeros(p.value.shape());
-    p.buf2 = Tensor::Zeros(p.value.shape());
-    p.has_state = true;
-  }
-  ops::AdamArgs a;
-  a.beta1 = float(o.beta1), a.one_minus_beta1 = float(1.0 - o.beta1);
-  a.beta2 = float(o.beta2), a.one_minus_beta2 = float(1.0 - o.beta2);
-  a.decoupled = decoupled;
-  if (decoupled) {
-    a.decay = float(1.0 - o.lr * o.weight_decay);
-  } else {
-    a.weight_decay = float(o.weight_decay);
-  }
-  const double bias_correction1 = 1.0 - std::pow(o.beta1, double(step));
-  const double bias_correction2 = 1.0 - std::pow(o.beta2, double(step));
-  a.neg_step_size = float(-(o.lr / bias_correction1));
-  a.bias_correction2_sqrt = float(std::sqrt(bias_correction2));
-  a.eps = float(o.eps);
+  const ops::AdamArgs a = PrepareAdam(o, step, p, decoupled);
   float* w = p.value.data();
   const float* g = p.grad.data();
   float* m = p.buf1.data();
@@ -84,6 +63,33 @@ ops::SgdArgs PrepareSgd(const OptimizerOptions& o, Param& p) {
   if (a.has_buf && !p.has_state) p.buf1 = Tensor::Zeros(p.value.shape());
   a.first = !p.has_state;  // torch.clone(d_p) into the buffer
   a.add = float(1.0 - o.dampening);
+  return a;
+}
+
+// torch.optim.Adam / AdamW (_single_tensor_adam[w], amsgrad and maximize
+// off): the scalars are computed in double and rounded to float once, as
+// torch's kernels take a Python float.
+ops::AdamArgs PrepareAdam(const OptimizerOptions& o, int64_t step, Param& p,
+                          bool decoupled) {
+  if (!p.has_state) {
+    p.buf1 = Tensor::Zeros(p.value.shape());
+    p.buf2 = Tensor::Zeros(p.value.shape());
+    p.has_state = true;
+  }
+  ops::AdamArgs a;
+  a.beta1 = float(o.beta1), a.one_minus_beta1 = float(1.0 - o.beta1);
+  a.beta2 = float(o.beta2), a.one_minus_beta2 = float(1.0 - o.beta2);
+  a.decoupled = decoupled;
+  if (decoupled) {
+    a.decay = float(1.0 - o.lr * o.weight_decay);
+  } else {
+    a.weight_decay = float(o.weight_decay);
+  }
+  const double bias_correction1 = 1.0 - std::pow(o.beta1, double(step));
+  const double bias_correction2 = 1.0 - std::pow(o.beta2, double(step));
+  a.neg_step_size = float(-(o.lr / bias_correction1));
+  a.bias_correction2_sqrt = float(std::sqrt(bias_correction2));
+  a.eps = float(o.eps);
   return a;
 }
 

@@ -7,6 +7,7 @@
 
 #include "ballast/tensor.h"
 #include "ballast/trainer.h"
+#include "ops/optim/adam.h"
 #include "ops/optim/sgd.h"
 
 namespace ballast {
@@ -42,6 +43,11 @@ void SyncToGraph(Param& p);
 // The SGD update of p's next step (keep/add from whether it has momentum
 // yet); allocates its momentum buffer on the first step.
 ops::SgdArgs PrepareSgd(const OptimizerOptions& o, Param& p);
+
+// The Adam (decoupled: AdamW) update of p's step `step` (from 1), its
+// scalars as torch computes them; allocates m and v on the first step.
+ops::AdamArgs PrepareAdam(const OptimizerOptions& o, int64_t step, Param& p,
+                          bool decoupled);
 
 // Applies one update to every parameter but `skip` (already updated);
 // `step` counts updates from 1.

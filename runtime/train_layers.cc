@@ -9,6 +9,7 @@
 #include "ops/linear/gemm.h"
 #include "ops/linear/masked_input_grad.h"
 #include "ops/linear/nonzeros.h"
+#include "ops/optim/adam.h"
 #include "ops/optim/sgd.h"
 #include "ops/ref/activation.h"
 #include "ops/tasks.h"
@@ -83,8 +84,8 @@ struct LinearGemms {
   // GEMM rereads a panel of it, which must stay in L1, and read in place
   // with a row stride of 1 KiB (out = 256) its rows fall into a few cache
   // sets.
-  // With `sgd`, the weight (and its momentum) is updated inside the GEMM,
-  // from each gradient tile while it is in registers.
+  // With `update`, the weight (and the optimizer's state) is updated inside
+  // the GEMM, from each gradient tile while it is in registers.
   // `nz`: x's nonzeros by columns (the rows of A = Xᵀ), or nullptr. The
   // sparse GEMM reads dZ packed too: each nonzero reads one row of a group
   // of its panels, rows that in place fell into a quarter of L1's sets
@@ -94,11 +95,11 @@ struct LinearGemms {
   // `dz_packed`: dZ is in packed_dz already (see DzPanels); `dz` may then
   // be nullptr.
   Status WeightGrad(const float* x, const float* dz, int64_t M, Param& weight,
-                    const ops::SgdArgs* sgd, bool store_grad,
+                    const FusedUpdate& update, bool store_grad,
                     const ops::SparseRows* nz = nullptr,
                     bool dz_packed = false) {
     weight.grad_stored = true;
-    if (Narrow()) return NarrowWeightGrad(x, dz, M, weight, sgd);
+    if (Narrow()) return NarrowWeightGrad(x, dz, M, weight, update);
     const int64_t w = ops::PanelLayoutWidth(out);
     ops::GemmArgs args{
         x, 1, in, in, weight.grad.data(), w, ThreadsFor(M, kSplitMacs)};
@@ -106,12 +107,16 @@ struct LinearGemms {
     args.a_nonzeros = nz;
     ops::EpilogueArgs ep;
     ops::Epilogue e = ops::Epilogue::kNone;
-    if (sgd != nullptr) {
-      e = ops::Epilogue::kSgd;
-      ep.sgd = sgd;
-      ep.sgd_w = weight.value.data();
-      ep.sgd_buf = sgd->has_buf ? weight.buf1.data() : nullptr;
-      ep.sgd_store_grad = store_grad;
+    if (update.any()) {
+      e = update.sgd ? ops::Epilogue::kSgd : ops::Epilogue::kAdam;
+      ep.update_w = weight.value.data();
+      ep.sgd = update.sgd;
+      ep.sgd_buf =
+          update.sgd && update.sgd->has_buf ? weight.buf1.data() : nullptr;
+      ep.adam = update.adam;
+      if (update.adam)
+        ep.adam_m = weight.buf1.data(), ep.adam_v = weight.buf2.data();
+      ep.store_grad = store_grad;
       weight.grad_stored = store_grad;
     }
     if (!dz_packed) ops::PackBInto(packed_dz, dz, M, out, out, 1, threads);
@@ -141,7 +146,7 @@ struct LinearGemms {
   // otherwise fetch the other core's half of dW (19.4 against 13.1 µs per
   // step for the two-thread trainer's phase, median of 8 paired rounds).
   Status NarrowWeightGrad(const float* x, const float* dz, int64_t M,
-                          Param& weight, const ops::SgdArgs* sgd) {
+                          Param& weight, const FusedUpdate& update) {
     dw_.resize(size_t(out * in));
     BALLAST_RETURN_IF_ERROR(ops::Gemm({dz, 1, out, out, dw_.data(), in, 1},
                                       ops::RowMajorB{x, M, in, in},
@@ -151,11 +156,14 @@ struct LinearGemms {
     for (int64_t i = 0; i < in; ++i) {
       for (int64_t o = 0; o < out; ++o) g[i * w + o] = dw_[size_t(o * in + i)];
     }
-    if (sgd != nullptr) {
-      // The padding columns stay zero: zero gradient, weight and momentum.
-      ops::SgdUpdate(*sgd, g, weight.value.data(),
-                     sgd->has_buf ? weight.buf1.data() : nullptr,
-                     ops::PackedFloats(in, out));
+    // The padding columns stay zero: zero gradient, weight and state.
+    const int64_t n = ops::PackedFloats(in, out);
+    if (update.sgd) {
+      ops::SgdUpdate(*update.sgd, g, weight.value.data(),
+                     update.sgd->has_buf ? weight.buf1.data() : nullptr, n);
+    } else if (update.adam) {
+      ops::AdamUpdate(*update.adam, g, weight.value.data(), weight.buf1.data(),
+                      weight.buf2.data(), n);
     }
     return Status::Ok();
   }
@@ -311,8 +319,8 @@ class LinearLayer : public TrainLayer {
   Status Backward(const float* dy, float* dx, int64_t M) override {
     // dWᵀ = Xᵀ·dY; db = Σ_m dY; dX = dY·W.
     return gemms_.Grads(dy, M, needs_dx ? dx : nullptr, dx_mask, [&] {
-      BALLAST_RETURN_IF_ERROR(gemms_.WeightGrad(x_, dy, M, params_[0],
-                                                fused_sgd, fused_store_grad));
+      BALLAST_RETURN_IF_ERROR(gemms_.WeightGrad(
+          x_, dy, M, params_[0], fused_update, fused_store_grad));
       if (has_bias_) {
         float* db = params_[1].grad.data();
         for (int64_t j = 0; j < out; ++j) db[j] = 0;
@@ -436,7 +444,7 @@ class FusedBlockLayer : public TrainLayer {
     ops::BnReluDropoutBackward(a, M, out, ctx_.threads);
     return gemms_.Grads(dz_rows, M, needs_dx ? dx : nullptr, dx_mask, [&] {
       const ops::SparseRows cols = nz_.cols();
-      return gemms_.WeightGrad(x_, dz_rows, M, params_[0], fused_sgd,
+      return gemms_.WeightGrad(x_, dz_rows, M, params_[0], fused_update,
                                fused_store_grad, sparse_ ? &cols : nullptr,
                                dz_panels != nullptr);
     });

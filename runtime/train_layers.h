@@ -19,6 +19,14 @@ struct TrainContext {
   int64_t max_batch = 0;
 };
 
+// The optimizer step a weight-gradient GEMM applies as its epilogue: SGD or
+// Adam/AdamW, or none.
+struct FusedUpdate {
+  const ops::SgdArgs* sgd = nullptr;
+  const ops::AdamArgs* adam = nullptr;
+  bool any() const { return sgd != nullptr || adam != nullptr; }
+};
+
 class TrainLayer {
  public:
   virtual ~TrainLayer() = default;
@@ -31,12 +39,12 @@ class TrainLayer {
   // that dX reads are remade from it when next needed).
   virtual void ParamsUpdated() {}
   // The weight a Linear layer can update inside its gradient GEMM (the
-  // GEMM's kSgd epilogue), or nullptr.
+  // GEMM's kSgd and kAdam epilogues), or nullptr.
   virtual Param* FusableWeight() { return nullptr; }
   // Set by the trainer for one Backward: update FusableWeight() with these
-  // SGD arguments as its gradient is computed.
-  const ops::SgdArgs* fused_sgd = nullptr;
-  // With fused_sgd: whether to store the gradient too (see
+  // arguments as its gradient is computed.
+  FusedUpdate fused_update;
+  // With fused_update: whether to store the gradient too (see
   // TrainerOptions::keep_gradients).
   bool fused_store_grad = true;
   std::vector<Param*> params() {

@@ -166,22 +166,29 @@ struct Trainer::Impl {
     float* dx = grad_b.data();
     if (update) ++step;
     for (size_t i = layers.size(); i-- > 0;) {
-      // With SGD, a Linear weight is updated inside its gradient GEMM: its
-      // gradient is not read back from memory for a separate pass.
-      Param* fused = update && opt.optimizer.kind == OptimizerKind::kSgd
-                         ? layers[i]->FusableWeight()
-                         : nullptr;
+      // A Linear weight is updated inside its gradient GEMM: its gradient is
+      // not read back from memory for a separate pass.
+      Param* fused = update ? layers[i]->FusableWeight() : nullptr;
       ops::SgdArgs sgd;
-      if (fused) sgd = PrepareSgd(opt.optimizer, *fused);
-      layers[i]->fused_sgd = fused ? &sgd : nullptr;
+      ops::AdamArgs adam;
+      FusedUpdate& f = layers[i]->fused_update;
+      if (fused && opt.optimizer.kind == OptimizerKind::kSgd) {
+        sgd = PrepareSgd(opt.optimizer, *fused);
+        f.sgd = &sgd;
+      } else if (fused) {
+        adam = PrepareAdam(opt.optimizer, step, *fused,
+                           opt.optimizer.kind == OptimizerKind::kAdamW);
+        f.adam = &adam;
+      }
       layers[i]->fused_store_grad = opt.keep_gradients;
       const Status s = Timed(3 * i + 1, [&] {
         return layers[i]->Backward(dy, i > 0 ? dx : nullptr, M);
       });
-      layers[i]->fused_sgd = nullptr;
+      f = {};
       BALLAST_RETURN_IF_ERROR(s);
       std::swap(dy, dx);
       if (update) {
+        // (PrepareAdam has made Adam's state already.)
         if (fused) fused->has_state = fused->has_state || sgd.has_buf;
         Timed(3 * i + 2, [&] {
           OptimizerStep(opt.optimizer, step, layer_params[i], opt.threads,

@@ -137,39 +137,78 @@ TEST(TrainerTest, ResumingFromACheckpointIsBitExact) {
   }
 }
 
-// Without kept gradients the fused SGD update is the same bits; only the
-// weights updated inside their gradient GEMM drop out of Gradients().
+// Without kept gradients the fused SGD, Adam and AdamW updates are the same
+// bits; only the weights updated inside their gradient GEMM drop out of
+// Gradients().
 TEST(TrainerTest, NotKeepingGradientsChangesNoWeight) {
   const Problem p = MakeProblem(96, 12, 3, 5);
   const Graph g = Mlp(12, 3, 0.2, 8);
-  std::unique_ptr<Trainer> t[2];
-  for (int keep = 0; keep < 2; ++keep) {
-    TrainerOptions opt;
-    opt.optimizer.momentum = 0.9;
-    opt.optimizer.weight_decay = 1e-3;
-    opt.keep_gradients = keep == 1;
-    auto created = Trainer::Create(g, opt);
-    ASSERT_TRUE(created.ok()) << created.status().ToString();
-    t[keep] = std::move(*created);
-    for (int s = 0; s < 3; ++s) {
-      ASSERT_TRUE(
-          t[keep]
-              ->Step(p.x.data() + s * 32 * 12, p.y.data() + s * 32, nullptr, 32)
-              .ok());
+  for (OptimizerKind kind :
+       {OptimizerKind::kSgd, OptimizerKind::kAdam, OptimizerKind::kAdamW}) {
+    SCOPED_TRACE(OptimizerName(kind));
+    std::unique_ptr<Trainer> t[2];
+    for (int keep = 0; keep < 2; ++keep) {
+      TrainerOptions opt;
+      opt.optimizer.kind = kind;
+      opt.optimizer.lr = kind == OptimizerKind::kSgd ? 0.05 : 1e-2;
+      opt.optimizer.momentum = kind == OptimizerKind::kSgd ? 0.9 : 0.0;
+      opt.optimizer.weight_decay = 1e-3;
+      opt.keep_gradients = keep == 1;
+      auto created = Trainer::Create(g, opt);
+      ASSERT_TRUE(created.ok()) << created.status().ToString();
+      t[keep] = std::move(*created);
+      for (int s = 0; s < 3; ++s) {
+        ASSERT_TRUE(t[keep]
+                        ->Step(p.x.data() + s * 32 * 12, p.y.data() + s * 32,
+                               nullptr, 32)
+                        .ok());
+      }
     }
+    ExpectBitIdentical(t[0]->CurrentGraph(), t[1]->CurrentGraph());
+    const auto kept = t[1]->Gradients(), some = t[0]->Gradients();
+    EXPECT_LT(some.size(), kept.size());
+    for (const auto& [key, grad] : some) {
+      ASSERT_TRUE(kept.count(key)) << key;
+      EXPECT_EQ(0, std::memcmp(grad.data(), kept.at(key).data(), grad.nbytes()))
+          << key;
+    }
+    // The hidden Linear weights are updated in their GEMM (the output
+    // layer's too where its 3 outputs fill a panel, as on SCALAR).
+    EXPECT_FALSE(some.count("block1.linear.weight"));
+    EXPECT_TRUE(some.count("block1.linear.bias"));
   }
-  ExpectBitIdentical(t[0]->CurrentGraph(), t[1]->CurrentGraph());
-  const auto kept = t[1]->Gradients(), some = t[0]->Gradients();
-  EXPECT_LT(some.size(), kept.size());
-  for (const auto& [key, grad] : some) {
-    ASSERT_TRUE(kept.count(key)) << key;
-    EXPECT_EQ(0, std::memcmp(grad.data(), kept.at(key).data(), grad.nbytes()))
-        << key;
+}
+
+// The updates fused into the weight-gradient GEMMs are the bits of the
+// separate optimizer pass: with a clip norm that never clips, the trainer
+// updates every weight after the backward pass instead (it needs the
+// global norm first), and the weights come out the same.
+TEST(TrainerTest, FusedUpdatesEqualTheSeparatePass) {
+  const Problem p = MakeProblem(96, 12, 3, 5);
+  const Graph g = Mlp(12, 3, 0.2, 8);
+  for (OptimizerKind kind :
+       {OptimizerKind::kSgd, OptimizerKind::kAdam, OptimizerKind::kAdamW}) {
+    SCOPED_TRACE(OptimizerName(kind));
+    std::unique_ptr<Trainer> t[2];
+    for (int separate = 0; separate < 2; ++separate) {
+      TrainerOptions opt;
+      opt.optimizer.kind = kind;
+      opt.optimizer.lr = kind == OptimizerKind::kSgd ? 0.05 : 1e-2;
+      opt.optimizer.momentum = kind == OptimizerKind::kSgd ? 0.9 : 0.0;
+      opt.optimizer.weight_decay = 1e-2;
+      opt.clip_grad_norm = separate ? 1e30 : 0.0;
+      auto created = Trainer::Create(g, opt);
+      ASSERT_TRUE(created.ok()) << created.status().ToString();
+      t[separate] = std::move(*created);
+      for (int s = 0; s < 3; ++s) {
+        ASSERT_TRUE(t[separate]
+                        ->Step(p.x.data() + s * 32 * 12, p.y.data() + s * 32,
+                               nullptr, 32)
+                        .ok());
+      }
+    }
+    ExpectBitIdentical(t[0]->CurrentGraph(), t[1]->CurrentGraph());
   }
-  // The hidden Linear weights are updated in their GEMM (the output layer's
-  // too where its 3 outputs fill a panel, as on SCALAR).
-  EXPECT_FALSE(some.count("block1.linear.weight"));
-  EXPECT_TRUE(some.count("block1.linear.bias"));
 }
 
 // SGD with momentum 0.9 (fused into the gradient GEMM) or Adam, on `threads`,

@@ -54,10 +54,11 @@ struct TrainerOptions {
   int64_t max_batch = 256;
   bool fuse = true;
   bool profile = false;  // time each phase of Step (see Trainer::Profile)
-  // False: with SGD, a Linear weight updated inside its gradient GEMM does
-  // not have its gradient stored, which nothing else reads (the update
-  // is the same bits); Gradients() then leaves those weights out. `ballast
-  // train` sets it.
+  // False: a Linear weight updated inside its gradient GEMM (SGD, Adam and
+  // AdamW update it there, unless clip_grad_norm > 0) does not have its
+  // gradient stored, which nothing else reads (the update is the same
+  // bits); Gradients() then leaves those weights out. `ballast train` sets
+  // it.
   bool keep_gradients = true;
   // A fused block whose input is another fused block's output (after ReLU
   // and dropout) skips that input's zeros in its forward and weight-gradient

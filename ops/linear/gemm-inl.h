@@ -25,6 +25,7 @@
 #include "ops/linear/gemm_plan.h"
 #include "ops/linear/pack_b-inl.h"
 #include "ops/linear/packed_a.h"
+#include "ops/optim/adam-inl.h"
 #include "ops/optim/sgd-inl.h"
 #include "ops/simd-inl.h"
 #include "ops/tasks.h"
@@ -77,20 +78,28 @@ HWY_INLINE VF ApplyEpilogue(DF d, VF acc, const TileCtx& c, int64_t col,
   return acc;
 }
 
-// kSgd: updates the weight (and momentum) where gradient vector g was just
-// stored at y, from g still in a register.
+// Whether the epilogue updates a weight from its gradient (kSgd, kAdam).
+constexpr bool UpdatesWeight(Epilogue e) {
+  return e == Epilogue::kSgd || e == Epilogue::kAdam;
+}
+
+// kSgd, kAdam: updates the weight (and the optimizer's state) where gradient
+// vector g was just stored at y, from g still in a register.
 template <Epilogue E>
 HWY_INLINE void UpdateAfterStore(DF d, const TileCtx& c, const float* y, VF g,
                                  size_t valid) {
+  if (valid == 0) return;
+  const ptrdiff_t off = y - c.y;
   if constexpr (E == Epilogue::kSgd) {
-    if (valid == 0) return;
-    const ptrdiff_t off = y - c.y;
-    SgdStep(d, *c.ep.sgd, g, c.ep.sgd_w + off,
+    SgdStep(d, *c.ep.sgd, g, c.ep.update_w + off,
             c.ep.sgd_buf ? c.ep.sgd_buf + off : nullptr, valid);
+  } else if constexpr (E == Epilogue::kAdam) {
+    AdamStep(d, *c.ep.adam, g, c.ep.update_w + off, c.ep.adam_m + off,
+             c.ep.adam_v + off, valid);
   }
 }
 
-// kSgd: fetches the weight and momentum rows that the epilogue of a tile
+// kSgd, kAdam: fetches the weight and state rows that the epilogue of a tile
 // updates (MR rows of `cols` floats from y, as Y lies), so that they arrive
 // while the tile's K loop runs. In the trainer the first layer's weight and
 // momentum (800 KB each) come from L3 and each tile's update waited on them:
@@ -98,14 +107,18 @@ HWY_INLINE void UpdateAfterStore(DF d, const TileCtx& c, const float* y, VF g,
 // call, and training steps 0.988-0.989 of the time on one thread, 0.996-0.997
 // on two (AVX2, 600 steps alternated with the library before, 3 and 2 runs).
 template <int MR>
-HWY_INLINE void PrefetchSgdRows(const TileCtx& c, const float* y,
-                                int64_t cols) {
+HWY_INLINE void PrefetchUpdateRows(const TileCtx& c, const float* y,
+                                   int64_t cols) {
   constexpr int64_t kLineFloats = 64 / int64_t(sizeof(float));
   const ptrdiff_t off = y - c.y;
+  float* const state[3] = {c.ep.sgd_buf, c.ep.adam_m, c.ep.adam_v};
   for (int64_t r = 0; r < MR; ++r) {
     for (int64_t j = 0; j < cols; j += kLineFloats) {
-      hwy::Prefetch(c.ep.sgd_w + off + r * c.ldy + j);
-      if (c.ep.sgd_buf) hwy::Prefetch(c.ep.sgd_buf + off + r * c.ldy + j);
+      const int64_t at = off + r * c.ldy + j;
+      hwy::Prefetch(c.ep.update_w + at);
+      for (float* s : state) {
+        if (s) hwy::Prefetch(s + at);
+      }
     }
   }
 }
@@ -254,7 +267,7 @@ HWY_NOINLINE void AccumulateStats(const TileCtx& c, int64_t m0, int mr,
         if (v3) StorePartial(d, c##r##3, yr + 3 * L, v3);           \
       }                                                             \
     }                                                               \
-    if constexpr (E == Epilogue::kSgd) {                            \
+    if constexpr (UpdatesWeight(E)) {                               \
       if (last) {                                                   \
         UpdateAfterStore<E>(d, c, yr, c##r##0, v0);                 \
         if constexpr (NVA > 1) {                                    \
@@ -290,8 +303,8 @@ HWY_NOINLINE void Tile(const TileCtx& c, int64_t m0, int64_t p, int64_t k0,
   // Valid columns of this panel (0 past N).
   const int64_t cols = std::min<int64_t>(nr, c.n - n0);
   float* y_panel = c.y + (c.y_panel_stride ? p * c.y_panel_stride : n0);
-  if constexpr (E == Epilogue::kSgd) {
-    if (last) PrefetchSgdRows<MR>(c, y_panel + m0 * c.ldy, cols);
+  if constexpr (UpdatesWeight(E)) {
+    if (last) PrefetchUpdateRows<MR>(c, y_panel + m0 * c.ldy, cols);
   }
   VF c00 = hn::Zero(d), c01 = c00, c02 = c00, c03 = c00;
   VF c10 = c00, c11 = c00, c12 = c00, c13 = c00;
@@ -395,11 +408,10 @@ HWY_NOINLINE void Tile(const TileCtx& c, int64_t m0, int64_t p, int64_t k0,
     return size_t(std::clamp<int64_t>(cols - v * L, 0, L));
   };
   const size_t v0 = valid(0), v1 = valid(1), v2 = valid(2), v3 = valid(3);
-  // kSgd may leave a gradient that nothing reads unstored (see
-  // EpilogueArgs::sgd_store_grad); an earlier K block's partial sums are
+  // kSgd and kAdam may leave a gradient that nothing reads unstored (see
+  // EpilogueArgs::store_grad); an earlier K block's partial sums are
   // always stored.
-  const bool store =
-      E != Epilogue::kSgd || c.ep.sgd_store_grad || !(first && last);
+  const bool store = !UpdatesWeight(E) || c.ep.store_grad || !(first && last);
   BALLAST_GEMM_STORE_ROW(0)
   BALLAST_GEMM_STORE_ROW(1)
   BALLAST_GEMM_STORE_ROW(2)
@@ -460,7 +472,7 @@ HWY_NOINLINE void Tile(const TileCtx& c, int64_t m0, int64_t p, int64_t k0,
   if constexpr (MR > r && V > j) {                                    \
     float* yj = BALLAST_WIDE_Y(r, j);                                 \
     c##r##j = ApplyEpilogue<E>(d, c##r##j, c, n0 + j * L, size_t(L)); \
-    if (E != Epilogue::kSgd || c.ep.sgd_store_grad) {                 \
+    if (!UpdatesWeight(E) || c.ep.store_grad) {                       \
       hn::StoreU(c##r##j, d, yj);                                     \
     }                                                                 \
     UpdateAfterStore<E>(d, c, yj, c##r##j, size_t(L));                \
@@ -562,7 +574,7 @@ HWY_NOINLINE void SparseWideRows(const TileCtx& c, int64_t m_begin,
   const int32_t* HWY_RESTRICT start = c.a_nonzeros->start;
   const int32_t* HWY_RESTRICT index = c.a_nonzeros->index;
   const float* HWY_RESTRICT value = c.a_nonzeros->value;
-  const bool store = !last || E != Epilogue::kSgd || c.ep.sgd_store_grad;
+  const bool store = !last || !UpdatesWeight(E) || c.ep.store_grad;
   for (int64_t m = m_begin; m < m_end; ++m) {
     float* HWY_RESTRICT y = c.y + m * c.ldy;
     VF c0 = hn::Zero(d), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0,
@@ -844,6 +856,8 @@ void GemmImpl(const GemmArgs& args, const BPanels& b, Epilogue e,
       return GemmTyped<Epilogue::kBiasStats>(args, b, ep, plan, chunks, work);
     case Epilogue::kSgd:
       return GemmTyped<Epilogue::kSgd>(args, b, ep, plan, chunks, work);
+    case Epilogue::kAdam:
+      return GemmTyped<Epilogue::kAdam>(args, b, ep, plan, chunks, work);
   }
 }
 

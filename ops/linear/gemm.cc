@@ -47,6 +47,8 @@ const char* EpilogueName(Epilogue e) {
       return "bias_stats";
     case Epilogue::kSgd:
       return "sgd";
+    case Epilogue::kAdam:
+      return "adam";
   }
   return "unknown";
 }
@@ -247,11 +249,18 @@ Status GemmPanels(const GemmArgs& args, const BPanels& b, Epilogue epilogue,
                            EpilogueName(epilogue) + " needs a scale vector");
   }
   if (epilogue == Epilogue::kSgd &&
-      (ep.sgd == nullptr || ep.sgd_w == nullptr ||
+      (ep.sgd == nullptr || ep.update_w == nullptr ||
        (ep.sgd->has_buf && ep.sgd_buf == nullptr))) {
     return InvalidArgument(
         "gemm: epilogue sgd needs its arguments, the weight and, with "
         "momentum, the buffer");
+  }
+  if (epilogue == Epilogue::kAdam &&
+      (ep.adam == nullptr || ep.update_w == nullptr || ep.adam_m == nullptr ||
+       ep.adam_v == nullptr)) {
+    return InvalidArgument(
+        "gemm: epilogue adam needs its arguments, the weight and both "
+        "moments");
   }
   const bool stats = epilogue == Epilogue::kBiasStats;
   if (stats && (ep.mean == nullptr || ep.var == nullptr)) {

@@ -32,6 +32,7 @@
 
 #include "ballast/status.h"
 #include "ops/linear/nonzeros.h"
+#include "ops/optim/adam.h"
 #include "ops/optim/sgd.h"
 
 namespace ballast::ops {
@@ -46,6 +47,7 @@ enum class Epilogue : int {
   kBiasStats,       // y = acc + bias, and per-column mean / biased variance
   kSgd,             // y = acc (a weight's gradient), then an SGD update of
                     // the weight at the same offsets (ops/optim/sgd.h)
+  kAdam,            // the same with an Adam or AdamW update (ops/optim/adam.h)
 };
 
 const char* EpilogueName(Epilogue e);
@@ -76,18 +78,22 @@ struct EpilogueArgs {
   double* mean = nullptr;
   double* var = nullptr;
   StatsReady stats_ready = {};  // kBiasStats: see StatsReady
-  // kSgd: the weight and momentum buffer (nullptr when sgd->has_buf is
-  // false) laid out as Y, updated where Y is stored, on Y's last K block.
+  // kSgd, kAdam: the weight, and the optimizer's state (the momentum
+  // buffer, nullptr when sgd->has_buf is false; Adam's m and v), laid out
+  // as Y, updated where Y is stored, on Y's last K block.
+  float* update_w = nullptr;
   const SgdArgs* sgd = nullptr;
-  float* sgd_w = nullptr;
   float* sgd_buf = nullptr;
-  // kSgd: false leaves Y (the gradient) unwritten when K fits one K block
-  // (a panel slice of up to a quarter of L2, or any K for M <= 4; over A's
-  // nonzeros, kSparseBlockBytes of B's rows), so a gradient that only
+  const AdamArgs* adam = nullptr;
+  float* adam_m = nullptr;
+  float* adam_v = nullptr;
+  // kSgd, kAdam: false leaves Y (the gradient) unwritten when K fits one K
+  // block (a panel slice of up to a quarter of L2, or any K for M <= 4; over
+  // A's nonzeros, kSparseBlockBytes of B's rows), so a gradient that only
   // feeds the update costs no store: the first layer's weight-gradient
   // GEMM took 5-8% less time on one thread, 7-14% on two (AVX2). A longer
   // K still keeps its partial sums in Y.
-  bool sgd_store_grad = true;
+  bool store_grad = true;
 };
 
 // B packed into panels for the Highway target current at packing time.

@@ -52,7 +52,8 @@ void Reference(const Case& c, const std::vector<float>& x,
       double& g = mag[size_t(i * c.n + j)];
       switch (c.e) {
         case Epilogue::kNone:
-        case Epilogue::kSgd:  // stores the plain product (tested below)
+        case Epilogue::kSgd:  // store the plain product (tested in optim_test)
+        case Epilogue::kAdam:
           break;
         case Epilogue::kBias:
         case Epilogue::kBiasStats:
@@ -641,7 +642,7 @@ TEST(GemmTest, WideTilesOfOneAndTwoRowsMatchOnePanelAtATimeBitForBit) {
                   }
                 }
                 EpilogueArgs ep{bias.data(), scale.data(), shift.data(), 0.1f};
-                ep.sgd = &sgd, ep.sgd_w = w.data(), ep.sgd_buf = buf.data();
+                ep.sgd = &sgd, ep.update_w = w.data(), ep.sgd_buf = buf.data();
                 GemmArgs a{x.data(), k, 1, m, y.data(), ldy, threads};
                 if (panel_y) a.y_panel_stride = m * nr;
                 EXPECT_TRUE(Gemm(a, b, e, ep).ok());
@@ -668,7 +669,7 @@ TEST(GemmTest, WideTilesOfOneAndTwoRowsMatchOnePanelAtATimeBitForBit) {
                 EpilogueArgs ep{bias.data() + j0, scale.data() + j0,
                                 shift.data() + j0, 0.1f};
                 ep.sgd = &sgd;
-                ep.sgd_w = ref.w.data() + j0;
+                ep.update_w = ref.w.data() + j0;
                 ep.sgd_buf = ref.buf.data() + j0;
                 GemmArgs a{x.data(), k, 1, m, ref.y.data() + j0, n, 1};
                 ASSERT_TRUE(Gemm(a, in_place(j0, cols), e, ep).ok());
@@ -716,9 +717,9 @@ TEST(GemmTest, SgdWithoutStoringTheGradientUpdatesTheSameBits) {
             y[store].assign(size_t(m * n), NAN);
             w[store] = w0, buf[store] = buf0;
             EpilogueArgs ep;
-            ep.sgd = &sgd, ep.sgd_w = w[store].data();
+            ep.sgd = &sgd, ep.update_w = w[store].data();
             ep.sgd_buf = buf[store].data();
-            ep.sgd_store_grad = store == 1;
+            ep.store_grad = store == 1;
             ASSERT_TRUE(Gemm({x.data(), k, 1, m, y[store].data(), n, threads},
                              b, Epilogue::kSgd, ep)
                             .ok());

@@ -177,6 +177,7 @@ TEST(SparseGemmTest, SkippingTheZerosOfAMatchesTheDenseProductBitForBit) {
     const int64_t group = kGemmWideChains * lanes;
     const SgdArgs sgd{
         .lr = 0.05f, .weight_decay = 0.01f, .momentum = 0.9f, .has_buf = true};
+    const AdamArgs adam{.weight_decay = 0.01f, .neg_step_size = -1e-3f};
     for (int threads : {1, 2}) {
       for (int64_t m : {1, 40}) {
         for (int64_t n : {2 * group + lanes, 2 * group + nr + lanes + 1}) {
@@ -185,7 +186,7 @@ TEST(SparseGemmTest, SkippingTheZerosOfAMatchesTheDenseProductBitForBit) {
             for (Epilogue e :
                  {Epilogue::kNone, Epilogue::kBias, Epilogue::kBiasRelu,
                   Epilogue::kBiasLeakyRelu, Epilogue::kScaleShift,
-                  Epilogue::kScaleShiftRelu, Epilogue::kSgd}) {
+                  Epilogue::kScaleShiftRelu, Epilogue::kSgd, Epilogue::kAdam}) {
               SCOPED_TRACE(::testing::Message()
                            << "M=" << m << " K=" << k << " N=" << n
                            << " epilogue=" << EpilogueName(e)
@@ -193,32 +194,37 @@ TEST(SparseGemmTest, SkippingTheZerosOfAMatchesTheDenseProductBitForBit) {
               Generator g(uint64_t(m * 7 + k * 131 + n));
               const size_t nn = size_t(n), mn = size_t(m * n);
               Buffer x(size_t(m * k)), wt(size_t(k * n)), bias(nn), scale(nn),
-                  w0(mn), buf0(mn), panels(size_t(PackedFloats(k, n)));
+                  w0(mn), buf0(mn), v0(mn), panels(size_t(PackedFloats(k, n)));
               x.FillUniform(g), wt.FillUniform(g), bias.FillUniform(g);
               scale.FillUniform(g, 0.5, 2), w0.FillUniform(g);
-              buf0.FillUniform(g);
+              buf0.FillUniform(g), v0.FillUniform(g, 0, 0.01);
               Thin(x, m, k);
               PackBTo(panels.data(), wt.data(), k, n, n, 1);
               Nonzeros nz;
               nz.Index(x.data(), m, k);
               const SparseRows rows = nz.rows();
-              // Y, then the weight and momentum of kSgd (laid out as Y).
+              // Y, then the weight and momentum of kSgd (Adam's m) and
+              // Adam's v (laid out as Y).
               const auto run = [&](const auto& b, bool panel_y,
                                    const SparseRows* skip) {
                 const int64_t ldy = panel_y ? nr : n;
                 const size_t size = size_t((n + nr - 1) / nr * nr * m);
                 std::vector<float> y(size, 12345.0f), w(size, 0.0f),
-                    buf(size, 0.0f);
+                    buf(size, 0.0f), v(size, 0.0f);
                 std::copy(w0.data(), w0.data() + mn, w.begin());
                 std::copy(buf0.data(), buf0.data() + mn, buf.begin());
+                std::copy(v0.data(), v0.data() + mn, v.begin());
                 EpilogueArgs ep{bias.data(), scale.data(), bias.data(), 0.1f};
-                ep.sgd = &sgd, ep.sgd_w = w.data(), ep.sgd_buf = buf.data();
+                ep.update_w = w.data();
+                ep.sgd = &sgd, ep.sgd_buf = buf.data();
+                ep.adam = &adam, ep.adam_m = buf.data(), ep.adam_v = v.data();
                 GemmArgs a{x.data(), k, 1, m, y.data(), ldy, threads};
                 if (panel_y) a.y_panel_stride = m * nr;
                 a.a_nonzeros = skip;
                 EXPECT_TRUE(Gemm(a, b, e, ep).ok());
                 y.insert(y.end(), w.begin(), w.end());
                 y.insert(y.end(), buf.begin(), buf.end());
+                y.insert(y.end(), v.begin(), v.end());
                 return y;
               };
               const PackedB packed = PackB(wt.data(), k, n, n, 1);
@@ -240,53 +246,59 @@ TEST(SparseGemmTest, SkippingTheZerosOfAMatchesTheDenseProductBitForBit) {
 
 // The weight-gradient form of the trainer: dWᵀ = Xᵀ·dZ with A = Xᵀ read
 // down its columns (its nonzeros by columns of X), dZ in place, dWᵀ in the
-// panel layout, the SGD step in the epilogue without the gradient stored; a
+// panel layout, the SGD or Adam step in the epilogue without the gradient
+// stored; a
 // batch of 200 runs two of AVX2's K blocks (partial sums through Y).
 TEST(SparseGemmTest, WeightGradientOverTheColumnsOfXMatchesTheDenseBits) {
   ForEachTarget([](const char*) {
     const int64_t nr = GemmPanelWidth();
     const SgdArgs sgd{.lr = 0.05f, .momentum = 0.9f, .has_buf = true};
-    for (int threads : {1, 2}) {
-      for (int64_t batch : {13, 200}) {
-        const int64_t in = 70, out = 8 * nr + 3;
-        SCOPED_TRACE(::testing::Message()
-                     << "batch=" << batch << " threads=" << threads);
-        Generator g(uint64_t(batch + out));
-        Buffer x(size_t(batch * in)), dz(size_t(batch * out));
-        x.FillUniform(g), dz.FillUniform(g);
-        Thin(x, batch, in);
-        Nonzeros nz;
-        nz.Index(x.data(), batch, in);
-        const SparseRows cols = nz.cols();
-        const size_t size = size_t(PackedFloats(in, out));
-        Buffer w0(size), buf0(size);
-        w0.FillUniform(g), buf0.FillUniform(g);
-        // dZ packed (dense and sparse, as the trainer runs them) or read in
-        // place (sparse).
-        const auto run = [&](bool skip, bool in_place) {
-          std::vector<float> dw(size, 0.0f), w = w0.ToVector(),
-                                             buf = buf0.ToVector();
-          const int64_t ld = PanelLayoutWidth(out);
-          GemmArgs a{x.data(), 1, in, in, dw.data(), ld, threads};
-          a.y_panel_stride = in * ld;
-          a.a_nonzeros = skip ? &cols : nullptr;
-          EpilogueArgs ep;
-          ep.sgd = &sgd, ep.sgd_w = w.data(), ep.sgd_buf = buf.data();
-          ep.sgd_store_grad = false;
-          const Status s = in_place
-                               ? Gemm(a, RowMajorB{dz.data(), batch, out, out},
-                                      Epilogue::kSgd, ep)
-                               : Gemm(a, PackB(dz.data(), batch, out, out, 1),
-                                      Epilogue::kSgd, ep);
-          EXPECT_TRUE(s.ok()) << s.ToString();
-          w.insert(w.end(), buf.begin(), buf.end());
-          return w;
-        };
-        const std::vector<float> dense = run(false, false);
-        EXPECT_EQ(run(true, false), dense);
-        EXPECT_EQ(run(true, true), dense);
+    const AdamArgs adam{
+        .decoupled = true, .decay = 0.999f, .neg_step_size = -1e-3f};
+    for (Epilogue e : {Epilogue::kSgd, Epilogue::kAdam})
+      for (int threads : {1, 2}) {
+        for (int64_t batch : {13, 200}) {
+          const int64_t in = 70, out = 8 * nr + 3;
+          SCOPED_TRACE(::testing::Message()
+                       << "batch=" << batch << " threads=" << threads
+                       << " epilogue=" << EpilogueName(e));
+          Generator g(uint64_t(batch + out));
+          Buffer x(size_t(batch * in)), dz(size_t(batch * out));
+          x.FillUniform(g), dz.FillUniform(g);
+          Thin(x, batch, in);
+          Nonzeros nz;
+          nz.Index(x.data(), batch, in);
+          const SparseRows cols = nz.cols();
+          const size_t size = size_t(PackedFloats(in, out));
+          Buffer w0(size), buf0(size), v0(size);
+          w0.FillUniform(g), buf0.FillUniform(g), v0.FillUniform(g, 0, 0.01);
+          // dZ packed (dense and sparse, as the trainer runs them) or read in
+          // place (sparse).
+          const auto run = [&](bool skip, bool in_place) {
+            std::vector<float> dw(size, 0.0f),
+                w = w0.ToVector(), buf = buf0.ToVector(), v = v0.ToVector();
+            const int64_t ld = PanelLayoutWidth(out);
+            GemmArgs a{x.data(), 1, in, in, dw.data(), ld, threads};
+            a.y_panel_stride = in * ld;
+            a.a_nonzeros = skip ? &cols : nullptr;
+            EpilogueArgs ep;
+            ep.update_w = w.data();
+            ep.sgd = &sgd, ep.sgd_buf = buf.data();
+            ep.adam = &adam, ep.adam_m = buf.data(), ep.adam_v = v.data();
+            ep.store_grad = false;
+            const Status s =
+                in_place ? Gemm(a, RowMajorB{dz.data(), batch, out, out}, e, ep)
+                         : Gemm(a, PackB(dz.data(), batch, out, out, 1), e, ep);
+            EXPECT_TRUE(s.ok()) << s.ToString();
+            w.insert(w.end(), buf.begin(), buf.end());
+            w.insert(w.end(), v.begin(), v.end());
+            return w;
+          };
+          const std::vector<float> dense = run(false, false);
+          EXPECT_EQ(run(true, false), dense);
+          EXPECT_EQ(run(true, true), dense);
+        }
       }
-    }
   });
 }
 

@@ -106,7 +106,7 @@ TEST(SgdTest, GemmEpilogueEqualsASeparateUpdateBitForBit) {
             std::vector<float> g2(size, 0.0f), w2 = w0, b2 = b0;
             args.y = g2.data();
             EpilogueArgs ep;
-            ep.sgd = &a, ep.sgd_w = w2.data();
+            ep.sgd = &a, ep.update_w = w2.data();
             ep.sgd_buf = a.has_buf ? b2.data() : nullptr;
             ASSERT_TRUE(Gemm(args, b, Epilogue::kSgd, ep).ok());
             // Where no gradient is stored (panel padding) neither path may
