@@ -53,6 +53,13 @@ inline void ForEachTarget(const std::function<void(const char*)>& body) {
                     << " names no target supported here";
 }
 
+// Whether Highway's MulAdd is one fused multiply-add on target `name` (a
+// hwy::TargetName): on these, the optimizers give torch's bits.
+inline bool TargetHasFma(const std::string& name) {
+  return name.rfind("AVX2", 0) == 0 || name.rfind("AVX3", 0) == 0 ||
+         name == "NEON" || name.rfind("SVE", 0) == 0;
+}
+
 // A float buffer whose data() is `misalign` floats past a 64-byte boundary,
 // prefilled with NaN so unwritten outputs show up.
 class Buffer {

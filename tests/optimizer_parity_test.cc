@@ -15,6 +15,7 @@
 #include "hwy/detect_targets.h"
 #include "hwy/targets.h"
 #include "runtime/optimizer.h"
+#include "tests/kernel_tester.h"
 
 namespace ballast {
 namespace {
@@ -24,12 +25,6 @@ using nlohmann::json;
 std::string BestTarget() {
   const int64_t targets = hwy::SupportedTargets() & HWY_TARGETS;
   return hwy::TargetName(targets & -targets);
-}
-
-bool BestTargetHasFma() {
-  const std::string t = BestTarget();
-  return t.rfind("AVX2", 0) == 0 || t.rfind("AVX3", 0) == 0 || t == "NEON" ||
-         t.rfind("SVE", 0) == 0;
 }
 
 Tensor FromJson(const json& values) {
@@ -84,7 +79,7 @@ TEST(OptimizerParityTest, FiveStepsGiveTorchsBits) {
     GTEST_SKIP() << "no golden values: PyTorch is not importable from "
                     "/usr/bin/python3 (install python3-torch)";
   }
-  if (!BestTargetHasFma()) {
+  if (!test::TargetHasFma(BestTarget())) {
     GTEST_SKIP() << "the best Highway target here, " << BestTarget()
                  << ", has no fused multiply-add: the rounding differs";
   }

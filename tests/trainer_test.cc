@@ -137,35 +137,56 @@ TEST(TrainerTest, ResumingFromACheckpointIsBitExact) {
   }
 }
 
+constexpr OptimizerKind kOptimizers[] = {
+    OptimizerKind::kSgd, OptimizerKind::kAdam, OptimizerKind::kAdamW};
+
+// Options for `kind` (SGD with momentum 0.9) and weight decay 1e-3.
+TrainerOptions UpdateOptions(OptimizerKind kind) {
+  TrainerOptions opt;
+  opt.optimizer.kind = kind;
+  opt.optimizer.lr = kind == OptimizerKind::kSgd ? 0.05 : 1e-2;
+  opt.optimizer.momentum = kind == OptimizerKind::kSgd ? 0.9 : 0.0;
+  opt.optimizer.weight_decay = 1e-3;
+  return opt;
+}
+
+// A trainer after three steps of 32 rows of p (12 features); nullptr (and a
+// test failure) on an error.
+std::unique_ptr<Trainer> ThreeSteps(const Graph& g, const Problem& p,
+                                    const TrainerOptions& opt) {
+  auto created = Trainer::Create(g, opt);
+  if (!created.ok()) {
+    ADD_FAILURE() << created.status().ToString();
+    return nullptr;
+  }
+  std::unique_ptr<Trainer> t = std::move(*created);
+  for (int s = 0; s < 3; ++s) {
+    auto r =
+        t->Step(p.x.data() + s * 32 * 12, p.y.data() + s * 32, nullptr, 32);
+    if (!r.ok()) {
+      ADD_FAILURE() << r.status().ToString();
+      return nullptr;
+    }
+  }
+  return t;
+}
+
 // Without kept gradients the fused SGD, Adam and AdamW updates are the same
 // bits; only the weights updated inside their gradient GEMM drop out of
 // Gradients().
 TEST(TrainerTest, NotKeepingGradientsChangesNoWeight) {
   const Problem p = MakeProblem(96, 12, 3, 5);
   const Graph g = Mlp(12, 3, 0.2, 8);
-  for (OptimizerKind kind :
-       {OptimizerKind::kSgd, OptimizerKind::kAdam, OptimizerKind::kAdamW}) {
+  for (OptimizerKind kind : kOptimizers) {
     SCOPED_TRACE(OptimizerName(kind));
-    std::unique_ptr<Trainer> t[2];
-    for (int keep = 0; keep < 2; ++keep) {
-      TrainerOptions opt;
-      opt.optimizer.kind = kind;
-      opt.optimizer.lr = kind == OptimizerKind::kSgd ? 0.05 : 1e-2;
-      opt.optimizer.momentum = kind == OptimizerKind::kSgd ? 0.9 : 0.0;
-      opt.optimizer.weight_decay = 1e-3;
-      opt.keep_gradients = keep == 1;
-      auto created = Trainer::Create(g, opt);
-      ASSERT_TRUE(created.ok()) << created.status().ToString();
-      t[keep] = std::move(*created);
-      for (int s = 0; s < 3; ++s) {
-        ASSERT_TRUE(t[keep]
-                        ->Step(p.x.data() + s * 32 * 12, p.y.data() + s * 32,
-                               nullptr, 32)
-                        .ok());
-      }
-    }
-    ExpectBitIdentical(t[0]->CurrentGraph(), t[1]->CurrentGraph());
-    const auto kept = t[1]->Gradients(), some = t[0]->Gradients();
+    TrainerOptions opt = UpdateOptions(kind);
+    opt.keep_gradients = false;
+    const auto some_kept = ThreeSteps(g, p, opt);
+    opt.keep_gradients = true;
+    const auto all_kept = ThreeSteps(g, p, opt);
+    ASSERT_TRUE(some_kept && all_kept);
+    ExpectBitIdentical(some_kept->CurrentGraph(), all_kept->CurrentGraph());
+    const auto kept = all_kept->Gradients(), some = some_kept->Gradients();
     EXPECT_LT(some.size(), kept.size());
     for (const auto& [key, grad] : some) {
       ASSERT_TRUE(kept.count(key)) << key;
@@ -186,28 +207,14 @@ TEST(TrainerTest, NotKeepingGradientsChangesNoWeight) {
 TEST(TrainerTest, FusedUpdatesEqualTheSeparatePass) {
   const Problem p = MakeProblem(96, 12, 3, 5);
   const Graph g = Mlp(12, 3, 0.2, 8);
-  for (OptimizerKind kind :
-       {OptimizerKind::kSgd, OptimizerKind::kAdam, OptimizerKind::kAdamW}) {
+  for (OptimizerKind kind : kOptimizers) {
     SCOPED_TRACE(OptimizerName(kind));
-    std::unique_ptr<Trainer> t[2];
-    for (int separate = 0; separate < 2; ++separate) {
-      TrainerOptions opt;
-      opt.optimizer.kind = kind;
-      opt.optimizer.lr = kind == OptimizerKind::kSgd ? 0.05 : 1e-2;
-      opt.optimizer.momentum = kind == OptimizerKind::kSgd ? 0.9 : 0.0;
-      opt.optimizer.weight_decay = 1e-2;
-      opt.clip_grad_norm = separate ? 1e30 : 0.0;
-      auto created = Trainer::Create(g, opt);
-      ASSERT_TRUE(created.ok()) << created.status().ToString();
-      t[separate] = std::move(*created);
-      for (int s = 0; s < 3; ++s) {
-        ASSERT_TRUE(t[separate]
-                        ->Step(p.x.data() + s * 32 * 12, p.y.data() + s * 32,
-                               nullptr, 32)
-                        .ok());
-      }
-    }
-    ExpectBitIdentical(t[0]->CurrentGraph(), t[1]->CurrentGraph());
+    TrainerOptions opt = UpdateOptions(kind);
+    const auto fused = ThreeSteps(g, p, opt);
+    opt.clip_grad_norm = 1e30;
+    const auto separate = ThreeSteps(g, p, opt);
+    ASSERT_TRUE(fused && separate);
+    ExpectBitIdentical(fused->CurrentGraph(), separate->CurrentGraph());
   }
 }
 

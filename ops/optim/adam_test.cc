@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "ops/linear/gemm.h"
+#include "ops/optim/update_epilogue_tester.h"
 #include "ops/ref/optim.h"
 #include "tests/kernel_tester.h"
 
@@ -32,11 +33,6 @@ std::vector<AdamArgs> Cases() {
   return {adam, adamw, plain};
 }
 
-bool HasFma(const std::string& t) {
-  return t.rfind("AVX2", 0) == 0 || t.rfind("AVX3", 0) == 0 || t == "NEON" ||
-         t.rfind("SVE", 0) == 0;
-}
-
 // Every element as ops/ref/optim.h's rule (torch's rounding) gives it: the
 // same bits where MulAdd is fused, within a few ulps where it is not.
 TEST(AdamTest, UpdateFollowsTorchsRuleOnEveryTarget) {
@@ -57,7 +53,7 @@ TEST(AdamTest, UpdateFollowsTorchsRuleOnEveryTarget) {
         AdamUpdate(a, g.data(), w.data(), m.data(), v.data(), n);
         for (int64_t i = 0; i < n; ++i) {
           const size_t k = size_t(i);
-          if (HasFma(target)) {
+          if (test::TargetHasFma(target)) {
             ASSERT_EQ(w[k], wr[k]) << "w at " << i << ", n = " << n;
             ASSERT_EQ(m[k], mr[k]) << "m at " << i;
             ASSERT_EQ(v[k], vr[k]) << "v at " << i;
@@ -100,52 +96,35 @@ TEST(AdamTest, TouchesOnlyItsRange) {
 // at the same offsets, bit for bit as a separate AdamUpdate over them — for
 // a row-major gradient and for the trainer's panel layout.
 TEST(AdamTest, GemmEpilogueEqualsASeparateUpdateBitForBit) {
-  ForEachTarget([](const char*) {
-    for (const AdamArgs& a : Cases()) {
-      for (int threads : {1, 2}) {
-        for (bool panels : {false, true}) {
-          for (int64_t n : {10, 64, 100}) {
-            const int64_t m = 31, k = 20;  // dWᵀ [m, n] = Aᵀ·B, K = batch
-            Generator gen(static_cast<uint64_t>(n * 7 + threads));
-            Buffer x(size_t(k * m)), dz(size_t(k * n));
-            x.FillUniform(gen), dz.FillUniform(gen);
-            const PackedB b = PackB(dz.data(), k, n, n, 1);
-            const int64_t width = panels ? PanelLayoutWidth(n) : n;
-            const size_t size = size_t(panels ? PackedFloats(m, n) : m * n);
-            std::vector<float> w0(size), m0(size), v0(size);
-            gen.FillUniform(w0, -1, 1), gen.FillUniform(m0, -0.1, 0.1);
-            gen.FillUniform(v0, 0, 0.01);
-            GemmArgs args{x.data(), 1, m, m, nullptr, width, threads};
-            if (panels) args.y_panel_stride = m * width;
-            // Separate: gradient GEMM, then AdamUpdate over the same storage.
-            std::vector<float> g1(size, 0.0f), w1 = w0, m1 = m0, v1 = v0;
-            args.y = g1.data();
-            ASSERT_TRUE(Gemm(args, b, Epilogue::kNone, {}).ok());
-            AdamUpdate(a, g1.data(), w1.data(), m1.data(), v1.data(),
-                       int64_t(size));
-            // Fused.
-            std::vector<float> g2(size, 0.0f), w2 = w0, m2 = m0, v2 = v0;
-            args.y = g2.data();
-            EpilogueArgs ep;
-            ep.update_w = w2.data();
-            ep.adam = &a, ep.adam_m = m2.data(), ep.adam_v = v2.data();
-            ASSERT_TRUE(Gemm(args, b, Epilogue::kAdam, ep).ok());
-            // Where no gradient is stored (panel padding) the fused update
-            // leaves all alone; the separate one saw g = 0 there.
-            for (size_t i = 0; i < size; ++i) {
-              if (g1[i] == 0.0f && g2[i] == 0.0f) {
-                w2[i] = w1[i], m2[i] = m1[i], v2[i] = v1[i];
-              }
-            }
-            EXPECT_EQ(g2, g1) << "gradient, N=" << n;
-            EXPECT_EQ(w2, w1) << "weight, N=" << n;
-            EXPECT_EQ(m2, m1) << "m, N=" << n;
-            EXPECT_EQ(v2, v1) << "v, N=" << n;
-          }
+  for (const AdamArgs& a : Cases()) {
+    test::ForEachGradientGemm([&](const test::GradientGemm& c) {
+      std::vector<float> w0(c.size), m0(c.size), v0(c.size);
+      c.gen->FillUniform(w0, -1, 1), c.gen->FillUniform(m0, -0.1, 0.1);
+      c.gen->FillUniform(v0, 0, 0.01);
+      // Separate: gradient GEMM, then AdamUpdate over the same storage.
+      std::vector<float> g1, w1 = w0, m1 = m0, v1 = v0;
+      test::GradientInto(c, g1);
+      AdamUpdate(a, g1.data(), w1.data(), m1.data(), v1.data(),
+                 int64_t(c.size));
+      // Fused.
+      std::vector<float> g2, w2 = w0, m2 = m0, v2 = v0;
+      EpilogueArgs ep;
+      ep.update_w = w2.data();
+      ep.adam = &a, ep.adam_m = m2.data(), ep.adam_v = v2.data();
+      test::GradientWithUpdate(c, Epilogue::kAdam, ep, g2);
+      // Where no gradient is stored (panel padding) the fused update leaves
+      // all alone; the separate one saw g = 0 there.
+      for (size_t i = 0; i < c.size; ++i) {
+        if (g1[i] == 0.0f && g2[i] == 0.0f) {
+          w2[i] = w1[i], m2[i] = m1[i], v2[i] = v1[i];
         }
       }
-    }
-  });
+      EXPECT_EQ(g2, g1) << "gradient";
+      EXPECT_EQ(w2, w1) << "weight";
+      EXPECT_EQ(m2, m1) << "m";
+      EXPECT_EQ(v2, v1) << "v";
+    });
+  }
 }
 
 // The epilogue asks for its arguments.

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "ops/linear/gemm.h"
+#include "ops/optim/update_epilogue_tester.h"
 #include "ops/ref/optim.h"
 #include "tests/kernel_tester.h"
 
@@ -34,18 +35,11 @@ std::vector<SgdArgs> Cases() {
   return cases;
 }
 
-// Whether Highway's MulAdd on this target is one fused multiply-add.
-bool HasFma(const char* target) {
-  const std::string t = target;
-  return t.rfind("AVX2", 0) == 0 || t.rfind("AVX3", 0) == 0 || t == "NEON" ||
-         t.rfind("SVE", 0) == 0;
-}
-
 // Each element as ops/ref/optim.h's rule (torch's rounding) gives it: the
 // same bits with FMA, within a few ulps where each product is rounded.
 void ExpectUlpsOrBits(const char* target, float got, float want,
                       const char* what, int64_t i) {
-  if (HasFma(target)) {
+  if (test::TargetHasFma(target)) {
     EXPECT_EQ(got, want) << what << " at " << i;
   } else {
     EXPECT_NEAR(got, want, 4e-7 * (1 + std::fabs(want))) << what << " at " << i;
@@ -80,50 +74,33 @@ TEST(SgdTest, UpdateFollowsTorchsRuleOnEveryTarget) {
 // at the same offsets, bit for bit as a separate SgdUpdate over them —
 // for a row-major gradient and for the trainer's panel layout.
 TEST(SgdTest, GemmEpilogueEqualsASeparateUpdateBitForBit) {
-  ForEachTarget([](const char*) {
-    for (const SgdArgs& a : Cases()) {
-      for (int threads : {1, 2}) {
-        for (bool panels : {false, true}) {
-          for (int64_t n : {10, 64, 100}) {
-            const int64_t m = 31, k = 20;  // dWᵀ [m, n] = Aᵀ·B, K = batch
-            Generator gen(static_cast<uint64_t>(n * 7 + threads));
-            Buffer x(size_t(k * m)), dz(size_t(k * n));
-            x.FillUniform(gen), dz.FillUniform(gen);
-            const PackedB b = PackB(dz.data(), k, n, n, 1);
-            const int64_t width = panels ? PanelLayoutWidth(n) : n;
-            const size_t size = size_t(panels ? PackedFloats(m, n) : m * n);
-            std::vector<float> w0(size), b0(size);
-            gen.FillUniform(w0, -1, 1), gen.FillUniform(b0, -1, 1);
-            GemmArgs args{x.data(), 1, m, m, nullptr, width, threads};
-            if (panels) args.y_panel_stride = m * width;
-            // Separate: gradient GEMM, then SgdUpdate over the same storage.
-            std::vector<float> g1(size, 0.0f), w1 = w0, b1 = b0;
-            args.y = g1.data();
-            ASSERT_TRUE(Gemm(args, b, Epilogue::kNone, {}).ok());
-            SgdUpdate(a, g1.data(), w1.data(), a.has_buf ? b1.data() : nullptr,
-                      int64_t(size));
-            // Fused.
-            std::vector<float> g2(size, 0.0f), w2 = w0, b2 = b0;
-            args.y = g2.data();
-            EpilogueArgs ep;
-            ep.sgd = &a, ep.update_w = w2.data();
-            ep.sgd_buf = a.has_buf ? b2.data() : nullptr;
-            ASSERT_TRUE(Gemm(args, b, Epilogue::kSgd, ep).ok());
-            // Where no gradient is stored (panel padding) neither path may
-            // move the weight: the separate update saw g = 0 there.
-            for (size_t i = 0; i < size; ++i) {
-              if (g1[i] == 0.0f && g2[i] == 0.0f) w2[i] = w1[i], b2[i] = b1[i];
-            }
-            EXPECT_EQ(g2, g1) << "gradient, N=" << n;
-            EXPECT_EQ(w2, w1) << "weight, N=" << n;
-            if (a.has_buf) {
-              EXPECT_EQ(b2, b1) << "buffer, N=" << n;
-            }
-          }
-        }
+  for (const SgdArgs& a : Cases()) {
+    test::ForEachGradientGemm([&](const test::GradientGemm& c) {
+      std::vector<float> w0(c.size), b0(c.size);
+      c.gen->FillUniform(w0, -1, 1), c.gen->FillUniform(b0, -1, 1);
+      // Separate: gradient GEMM, then SgdUpdate over the same storage.
+      std::vector<float> g1, w1 = w0, b1 = b0;
+      test::GradientInto(c, g1);
+      SgdUpdate(a, g1.data(), w1.data(), a.has_buf ? b1.data() : nullptr,
+                int64_t(c.size));
+      // Fused.
+      std::vector<float> g2, w2 = w0, b2 = b0;
+      EpilogueArgs ep;
+      ep.sgd = &a, ep.update_w = w2.data();
+      ep.sgd_buf = a.has_buf ? b2.data() : nullptr;
+      test::GradientWithUpdate(c, Epilogue::kSgd, ep, g2);
+      // Where no gradient is stored (panel padding) the fused update leaves
+      // all alone; the separate one saw g = 0 there.
+      for (size_t i = 0; i < c.size; ++i) {
+        if (g1[i] == 0.0f && g2[i] == 0.0f) w2[i] = w1[i], b2[i] = b1[i];
       }
-    }
-  });
+      EXPECT_EQ(g2, g1) << "gradient";
+      EXPECT_EQ(w2, w1) << "weight";
+      if (a.has_buf) {
+        EXPECT_EQ(b2, b1) << "buffer";
+      }
+    });
+  }
 }
 
 }  // namespace
