@@ -40,7 +40,7 @@ Tensor FromGraphLayout(const Param& p, const Tensor& t);
 // Writes a panel-layout param's value into the graph's tensor.
 void SyncToGraph(Param& p);
 
-// The SGD update of p's next step (keep/add from whether it has momentum
+// The SGD update of p's next step (`first` when it has no momentum
 // yet); allocates its momentum buffer on the first step.
 ops::SgdArgs PrepareSgd(const OptimizerOptions& o, Param& p);
 

@@ -182,7 +182,7 @@ struct LinearGemms {
   // With `dx_mask` (the pass mask of the fused block before, see
   // TrainLayer::dx_mask), dX is computed only where the mask passes
   // (ops::MaskedInputGrad), when under kMaskedMaxDensity of it does.
-  // dX reads W before the weight side's update (a fused SGD step).
+  // dX reads W before the weight side's update (a fused optimizer step).
   template <typename WeightSide>
   Status Grads(const float* dz, int64_t M, float* dx, const uint64_t* dx_mask,
                WeightSide weight_side) {

@@ -218,8 +218,8 @@ TEST(TrainerTest, FusedUpdatesEqualTheSeparatePass) {
   }
 }
 
-// SGD with momentum 0.9 (fused into the gradient GEMM) or Adam, on `threads`,
-// with no gradient kept: the trainer as `ballast train` runs it.
+// SGD with momentum 0.9 or Adam (both fused into the gradient GEMM), on
+// `threads`, with no gradient kept: the trainer as `ballast train` runs it.
 TrainerOptions StepOptions(OptimizerKind kind, int threads) {
   TrainerOptions opt;
   opt.optimizer.kind = kind;
@@ -255,7 +255,7 @@ std::unique_ptr<Trainer> FourSteps(const Graph& g, const Problem& p,
 // Every pass splits its work so that what a thread computes does not depend
 // on how many there are (and the step's tasks not on which thread runs
 // them): training gives the same bits on 1, 2 and 3 threads, fused or not,
-// with SGD (fused into the gradient GEMM) and Adam.
+// with SGD and Adam (both fused into the gradient GEMMs).
 TEST(TrainerTest, TrainingGivesTheSameBitsOnAnyThreadCount) {
   const Problem p = MakeProblem(640, 20, 5, 11);
   Sequential net(20, 3);

@@ -82,7 +82,9 @@ struct TrainerOptions {
 struct PhaseTime {
   std::string layer;  // the layer's graph nodes joined by '+', or "loss"
   std::string phase;  // "forward", "backward" (with remaking the forms of W
-                      // that dX reads), "update" (the optimizer)
+                      // that dX reads, and the update of a weight its
+                      // gradient GEMM applies), "update" (the optimizer's
+                      // other updates)
   double seconds = 0.0;
   int64_t steps = 0;
 };

@@ -8,10 +8,12 @@
 //   w = w + (−step_size·m) / (√v / √(1 − β2^t) + eps)
 //                                      (step_size = lr / (1 − β1^t))
 //
-// Rounded as PyTorch 1.13's CPU kernels round them (see ops/optim/sgd.h), so
-// that on targets with FMA the bits are torch's; ops/ref/optim.h holds the
-// rule. The scalars are torch's too: computed in double, then rounded to
-// float once (PrepareAdam in runtime/optimizer.cc).
+// Rounded as PyTorch 1.13's x86 CPU kernels round them (see ops/optim/sgd.h):
+// there GCC also fuses addcmul_'s product and sum, v·β2 + ((1 − β2)·g)·g, into
+// one fma after rounding (1 − β2)·g; a torch built otherwise (clang, aarch64)
+// may round that sum apart. ops/ref/optim.h holds the rule. The scalars are
+// torch's too: computed in double, then rounded to float once (PrepareAdam
+// in runtime/optimizer.cc).
 #ifndef BALLAST_OPS_OPTIM_ADAM_H_
 #define BALLAST_OPS_OPTIM_ADAM_H_
 

@@ -9,11 +9,12 @@
 //   w -= lr·(nesterov ? d + momentum·buf : buf)     (with a buffer)
 //   w -= lr·d                                       (momentum = 0: no buffer)
 //
-// Rounded as PyTorch 1.13's CPU kernels round them, so that on targets with
-// FMA (AVX2, AVX-512, NEON) the bits are torch's: each `x.add(y, alpha=a)`
-// is one fma(y, a, x), each `mul_` a rounded product. So buf·momentum is
-// rounded before add·d is fused onto it. (Targets without FMA round each
-// product; ops/ref/optim.h holds the rule.)
+// Rounded as PyTorch 1.13's x86 CPU kernels round them (AVX2 and AVX-512,
+// built with GCC, as Debian's torch is): each `x.add(y, alpha=a)` is one
+// fma(y, a, x), each `mul_` a rounded product. So buf·momentum is rounded
+// before add·d is fused onto it. Targets with FMA (AVX2, AVX-512, NEON) give
+// those bits (optimizer_parity_test checks them on x86); targets without
+// round each product. ops/ref/optim.h holds the rule.
 #ifndef BALLAST_OPS_OPTIM_SGD_H_
 #define BALLAST_OPS_OPTIM_SGD_H_
 

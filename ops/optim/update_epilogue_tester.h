@@ -1,12 +1,14 @@
 // The cases the kSgd and kAdam epilogue tests share: a weight gradient
-// dWᵀ [m, n] = Aᵀ·B (K = a batch of 20) on 1 and 2 threads, row-major and
-// in the trainer's panel layout, N of 10, 64 and 100.
+// dWᵀ [m, n] = Aᵀ·B on 1 and 2 threads, row-major and in the trainer's panel
+// layout, N of 10, 64 and 100, K (the batch) of 20 and of more than one K
+// block (partial sums through Y), the gradient stored or not.
 #ifndef BALLAST_OPS_OPTIM_UPDATE_EPILOGUE_TESTER_H_
 #define BALLAST_OPS_OPTIM_UPDATE_EPILOGUE_TESTER_H_
 
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <tuple>
 #include <vector>
 
 #include "ops/linear/gemm.h"
@@ -19,7 +21,8 @@ struct GradientGemm {
   ops::PackedB b;
   size_t size;  // floats of Y (and of the weight and state laid out as Y)
   int64_t n;
-  Generator* gen;  // for the weight and state
+  bool store_grad;  // for EpilogueArgs::store_grad
+  Generator* gen;   // for the weight and state
 };
 
 // Calls body(c) for every case, on every target.
@@ -28,10 +31,18 @@ void ForEachGradientGemm(Body body) {
   ForEachTarget([&](const char*) {
     for (int threads : {1, 2}) {
       for (bool panels : {false, true}) {
-        for (int64_t n : {10, 64, 100}) {
-          SCOPED_TRACE(::testing::Message() << "N=" << n << " threads="
-                                            << threads << " panels=" << panels);
-          const int64_t m = 31, k = 20;
+        for (const auto& [n, k, store_grad] :
+             {std::tuple<int64_t, int64_t, bool>{10, 20, true},
+              {64, 20, true},
+              {100, 20, true},
+              {100, 20, false},
+              {64, ops::GemmKBlockMax() + 5, true},
+              {100, ops::GemmKBlockMax() + 5, false}}) {
+          SCOPED_TRACE(::testing::Message()
+                       << "N=" << n << " K=" << k
+                       << " store_grad=" << store_grad << " threads=" << threads
+                       << " panels=" << panels);
+          const int64_t m = 31;
           Generator gen(static_cast<uint64_t>(n * 7 + threads));
           Buffer x(size_t(k * m)), dz(size_t(k * n));
           x.FillUniform(gen), dz.FillUniform(gen);
@@ -40,6 +51,7 @@ void ForEachGradientGemm(Body body) {
                          ops::PackB(dz.data(), k, n, n, 1),
                          size_t(panels ? ops::PackedFloats(m, n) : m * n),
                          n,
+                         store_grad,
                          &gen};
           if (panels) c.args.y_panel_stride = m * width;
           body(c);

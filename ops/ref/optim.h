@@ -1,8 +1,9 @@
 // Scalar twin of ops/optim: torch.optim.SGD's and Adam's rules, one element
 // at a time, rounded as PyTorch 1.13's CPU kernels round them (each
 // `x.add(y, alpha=a)` one fma(y, a, x), each `mul_` a rounded product). The
-// oracle the vector updates and the GEMM's kSgd epilogue are tested
-// against: bit for bit on targets with FMA.
+// oracle the vector updates and the GEMM's kSgd and kAdam epilogues are
+// tested against: bit for bit on targets with FMA. (See ops/optim/sgd.h and
+// adam.h: the rounding of torch's x86 build.)
 #ifndef BALLAST_OPS_REF_OPTIM_H_
 #define BALLAST_OPS_REF_OPTIM_H_
 
