@@ -30,11 +30,15 @@
 namespace ballast::cli {
 namespace {
 
+// --lr when it is not given: SGD's is the book's recipe's, Adam's (and
+// AdamW's) torch.optim.Adam's default.
+constexpr double kSgdLr = 0.05, kAdamLr = 1e-3;
+
 struct TrainCli {
   std::string data = "fashion-mnist", arch = "784-256-256-10", init = "default";
   std::string optimizer = "sgd", schedule = "constant", out, checkpoint_dir,
               resume, log, plot, json;
-  double dropout = 0.5, lr = 0.05, momentum = 0.9, weight_decay = 0.0,
+  double dropout = 0.5, lr = kSgdLr, momentum = 0.9, weight_decay = 0.0,
          label_smoothing = 0.0, clip = 0.0;
   bool no_bn = false, no_fuse = false, no_skip_zeros = false, profile = false;
   bool dense_dx = false;
@@ -381,10 +385,10 @@ Status RunTrain(const TrainCli& o) {
   }
   const bool tty = ::isatty(STDOUT_FILENO);
   fmt::print(
-      "training {} on {} ({} train / {} test rows), batch {}, {} thread(s), "
-      "{}\n",
-      o.arch, o.data, data.train.rows, data.test.rows, o.batch, o.threads,
-      o.no_fuse ? "unfused" : "fused");
+      "training {} on {} ({} train / {} test rows), batch {}, {} lr {}, {} "
+      "thread(s), {}\n",
+      o.arch, o.data, data.train.rows, data.test.rows, o.batch, o.optimizer,
+      o.lr, o.threads, o.no_fuse ? "unfused" : "fused");
   std::vector<EpochLog> logs;
   AlignedVector<float> xb(size_t(o.batch * data.train.features));
   std::vector<int32_t> yb(size_t(o.batch));
@@ -542,7 +546,9 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
   c->add_option("--optimizer", o->optimizer, "sgd | adam | adamw")
       ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
       ->capture_default_str();
-  c->add_option("--lr", o->lr, "Learning rate")->capture_default_str();
+  c->add_option("--lr", o->lr,
+                "Learning rate (default: 0.05 with sgd; 0.001 with adam and "
+                "adamw, torch.optim.Adam's default)");
   c->add_option("--momentum", o->momentum, "SGD momentum")
       ->capture_default_str();
   c->add_option("--weight-decay", o->weight_decay, "Weight decay")
@@ -584,7 +590,8 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
   c->add_option("--log", o->log, "Per-epoch CSV log");
   c->add_option("--plot", o->plot, "SVG plot of loss and accuracy per epoch");
   c->add_option("--json", o->json, "Per-epoch JSON summary");
-  c->callback([o, &exit_code] {
+  c->callback([o, c, &exit_code] {
+    if (c->count("--lr") == 0 && o->optimizer != "sgd") o->lr = kAdamLr;
     Status s = RunTrain(*o);
     if (!s.ok()) {
       std::fprintf(stderr, "ballast train: %s\n", s.ToString().c_str());

@@ -49,6 +49,12 @@ cmp "$work/y_skip.csv" "$work/y_dense.csv"
 run_ballast train "${common[@]}" --profile > "$work/profile.txt"
 test "$(grep -cE ' (forward|backward|update) ' "$work/profile.txt")" -eq 9
 grep -qE '^ +loss +loss ' "$work/profile.txt"
+# --lr defaults to 0.05 with SGD and to torch.optim.Adam's 0.001 with Adam and AdamW; a given
+# --lr wins. The header line names both.
+quick=(--data "$work/data.csv" --arch 8-16-2 --batch 32 --epochs 1 --seed 3)
+run_ballast train "${quick[@]}" | grep -q 'sgd lr 0.05,'
+run_ballast train "${quick[@]}" --optimizer adam | grep -q 'adam lr 0.001,'
+run_ballast train "${quick[@]}" --optimizer adamw --lr 0.01 | grep -q 'adamw lr 0.01,'
 # Bad input is an error naming the problem, and nothing already saved is lost.
 if run_ballast train --data "$work/missing.csv" --arch 8-2 --epochs 1 2>"$work/err.txt"; then
   echo "a missing data file was accepted"; exit 1
