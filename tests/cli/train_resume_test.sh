@@ -27,7 +27,8 @@ common=(--data "$work/data.csv" --arch 8-16-16-2 --batch 32 --epochs 3 --lr 0.05
 run_ballast train "${common[@]}" --checkpoint-dir "$work/ck" --out "$work/straight.blst" \
   --json "$work/straight.json" --log "$work/straight.csv" --plot "$work/straight.svg" >/dev/null
 test -f "$work/ck/epoch-1.blst" && test -f "$work/ck/epoch-3.blst"
-run_ballast info "$work/ck/epoch-1.blst" --verify | grep -q "training checkpoint"
+run_ballast info "$work/ck/epoch-1.blst" --verify > "$work/info.txt"
+grep -q "training checkpoint" "$work/info.txt"
 run_ballast train "${common[@]}" --resume "$work/ck/epoch-1.blst" --out "$work/resumed.blst" >/dev/null
 head -n 20 "$work/data.csv" | cut -d, -f2- > "$work/x.csv"
 run_ballast run "$work/straight.blst" --input "$work/x.csv" > "$work/y_straight.csv"
@@ -52,9 +53,14 @@ grep -qE '^ +loss +loss ' "$work/profile.txt"
 # --lr defaults to 0.05 with SGD and to torch.optim.Adam's 0.001 with Adam and AdamW; a given
 # --lr wins. The header line names both.
 quick=(--data "$work/data.csv" --arch 8-16-2 --batch 32 --epochs 1 --seed 3)
-run_ballast train "${quick[@]}" | grep -q 'sgd lr 0.05,'
-run_ballast train "${quick[@]}" --optimizer adam | grep -q 'adam lr 0.001,'
-run_ballast train "${quick[@]}" --optimizer adamw --lr 0.01 | grep -q 'adamw lr 0.01,'
+# (Into a file: grep -q in a pipe stops reading at its match, and the writer's SIGPIPE would fail
+# the pipeline.)
+run_ballast train "${quick[@]}" > "$work/sgd.txt"
+grep -q 'sgd lr 0.05,' "$work/sgd.txt"
+run_ballast train "${quick[@]}" --optimizer adam > "$work/adam.txt"
+grep -q 'adam lr 0.001,' "$work/adam.txt"
+run_ballast train "${quick[@]}" --optimizer adamw --lr 0.01 > "$work/adamw.txt"
+grep -q 'adamw lr 0.01,' "$work/adamw.txt"
 # Bad input is an error naming the problem, and nothing already saved is lost.
 if run_ballast train --data "$work/missing.csv" --arch 8-2 --epochs 1 2>"$work/err.txt"; then
   echo "a missing data file was accepted"; exit 1
