@@ -547,8 +547,9 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
       ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
       ->capture_default_str();
   c->add_option("--lr", o->lr,
-                "Learning rate (default: 0.05 with sgd; 0.001 with adam and "
-                "adamw, torch.optim.Adam's default)");
+                fmt::format("Learning rate (default: {} with sgd; {} with adam "
+                            "and adamw, torch.optim.Adam's default)",
+                            kSgdLr, kAdamLr));
   c->add_option("--momentum", o->momentum, "SGD momentum")
       ->capture_default_str();
   c->add_option("--weight-decay", o->weight_decay, "Weight decay")
