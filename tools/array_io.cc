@@ -1,5 +1,6 @@
 #include "tools/array_io.h"
 
+#include <fcntl.h>
 #include <fmt/core.h>
 #include <unistd.h>
 
@@ -240,6 +241,21 @@ Status CheckWritable(const std::string& flag, const std::string& path) {
     return IoError(flag + " '" + path + "': directory '" + dir +
                    "' is not writable");
   }
+  // access() trusts the mode bits, which root bypasses; a file system may
+  // still refuse (procfs, an NFS export that squashes root, an immutable
+  // directory). So create a file there, as the atomic write will, and
+  // remove it.
+  const std::string probe = (parent.empty() ? fs::path(".") : parent) /
+                            ("." + fs::path(path).filename().string() +
+                             ".probe-" + std::to_string(::getpid()));
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (fd < 0) {
+    return IoError(flag + " '" + path +
+                   "': cannot create a file in directory '" + dir +
+                   "': " + std::strerror(errno));
+  }
+  ::close(fd);
+  ::unlink(probe.c_str());
   return Status::Ok();
 }
 

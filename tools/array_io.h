@@ -26,7 +26,8 @@ std::string ToCsv(const Array2D& a);
 // Writes text (JSON, CSV, SVG) atomically: temporary file, fsync, rename.
 Status WriteText(const std::string& path, const std::string& text);
 // Checks, before long work, that `path` (the value of option `flag`) can be
-// written: its directory exists and is writable, and it is not a directory.
+// written: its directory exists and takes a new file (one is created and
+// removed), and it is not a directory.
 // A run must not spend an hour and then fail to save.
 Status CheckWritable(const std::string& flag, const std::string& path);
 

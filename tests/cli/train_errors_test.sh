@@ -34,6 +34,10 @@ expect_error "--out in a missing directory" "--out 'missing/m.blst': directory '
 if grep -q "epoch 1/" out.txt; then fail "trained before finding --out unwritable"; fi
 expect_error "--json in a missing directory" "--json 'missing/j.json'" \
   train "${common[@]}" --epochs 1 --json missing/j.json
+# A directory whose mode bits let root write but whose file system refuses a new file.
+expect_error "--out where no file can be created" "--out '/proc/m.blst': .*directory '/proc'" \
+  train "${common[@]}" --epochs 1 --out /proc/m.blst
+if grep -q "epoch 1/" out.txt; then fail "trained before finding --out unwritable"; fi
 # A diverging run stops, says no checkpoint exists yet, and keeps the saved model and, with no
 # epoch completed, the earlier log.
 echo "an earlier model" > keep.blst
