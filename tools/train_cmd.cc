@@ -288,6 +288,8 @@ Status RunTrain(const TrainCli& o) {
   // The checkpoint directory first: the other outputs may go into it.
   if (!o.checkpoint_dir.empty()) {
     BALLAST_RETURN_IF_ERROR(MakeCheckpointDir(o.checkpoint_dir));
+    BALLAST_RETURN_IF_ERROR(
+        CheckWritable("--checkpoint-dir", o.checkpoint_dir + "/epoch-1.blst"));
   }
   for (const auto& [flag, path] : outputs) {
     if (!path->empty()) BALLAST_RETURN_IF_ERROR(CheckWritable(flag, *path));

@@ -38,6 +38,9 @@ expect_error "--json in a missing directory" "--json 'missing/j.json'" \
 expect_error "--out where no file can be created" "--out '/proc/m.blst': .*directory '/proc'" \
   train "${common[@]}" --epochs 1 --out /proc/m.blst
 if grep -q "epoch 1/" out.txt; then fail "trained before finding --out unwritable"; fi
+expect_error "--checkpoint-dir where no file can be created" "--checkpoint-dir '/proc/epoch-1.blst': .*directory '/proc'" \
+  train "${common[@]}" --epochs 1 --checkpoint-dir /proc
+if grep -q "epoch 1/" out.txt; then fail "trained before finding --checkpoint-dir unwritable"; fi
 # A diverging run stops, says no checkpoint exists yet, and keeps the saved model and, with no
 # epoch completed, the earlier log.
 echo "an earlier model" > keep.blst
