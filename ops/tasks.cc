@@ -82,6 +82,11 @@ struct Team {
   int level = 0;                // omp_get_level() inside the team's region
   bool oversubscribed = false;  // more threads than cores
   Failure failure;              // of the run's tasks
+  // Side work (see SideWork): the next chunk to take, and the chunks done.
+  SideWork side;
+  alignas(64) std::atomic<int64_t> side_next{0};
+  alignas(64) std::atomic<int64_t> side_done{0};
+  Failure side_failure;
 };
 
 constexpr int kTaskBits = 16;
@@ -119,6 +124,18 @@ bool Claim(Team& team, uint32_t epoch, int* t) {
   }
 }
 
+// Runs the next chunk of the team's side work; false when none is left.
+bool TakeSide(Team& team) {
+  const int64_t n = team.side.chunks;
+  if (team.side_next.load(std::memory_order_relaxed) >= n) return false;
+  const int64_t i = team.side_next.fetch_add(1, std::memory_order_relaxed);
+  if (i >= n) return false;
+  InTask in_task;
+  team.side_failure.Run([&] { team.side.fn(team.side.ctx, i); });
+  team.side_done.fetch_add(1, std::memory_order_release);
+  return true;
+}
+
 void Ring(Team& team) {
   if (team.sleepers.load(std::memory_order_seq_cst) > 0) {
     team.bell.fetch_add(1, std::memory_order_seq_cst);
@@ -146,6 +163,8 @@ void RunOnTeam(Team& team, int T, TaskFn fn, void* ctx) {
   }
   for (int spins = 1; team.done.load(std::memory_order_acquire) < T - mine;
        ++spins) {
+    // Idle until then: a chunk of side work.
+    if (TakeSide(team)) continue;
     // A helper with no core of its own needs this one's to finish; one
     // away for long (another process on its core) may be given this one.
     if ((team.oversubscribed || spins >= kLongWaitSpins) && spins % 64 == 0) {
@@ -170,6 +189,10 @@ void Serve(Team& team) {
       c = team.claim.load(std::memory_order_acquire);
       if (EpochOf(c) != seen || team.stop.load(std::memory_order_acquire)) {
         break;
+      }
+      if (!g_hold_helpers.load(std::memory_order_relaxed) && TakeSide(team)) {
+        spin_start = std::chrono::steady_clock::now();
+        continue;
       }
       Pause();
       if (spins % 256 != 0 ||
@@ -243,13 +266,25 @@ void RunTasks(int T, TaskFn fn, void* ctx) {
   failure.Rethrow();
 }
 
-void RunWithTeam(int threads, void (*step)(void*), void* ctx) {
+void RunWithTeam(int threads, void (*step)(void*), void* ctx, SideWork side) {
   if (threads <= 1 || InParallel() || tl_team != nullptr) {
-    step(ctx);
+    std::exception_ptr error;
+    try {
+      step(ctx);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    Failure side_failure;
+    for (int64_t i = 0; i < side.chunks; ++i) {
+      side_failure.Run([&] { side.fn(side.ctx, i); });
+    }
+    if (error) std::rethrow_exception(error);
+    side_failure.Rethrow();
     return;
   }
   Team team;
   team.oversubscribed = threads > omp_get_num_procs();
+  team.side = side;
   std::exception_ptr error;
 #pragma omp parallel num_threads(threads)
   {
@@ -262,6 +297,19 @@ void RunWithTeam(int threads, void (*step)(void*), void* ctx) {
         error = std::current_exception();
       }
       tl_team = nullptr;
+      // What the helpers have not taken: here, and on any helper still
+      // spinning.
+      while (TakeSide(team)) {
+      }
+      for (int spins = 1;
+           team.side_done.load(std::memory_order_acquire) < team.side.chunks;
+           ++spins) {
+        if (spins % 64 == 0) {
+          std::this_thread::yield();
+        } else {
+          Pause();
+        }
+      }
       team.stop.store(true, std::memory_order_seq_cst);
       Ring(team);
     } else {
@@ -269,6 +317,7 @@ void RunWithTeam(int threads, void (*step)(void*), void* ctx) {
     }
   }
   if (error) std::rethrow_exception(error);
+  team.side_failure.Rethrow();
 }
 
 void HoldHelpersForTesting(bool hold) {

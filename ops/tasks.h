@@ -57,21 +57,39 @@ void ParallelFor(int64_t n, int T, Body&& body) {
   });
 }
 
+// Work for a team's threads in the moments they would otherwise spin: a
+// helper waiting for the next run (while the calling thread runs the step's
+// serial code, or a task longer than the helper's), the calling thread
+// waiting for a helper's task. fn(ctx, i) runs once for each i in
+// [0, chunks), in any order, on any of the team's threads, and all of it
+// before RunWithTeam returns (what is left when the step returns runs then,
+// on the calling thread and any helper still spinning). It must not touch
+// what the step reads or writes. A chunk delays the task its thread takes
+// next: keep chunks to a microsecond or two. If chunks throw, the others
+// still run, and the first exception is rethrown when all is done (the
+// step's own instead, if it threw).
+struct SideWork {
+  void (*fn)(void* ctx, int64_t chunk) = nullptr;
+  void* ctx = nullptr;
+  int64_t chunks = 0;
+};
+
 // Runs step() on the calling thread while `threads` − 1 helpers serve the
-// ParallelRun calls it makes, all in one OpenMP region. Nested, or with one
-// thread, it just calls step().
-void RunWithTeam(int threads, void (*step)(void*), void* ctx);
+// ParallelRun calls it makes, all in one OpenMP region, and do `side` in
+// between. Nested, or with one thread, it calls step(), then runs `side`.
+void RunWithTeam(int threads, void (*step)(void*), void* ctx,
+                 SideWork side = {});
 
 // Tests only: while held, helpers take no task (as if the host had
 // descheduled them), so the calling thread runs them all.
 void HoldHelpersForTesting(bool hold);
 
 template <class Step>
-void WithTeam(int threads, Step&& step) {
+void WithTeam(int threads, Step&& step, SideWork side = {}) {
   using S = std::remove_reference_t<Step>;
   RunWithTeam(
       threads, [](void* ctx) { (*static_cast<S*>(ctx))(); },
-      const_cast<void*>(static_cast<const void*>(&step)));
+      const_cast<void*>(static_cast<const void*>(&step)), side);
 }
 
 }  // namespace ballast::ops

@@ -192,5 +192,91 @@ TEST(TasksTest, AnErrorInTheStepLeavesTheTeam) {
   WithTeam(2, [&] { CheckRuns(2, 10); });
 }
 
+// Side work that counts each chunk's runs and the threads they ran on.
+struct SideCount {
+  explicit SideCount(int64_t chunks) : count(static_cast<size_t>(chunks)) {}
+  std::vector<std::atomic<int>> count;
+  std::atomic<int> elsewhere{0};
+  std::thread::id caller = std::this_thread::get_id();
+  SideWork Work() {
+    return {[](void* ctx, int64_t i) {
+              auto* self = static_cast<SideCount*>(ctx);
+              self->count[static_cast<size_t>(i)].fetch_add(1);
+              self->elsewhere += std::this_thread::get_id() != self->caller;
+            },
+            this, int64_t(count.size())};
+  }
+  void ExpectEachOnce() {
+    for (size_t i = 0; i < count.size(); ++i) {
+      EXPECT_EQ(count[i].load(), 1) << "chunk " << i;
+    }
+  }
+};
+
+TEST(TasksTest, SideWorkRunsOnceOnATeamOfAnySize) {
+  const int oversubscribed = omp_get_num_procs() * 3 + 1;
+  for (int threads : {1, 2, 3, 5, oversubscribed}) {
+    for (int64_t chunks : {0, 1, 7, 300}) {
+      SideCount side(chunks);
+      WithTeam(
+          threads, [&] { CheckRuns(threads, 50); }, side.Work());
+      side.ExpectEachOnce();
+    }
+  }
+}
+
+TEST(TasksTest, SideWorkLeftAtTheEndStillRuns) {
+  // Helpers held away take no chunk: the calling thread runs them all.
+  SideCount side(50);
+  HoldHelpersForTesting(true);
+  WithTeam(
+      2, [&] { CheckRuns(2, 10); }, side.Work());
+  HoldHelpersForTesting(false);
+  side.ExpectEachOnce();
+  EXPECT_EQ(side.elsewhere.load(), 0);
+}
+
+TEST(TasksTest, HelpersTakeSideWorkWhileTheStepRunsAlone) {
+  // A step of serial work (no runs) until a helper has taken a chunk, or
+  // 10 s have gone.
+  SideCount side(1000);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  WithTeam(
+      2,
+      [&] {
+        while (side.elsewhere.load() == 0 &&
+               std::chrono::steady_clock::now() < deadline) {
+          std::this_thread::yield();
+        }
+      },
+      side.Work());
+  EXPECT_GT(side.elsewhere.load(), 0);
+  side.ExpectEachOnce();
+}
+
+TEST(TasksTest, AnErrorInSideWorkReachesTheCallerAfterTheStep) {
+  std::atomic<int> chunks_run{0};
+  bool step_done = false;
+  auto fn = [](void* ctx, int64_t i) {
+    static_cast<std::atomic<int>*>(ctx)->fetch_add(1);
+    if (i == 3) throw std::runtime_error("side work failed");
+  };
+  for (int threads : {1, 2}) {
+    chunks_run = 0;
+    step_done = false;
+    EXPECT_THROW(WithTeam(
+                     threads,
+                     [&] {
+                       CheckRuns(2, 10);
+                       step_done = true;
+                     },
+                     SideWork{fn, &chunks_run, 20}),
+                 std::runtime_error);
+    EXPECT_TRUE(step_done);
+    EXPECT_EQ(chunks_run.load(), 20);  // the others still ran
+  }
+}
+
 }  // namespace
 }  // namespace ballast::ops

@@ -285,21 +285,23 @@ void ApplyNormalization(Dataset& d, const Normalization& n) {
 // Rows ahead whose lines GatherBatch fetches (see there).
 constexpr int64_t kGatherAhead = 2;
 
-Status GatherBatch(const Dataset& d, std::span<const int64_t> rows, float* x,
-                   int32_t* labels, int threads) {
-  const int64_t n = int64_t(rows.size()), f = d.features;
-  for (int64_t i = 0; i < n; ++i) {
-    if (rows[size_t(i)] < 0 || rows[size_t(i)] >= d.rows) {
+Status CheckBatchRows(const Dataset& d, std::span<const int64_t> rows) {
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i] < 0 || rows[i] >= d.rows) {
       return OutOfRange("batch row " + std::to_string(i) + ": example " +
-                        std::to_string(rows[size_t(i)]) +
+                        std::to_string(rows[i]) +
                         " is outside the data set's " + std::to_string(d.rows) +
                         " rows");
     }
   }
-  // A parallel region costs more than copying a few small rows.
-  if (n * f < (int64_t{1} << 14)) threads = 1;
+  return Status::Ok();
+}
+
+void GatherBatchRows(const Dataset& d, std::span<const int64_t> rows,
+                     int64_t begin, int64_t end, float* x, int32_t* labels) {
+  const int64_t n = int64_t(rows.size()), f = d.features;
   const int64_t line_floats = 64 / int64_t(sizeof(float));
-  ops::ParallelFor(n, threads, [&](int64_t i) {
+  for (int64_t i = begin; i < end; ++i) {
     // The rows of a shuffled batch are scattered through the data set, so
     // each starts with a miss that the hardware does not see coming: fetch
     // the row kGatherAhead rows on while this one is copied.
@@ -310,6 +312,17 @@ Status GatherBatch(const Dataset& d, std::span<const int64_t> rows, float* x,
     const int64_t row = rows[size_t(i)];
     std::memcpy(x + i * f, d.x.data() + row * f, size_t(f) * sizeof(float));
     labels[i] = d.labels[size_t(row)];
+  }
+}
+
+Status GatherBatch(const Dataset& d, std::span<const int64_t> rows, float* x,
+                   int32_t* labels, int threads) {
+  BALLAST_RETURN_IF_ERROR(CheckBatchRows(d, rows));
+  const int64_t n = int64_t(rows.size());
+  // A parallel region costs more than copying a few small rows.
+  if (n * d.features < (int64_t{1} << 14)) threads = 1;
+  ops::ParallelRun(threads, [&](int t, int T) {
+    GatherBatchRows(d, rows, n * t / T, n * (t + 1) / T, x, labels);
   });
   return Status::Ok();
 }

@@ -304,11 +304,22 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(
 
 namespace {
 
-// f() with its passes on one team of `threads` threads (see ops/tasks.h).
+// f() with its passes on one team of `threads` threads (see ops/tasks.h),
+// and `side` on its helpers in between.
 template <class F>
-Result<StepResult> OnTeam(int threads, F f) {
+Result<StepResult> OnTeam(int threads, F f,
+                          const StepSideWork* side = nullptr) {
   std::optional<Result<StepResult>> result;
-  ops::WithTeam(threads, [&] { result = f(); });
+  ops::SideWork work;
+  if (side != nullptr && side->chunks > 0 && side->run) {
+    work.fn = [](void* ctx, int64_t i) {
+      static_cast<const StepSideWork*>(ctx)->run(i);
+    };
+    work.ctx = const_cast<StepSideWork*>(side);
+    work.chunks = side->chunks;
+  }
+  ops::WithTeam(
+      threads, [&] { result = f(); }, work);
   return std::move(*result);
 }
 
@@ -327,6 +338,14 @@ Result<StepResult> Trainer::Step(const float* x, const int32_t* labels,
                                  const float* targets, int64_t batch) {
   return OnTeam(impl_->opt.threads,
                 [&] { return impl_->Step(x, labels, targets, batch); });
+}
+
+Result<StepResult> Trainer::Step(const float* x, const int32_t* labels,
+                                 const float* targets, int64_t batch,
+                                 const StepSideWork& side) {
+  return OnTeam(
+      impl_->opt.threads,
+      [&] { return impl_->Step(x, labels, targets, batch); }, &side);
 }
 
 Graph Trainer::CurrentGraph() const {

@@ -281,6 +281,54 @@ TEST(TrainerTest, TrainingGivesTheSameBitsOnAnyThreadCount) {
   }
 }
 
+// `ballast train` gathers the next batch while a step runs (StepSideWork):
+// the steps see the same batches, so the weights come out the same.
+TEST(TrainerTest, GatheringTheNextBatchDuringAStepChangesNothing) {
+  const Problem p = MakeProblem(640, 20, 5, 11);
+  Dataset d;
+  d.rows = p.rows, d.features = p.features, d.classes = p.classes;
+  d.x = p.x, d.labels = p.y;
+  std::vector<int64_t> order(size_t(d.rows));
+  for (int64_t i = 0; i < d.rows; ++i) order[size_t(i)] = i;
+  const Graph g = Mlp(20, 5, 0.5, 3);
+  for (int threads : {1, 2}) {
+    SCOPED_TRACE(::testing::Message() << "threads " << threads);
+    const TrainerOptions opt = StepOptions(OptimizerKind::kSgd, threads);
+    std::unique_ptr<Trainer> plain = FourSteps(g, p, opt);
+    ASSERT_NE(plain, nullptr);
+    auto created = Trainer::Create(g, opt);
+    ASSERT_TRUE(created.ok()) << created.status().ToString();
+    Trainer& t = **created;
+    std::vector<float> x[2] = {std::vector<float>(160 * 20),
+                               std::vector<float>(160 * 20)};
+    std::vector<int32_t> y[2] = {std::vector<int32_t>(160),
+                                 std::vector<int32_t>(160)};
+    const auto rows = [&](int s) {
+      return std::span<const int64_t>(order).subspan(size_t(s * 160), 160);
+    };
+    ASSERT_TRUE(GatherBatch(d, rows(0), x[0].data(), y[0].data()).ok());
+    for (int s = 0; s < 4; ++s) {
+      const int cur = s % 2, next = 1 - cur;
+      std::vector<int> runs(23, 0);  // chunks of 7 rows
+      StepSideWork side;
+      if (s + 1 < 4) {
+        side.chunks = int64_t(runs.size());
+        side.run = [&, r = rows(s + 1)](int64_t c) {
+          ++runs[size_t(c)];
+          GatherBatchRows(d, r, c * 7, std::min<int64_t>(160, c * 7 + 7),
+                          x[next].data(), y[next].data());
+        };
+      }
+      auto r = t.Step(x[cur].data(), y[cur].data(), nullptr, 160, side);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      if (s + 1 < 4) {
+        for (int n : runs) EXPECT_EQ(n, 1);
+      }
+    }
+    ExpectBitIdentical(plain->CurrentGraph(), t.CurrentGraph());
+  }
+}
+
 // A fused block after another skips its input's zeros (TrainerOptions::
 // skip_zeros): its GEMMs sum the same terms in the same order and the
 // statistics take the epilogue's sums, so training gives the same bits as
@@ -745,12 +793,27 @@ TEST(DataTest, GatherBatchCopiesTheChosenRowsOnAnyThreadCount) {
       }
     }
   }
+  // In pieces, in any order: the same copy.
+  std::vector<float> whole(200 * 100), pieces(200 * 100, -1.0f);
+  std::vector<int32_t> whole_y(200), pieces_y(200, -1);
+  ASSERT_TRUE(GatherBatch(d, rows, whole.data(), whole_y.data()).ok());
+  ASSERT_TRUE(CheckBatchRows(d, rows).ok());
+  const std::pair<int64_t, int64_t> ranges[] = {
+      {150, 200}, {0, 7}, {50, 150}, {7, 50}};
+  for (const auto& [begin, end] : ranges) {
+    GatherBatchRows(d, rows, begin, end, pieces.data(), pieces_y.data());
+  }
+  EXPECT_EQ(pieces, whole);
+  EXPECT_EQ(pieces_y, whole_y);
   const std::vector<int64_t> bad = {0, 300};
   std::vector<float> x(200);
   std::vector<int32_t> y(2);
-  const Status s = GatherBatch(d, bad, x.data(), y.data());
-  EXPECT_EQ(s.code(), StatusCode::kOutOfRange);
-  EXPECT_NE(s.message().find("example 300"), std::string::npos) << s.ToString();
+  for (const Status& s :
+       {GatherBatch(d, bad, x.data(), y.data()), CheckBatchRows(d, bad)}) {
+    EXPECT_EQ(s.code(), StatusCode::kOutOfRange);
+    EXPECT_NE(s.message().find("batch row 1: example 300"), std::string::npos)
+        << s.ToString();
+  }
 }
 
 }  // namespace

@@ -51,6 +51,12 @@ void ApplyNormalization(Dataset& d, const Normalization& n);
 // reads. An index outside [0, d.rows) is an error naming it.
 Status GatherBatch(const Dataset& d, std::span<const int64_t> rows, float* x,
                    int32_t* labels, int threads = 1);
+// GatherBatch in pieces: CheckBatchRows once, then GatherBatchRows for
+// [begin, end) ranges of the batch in any order (on any thread), for a copy
+// spread over a training step's idle moments (StepSideWork).
+Status CheckBatchRows(const Dataset& d, std::span<const int64_t> rows);
+void GatherBatchRows(const Dataset& d, std::span<const int64_t> rows,
+                     int64_t begin, int64_t end, float* x, int32_t* labels);
 
 // A permutation of [0, n) fixed by (seed, epoch): the same on every run and
 // thread count, so a run resumed at an epoch boundary sees the same order.

@@ -12,6 +12,7 @@
 #define BALLAST_TRAINER_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -94,6 +95,19 @@ struct StepResult {
   int64_t correct = 0;  // cross-entropy: rows whose argmax is the label
 };
 
+// Work for a step's other threads in the moments they would otherwise wait:
+// while the calling thread runs the step's serial code, or a pass's last
+// task. run(i) is called once for each i in [0, chunks), in any order, on
+// any of the step's threads; all of it is done when Step returns (on one
+// thread, after the step). It must not touch what the step reads or writes,
+// and a chunk should take a microsecond or so (a helper in one takes the
+// step's next task that much later). `ballast train` gathers the next batch
+// this way.
+struct StepSideWork {
+  int64_t chunks = 0;
+  std::function<void(int64_t chunk)> run;
+};
+
 struct EvalResult {
   double loss = 0.0, accuracy = 0.0;
 };
@@ -112,6 +126,10 @@ class Trainer {
   // (MSE, pass nullptr labels). 2 <= batch <= max_batch.
   Result<StepResult> Step(const float* x, const int32_t* labels,
                           const float* targets, int64_t batch);
+  // The same, with `side` done on the step's threads (see StepSideWork).
+  Result<StepResult> Step(const float* x, const int32_t* labels,
+                          const float* targets, int64_t batch,
+                          const StepSideWork& side);
   // Forward + loss + backward without the update (gradients() then holds
   // them); for tests and gradient checks.
   Result<StepResult> ComputeGradients(const float* x, const int32_t* labels,
