@@ -278,5 +278,32 @@ TEST(TasksTest, AnErrorInSideWorkReachesTheCallerAfterTheStep) {
   }
 }
 
+TEST(TasksTest, SideWorkRunsWhenTheStepThrowsOrIsNested) {
+  for (int threads : {1, 2}) {
+    SideCount side(100);
+    EXPECT_THROW(WithTeam(
+                     threads,
+                     [&] {
+                       CheckRuns(2, 5);
+                       throw std::runtime_error("step failed");
+                     },
+                     side.Work()),
+                 std::runtime_error);
+    side.ExpectEachOnce();
+  }
+  // A team opened inside a step: its step, then its side work, on the
+  // outer step's thread.
+  SideCount inner(30);
+  WithTeam(2, [&] {
+    const std::thread::id self = std::this_thread::get_id();
+    inner.caller = self;
+    WithTeam(
+        2, [&] { CheckRuns(2, 5); }, inner.Work());
+    EXPECT_EQ(std::this_thread::get_id(), self);
+  });
+  inner.ExpectEachOnce();
+  EXPECT_EQ(inner.elsewhere.load(), 0);
+}
+
 }  // namespace
 }  // namespace ballast::ops

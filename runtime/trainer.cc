@@ -343,6 +343,11 @@ Result<StepResult> Trainer::Step(const float* x, const int32_t* labels,
 Result<StepResult> Trainer::Step(const float* x, const int32_t* labels,
                                  const float* targets, int64_t batch,
                                  const StepSideWork& side) {
+  if (side.chunks < 0 || (side.chunks > 0 && !side.run)) {
+    return InvalidArgument("train: side work of " +
+                           std::to_string(side.chunks) +
+                           " chunks needs a run function and chunks >= 0");
+  }
   return OnTeam(
       impl_->opt.threads,
       [&] { return impl_->Step(x, labels, targets, batch); }, &side);

@@ -39,6 +39,9 @@ constexpr double kSgdLr = 0.05, kAdamLr = 1e-3;
 // a two-thread gather (chunks of 50 steps alternated, medians; chunks of 1,
 // 2, 8 and 16 rows 0.97-0.99).
 constexpr int64_t kGatherChunkBytes = 4 * 784 * sizeof(float);
+// Narrow rows: at most this many a chunk (each row of a shuffled batch is a
+// miss of its own). A chunk is one row however wide the row is.
+constexpr int64_t kGatherChunkMaxRows = 16;
 
 struct TrainCli {
   std::string data = "fashion-mnist", arch = "784-256-256-10", init = "default";
@@ -400,8 +403,9 @@ Status RunTrain(const TrainCli& o) {
   std::vector<EpochLog> logs;
   // Two batches: the step reads one while its idle threads gather the next
   // into the other (StepSideWork), chunk_rows at a time.
-  const int64_t chunk_rows = std::max<int64_t>(
-      1, kGatherChunkBytes / (data.train.features * int64_t(sizeof(float))));
+  const int64_t chunk_rows = std::clamp<int64_t>(
+      kGatherChunkBytes / (data.train.features * int64_t(sizeof(float))), 1,
+      kGatherChunkMaxRows);
   AlignedVector<float> xb[2];
   std::vector<int32_t> yb[2];
   for (int i = 0; i < 2; ++i) {
@@ -438,8 +442,11 @@ Status RunTrain(const TrainCli& o) {
     for (int64_t b = 0; b < batches; ++b) {
       // The next batch, a few rows at a time, in the step's idle moments.
       const int cur = int(b % 2), next = 1 - cur;
+      // (With --profile the batch is copied between the steps instead: the
+      // calling thread's chunks would count in the time of the pass it
+      // waited in.)
       StepSideWork side;
-      if (b + 1 < batches) {
+      if (b + 1 < batches && !o.profile) {
         side.chunks = (o.batch + chunk_rows - 1) / chunk_rows;
         side.run = [&, rows = batch_rows(b + 1)](int64_t c) {
           GatherBatchRows(data.train, rows, c * chunk_rows,
@@ -449,6 +456,11 @@ Status RunTrain(const TrainCli& o) {
       }
       Result<StepResult> r =
           trainer->Step(xb[cur].data(), yb[cur].data(), nullptr, o.batch, side);
+      if (r.ok() && b + 1 < batches && side.chunks == 0) {
+        BALLAST_RETURN_IF_ERROR(GatherBatch(data.train, batch_rows(b + 1),
+                                            xb[next].data(), yb[next].data(),
+                                            o.threads));
+      }
 
       if (!r.ok()) {
         if (tty) std::fputs("\n", stdout);
@@ -605,7 +617,8 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   c->add_flag("--profile", o->profile,
               "Time each layer's forward, backward and update; print the "
-              "mean per step at the end");
+              "mean per step at the end (the next batch is then copied "
+              "between the steps, not during them)");
   c->add_flag("--no-fuse", o->no_fuse,
               "Train with separate Linear/BN/ReLU/Dropout kernels");
   c->add_flag("--no-skip-zeros", o->no_skip_zeros,

@@ -95,14 +95,16 @@ struct StepResult {
   int64_t correct = 0;  // cross-entropy: rows whose argmax is the label
 };
 
-// Work for a step's other threads in the moments they would otherwise wait:
-// while the calling thread runs the step's serial code, or a pass's last
-// task. run(i) is called once for each i in [0, chunks), in any order, on
-// any of the step's threads; all of it is done when Step returns (on one
-// thread, after the step). It must not touch what the step reads or writes,
-// and a chunk should take a microsecond or so (a helper in one takes the
-// step's next task that much later). `ballast train` gathers the next batch
-// this way.
+// Work for a step's threads in the moments they would otherwise wait: a
+// helper while the calling thread runs the step's serial code or a longer
+// task, the calling thread while it waits for a helper's task. run(i) is
+// called once for each i in [0, chunks), in any order, on any of the step's
+// threads; all of it is done when Step returns (on one thread, or a step
+// called inside a parallel region, after the step). It must not touch what
+// the step reads or writes, and a chunk should take a microsecond or two:
+// the thread in one takes its next task that much later. If run throws,
+// the other chunks still run and Step rethrows the exception. `ballast
+// train` gathers the next batch this way.
 struct StepSideWork {
   int64_t chunks = 0;
   std::function<void(int64_t chunk)> run;

@@ -46,6 +46,14 @@ run_ballast train "${wide[@]}" --no-skip-zeros --out "$work/dense.blst" >/dev/nu
 run_ballast run "$work/skip.blst" --input "$work/x.csv" > "$work/y_skip.csv"
 run_ballast run "$work/dense.blst" --input "$work/x.csv" > "$work/y_dense.csv"
 cmp "$work/y_skip.csv" "$work/y_dense.csv"
+# Two threads give the bits of one. There each step's idle moments copy the next batch, 16 rows at a
+# time: a batch of 50 takes four pieces, the last of two rows.
+odd=(--data "$work/data.csv" --arch 8-16-16-2 --batch 50 --epochs 2 --lr 0.05 --seed 3)
+run_ballast train "${odd[@]}" --threads 1 --out "$work/t1.blst" >/dev/null
+run_ballast train "${odd[@]}" --threads 2 --out "$work/t2.blst" >/dev/null
+run_ballast run "$work/t1.blst" --input "$work/x.csv" > "$work/y_t1.csv"
+run_ballast run "$work/t2.blst" --input "$work/x.csv" > "$work/y_t2.csv"
+cmp "$work/y_t1.csv" "$work/y_t2.csv"
 # --profile: one row per phase of each layer (2 blocks + the output Linear) and the loss.
 run_ballast train "${common[@]}" --profile > "$work/profile.txt"
 test "$(grep -cE ' (forward|backward|update) ' "$work/profile.txt")" -eq 9
