@@ -228,6 +228,8 @@ void Serve(Team& team) {
 
 }  // namespace
 
+int DefaultThreads() { return std::max(1, omp_get_max_threads()); }
+
 bool InParallel() {
   if (tl_task_depth > 0) return true;
   // The step's thread, in its team's region, hands out tasks; in a region

@@ -26,6 +26,10 @@ using TaskFn = void (*)(void* ctx, int t, int T);
 // Runs fn(ctx, t, T) for t in [0, T); see ParallelRun.
 void RunTasks(int T, TaskFn fn, void* ctx);
 
+// The threads to use when the caller names none: OpenMP's default
+// (OMP_NUM_THREADS, or one per CPU this process may run on), at least 1.
+int DefaultThreads();
+
 // Whether a pass called here must keep to the calling thread: inside a task,
 // or inside an OpenMP region the caller opened (not a team's).
 bool InParallel();

@@ -22,6 +22,7 @@
 #include "ballast/trainer.h"
 #include "ballast/version.h"
 #include "ops/cache_aligned.h"
+#include "ops/tasks.h"
 #include "runtime/number_text.h"
 #include "tools/array_io.h"
 #include "tools/commands.h"
@@ -51,7 +52,7 @@ struct TrainCli {
          label_smoothing = 0.0, clip = 0.0;
   bool no_bn = false, no_fuse = false, no_skip_zeros = false, profile = false;
   bool dense_dx = false;
-  int epochs = 5, threads = 1, label_column = 0, warmup = 0;
+  int epochs = 5, threads = 0, label_column = 0, warmup = 0;  // 0: default
   int64_t batch = 128;
   uint64_t seed = 0;
 };
@@ -612,9 +613,11 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   c->add_option("--seed", o->seed, "Seed (weights, shuffling, dropout)")
       ->capture_default_str();
-  c->add_option("--threads", o->threads, "Threads")
-      ->check(CLI::Range(1, 1024))
-      ->capture_default_str();
+  c->add_option("--threads", o->threads,
+                "Threads (default: OpenMP's, OMP_NUM_THREADS or one per CPU "
+                "this process may run on; the results are the same bits on "
+                "any count)")
+      ->check(CLI::Range(1, 1024));
   c->add_flag("--profile", o->profile,
               "Time each layer's forward, backward and update; print the "
               "mean per step at the end (the next batch is then copied "
@@ -638,6 +641,7 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
   c->add_option("--json", o->json, "Per-epoch JSON summary");
   c->callback([o, c, &exit_code] {
     if (c->count("--lr") == 0 && o->optimizer != "sgd") o->lr = kAdamLr;
+    if (o->threads == 0) o->threads = ops::DefaultThreads();
     Status s = RunTrain(*o);
     if (!s.ok()) {
       std::fprintf(stderr, "ballast train: %s\n", s.ToString().c_str());
