@@ -13,6 +13,9 @@
 // What a task computes depends on t and T only, never on which thread runs
 // it, so results are the same bits either way. Tasks must not wait for one
 // another (no barrier inside a body): split such a pass into two runs.
+//
+// A team can also carry side work (SideWork: the trainer's next batch),
+// which its threads take up in the moments they would otherwise spin.
 #ifndef BALLAST_OPS_TASKS_H_
 #define BALLAST_OPS_TASKS_H_
 
@@ -79,8 +82,9 @@ struct SideWork {
 };
 
 // Runs step() on the calling thread while `threads` − 1 helpers serve the
-// ParallelRun calls it makes, all in one OpenMP region, and do `side` in
-// between. Nested, or with one thread, it calls step(), then runs `side`.
+// ParallelRun calls it makes, all in one OpenMP region, and the team does
+// `side` in its idle moments (see SideWork). Nested, or with one thread, it
+// calls step(), then runs `side`.
 void RunWithTeam(int threads, void (*step)(void*), void* ctx,
                  SideWork side = {});
 

@@ -305,7 +305,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(
 namespace {
 
 // f() with its passes on one team of `threads` threads (see ops/tasks.h),
-// and `side` on its helpers in between.
+// and `side` in the team's idle moments.
 template <class F>
 Result<StepResult> OnTeam(int threads, F f,
                           const StepSideWork* side = nullptr) {

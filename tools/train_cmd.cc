@@ -462,7 +462,6 @@ Status RunTrain(const TrainCli& o) {
                                             xb[next].data(), yb[next].data(),
                                             o.threads));
       }
-
       if (!r.ok()) {
         if (tty) std::fputs("\n", stdout);
         return r.status().WithContext("epoch " + std::to_string(epoch + 1) +
