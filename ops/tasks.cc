@@ -277,6 +277,7 @@ void RunWithTeam(int threads, void (*step)(void*), void* ctx, SideWork side) {
       error = std::current_exception();
     }
     Failure side_failure;
+    InTask in_task;  // as on a team: passes inside a chunk keep to it
     for (int64_t i = 0; i < side.chunks; ++i) {
       side_failure.Run([&] { side.fn(side.ctx, i); });
     }

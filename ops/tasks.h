@@ -71,7 +71,8 @@ void ParallelFor(int64_t n, int T, Body&& body) {
 // [0, chunks), in any order, on any of the team's threads, and all of it
 // before RunWithTeam returns (what is left when the step returns runs then,
 // on the calling thread and any helper still spinning). It must not touch
-// what the step reads or writes. A chunk delays the task its thread takes
+// what the step reads or writes; a ParallelRun inside a chunk runs on the
+// chunk's thread. A chunk delays the task its thread takes
 // next: keep chunks to a microsecond or two. If chunks throw, the others
 // still run, and the first exception is rethrown when all is done (the
 // step's own instead, if it threw).

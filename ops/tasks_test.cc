@@ -197,10 +197,13 @@ struct SideCount {
   explicit SideCount(int64_t chunks) : count(static_cast<size_t>(chunks)) {}
   std::vector<std::atomic<int>> count;
   std::atomic<int> elsewhere{0};
+  std::atomic<int> not_in_parallel{0};
   std::thread::id caller = std::this_thread::get_id();
   SideWork Work() {
     return {[](void* ctx, int64_t i) {
               auto* self = static_cast<SideCount*>(ctx);
+              // A pass inside a chunk runs on the chunk's thread.
+              self->not_in_parallel += !InParallel();
               self->count[static_cast<size_t>(i)].fetch_add(1);
               self->elsewhere += std::this_thread::get_id() != self->caller;
             },
@@ -210,6 +213,7 @@ struct SideCount {
     for (size_t i = 0; i < count.size(); ++i) {
       EXPECT_EQ(count[i].load(), 1) << "chunk " << i;
     }
+    EXPECT_EQ(not_in_parallel.load(), 0);
   }
 };
 
