@@ -19,6 +19,14 @@
 //   build/benchmarks/gemm_bench --benchmark_filter=threads:1
 //   build/benchmarks/gemm_bench --benchmark_filter=SparseGemm
 //   build/benchmarks/gemm_bench --benchmark_filter=MaskedInputGrad
+//
+// BM_NarrowLinear: a layer with few outputs in evaluation, y = x·Wᵀ + b, by
+// the GEMM (W packed into panels a vector or more wide) and by
+// ops::NarrowLinear (dot products along K), the two modes of one case back
+// to back: the book's output layer (256 → 10) at batch 1, 64 and 256, then
+// other widths at batch 64 (where NarrowLinearPays draws its line).
+//
+//   build/benchmarks/gemm_bench --benchmark_filter=NarrowLinear
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -31,6 +39,7 @@
 #include "ops/cache_aligned.h"
 #include "ops/linear/gemm.h"
 #include "ops/linear/masked_input_grad.h"
+#include "ops/linear/narrow_linear.h"
 #include "ops/linear/nonzeros.h"
 #ifdef BALLAST_HAVE_ONEDNN
 #include <omp.h>
@@ -296,6 +305,60 @@ void InputGradCases(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_MaskedInputGrad)
     ->Apply(InputGradCases)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+constexpr const char* kNarrowModes[] = {"GEMM", "narrow"};
+
+// Args: batch, inputs, outputs, threads, mode (kNarrowModes).
+void BM_NarrowLinear(benchmark::State& state) {
+  const int64_t M = state.range(0), kIn = state.range(1), kOut = state.range(2);
+  const int threads = int(state.range(3)), mode = int(state.range(4));
+  const Floats x = Random(M * kIn, 1), w = Random(kOut * kIn, 2),
+               bias = Random(kOut, 3);
+  Floats y(size_t(M * kOut));
+  const PackedB packed = PackB(w.data(), kIn, kOut, 1, kIn);
+  EpilogueArgs ep;
+  ep.bias = bias.data();
+  const NarrowLinearArgs narrow{x.data(), kIn,  M,           w.data(),
+                                kOut,     kIn,  bias.data(), y.data(),
+                                kOut,     0.0f, threads};
+  for (auto _ : state) {
+    const Status st = mode == 0
+                          ? Gemm({x.data(), kIn, 1, M, y.data(), kOut, threads},
+                                 packed, Epilogue::kBias, ep)
+                          : NarrowLinear(narrow, Epilogue::kBias);
+    if (!st.ok()) {
+      state.SkipWithError(st.message().c_str());
+      break;
+    }
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      2.0 * double(M * kIn * kOut) * double(state.iterations()),
+      benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  state.SetLabel(kNarrowModes[mode]);
+}
+
+void NarrowCases(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"batch", "in", "out", "threads", "mode"});
+  for (int threads : {1, 2}) {
+    for (int batch : {1, 64, 256}) {
+      for (int mode : {0, 1}) b->Args({batch, 256, 10, threads, mode});
+    }
+  }
+  struct Layer {
+    int in, out;
+  };
+  for (const Layer l :
+       {Layer{8, 10}, Layer{16, 16}, Layer{64, 4}, Layer{256, 1},
+        Layer{256, 16}, Layer{1024, 10}, Layer{784, 16}, Layer{100, 3}}) {
+    for (int mode : {0, 1}) b->Args({64, l.in, l.out, 1, mode});
+  }
+}
+
+BENCHMARK(BM_NarrowLinear)
+    ->Apply(NarrowCases)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 

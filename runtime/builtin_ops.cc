@@ -11,6 +11,7 @@
 #include "ballast/registry.h"
 #include "ops/block/block_kernels.h"
 #include "ops/linear/gemm.h"
+#include "ops/linear/narrow_linear.h"
 #include "ops/onednn/onednn_block.h"
 #include "ops/ref/activation.h"
 #include "ops/ref/batchnorm.h"
@@ -81,11 +82,23 @@ class HwyLinear : public OpKernel {
         slope_(float(n.GetFloat("negative_slope", 0.01))),
         bias_(size_t(N_), 0.0f) {
     const Tensor& w = n.Param("weight");
-    packed_ = ops::PackB(w.data(), K_, N_, 1, K_, ctx.threads);
+    // Few outputs (a classifier's last layer): dot products over W as torch
+    // keeps it, [N, K], instead of a GEMM panel mostly padding (see
+    // ops/linear/narrow_linear.h).
+    if (ops::NarrowLinearPays(N_, K_)) {
+      w_rows_.assign(w.data(), w.data() + N_ * K_);
+    } else {
+      packed_ = ops::PackB(w.data(), K_, N_, 1, K_, ctx.threads);
+    }
     const Tensor& b = n.Param("bias");
     if (!b.empty()) std::memcpy(bias_.data(), b.data(), b.nbytes());
   }
   Status Run(const float* x, int64_t rows, float* y) const override {
+    if (!w_rows_.empty()) {
+      return ops::NarrowLinear({x, K_, rows, w_rows_.data(), N_, K_,
+                                bias_.data(), y, N_, slope_, threads_},
+                               epilogue_);
+    }
     ops::EpilogueArgs ep;
     ep.bias = bias_.data();
     ep.slope = slope_;
@@ -99,6 +112,7 @@ class HwyLinear : public OpKernel {
   float slope_;
   std::vector<float> bias_;
   ops::PackedB packed_;
+  std::vector<float> w_rows_;  // W [N, K] for NarrowLinear, or empty
 };
 
 // oneDNN objects serialize concurrent calls (see onednn_block.h); the

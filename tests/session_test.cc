@@ -212,6 +212,35 @@ INSTANTIATE_TEST_SUITE_P(
                                          Backend::kOnednn, Backend::kRef),
                        ::testing::Bool(), ::testing::Values(1, 2)));
 
+// Layers with few outputs run as dot products along K (NarrowLinear): with
+// a fused ReLU, a leaky ReLU and no bias, on one and two threads, they
+// match the reference; a layer with a short K between them stays a GEMM.
+TEST(SessionTest, NarrowLayersMatchTheReference) {
+  Sequential net(300, 5);
+  net.Linear(12).ReLU().Linear(70).LeakyReLU(0.2).Linear(9, false);
+  Graph g = *net.Build();
+  Randomize(g, 6);
+  for (bool passes : {true, false}) {
+    for (int threads : {1, 2}) {
+      SessionOptions opt;
+      opt.backend = Backend::kHwy;
+      opt.fold_batchnorm = opt.fuse = opt.drop_dropout = passes;
+      opt.threads = threads;
+      for (int64_t rows : {1, 5, 67}) {
+        const auto x = RandomInput(rows, 300, uint64_t(rows) + 40);
+        const auto want = RunSession(g, Reference(), x, rows);
+        const auto got = RunSession(g, opt, x, rows);
+        ASSERT_EQ(got.size(), want.size());
+        for (size_t i = 0; i < got.size(); ++i) {
+          ASSERT_NEAR(got[i], want[i], Close(want[i]))
+              << "passes=" << passes << " threads=" << threads
+              << " rows=" << rows << " i=" << i;
+        }
+      }
+    }
+  }
+}
+
 TEST(SessionTest, RowsAreIndependentSoBatchStatisticsAreNeverUsed) {
   Graph g = BookMlp(2);
   Result<std::unique_ptr<InferenceSession>> s = InferenceSession::Create(g);
