@@ -11,6 +11,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <ranges>
+#include <span>
 #include <sstream>
 
 #include "ballast/rng.h"
@@ -40,6 +42,31 @@ void ReserveHugePages(std::vector<float>& v, size_t n) {
 #endif
 }
 
+// The bytes a file holds once gunzipped, as far as it tells: a gzip file's
+// last four bytes (its length modulo 2^32), at most 32 times the file (a
+// damaged or hostile trailer reserves no more), a plain file's size; 0 when
+// unknown. Reserved up front, the bytes are written once into memory the
+// process touches once: grown by doubling, Fashion-MNIST's 47 MB of images
+// went through 128 MB of fresh pages, which a virtual machine's host backs
+// page by page on first touch. (The first load of the set took 0.29-0.45 s
+// against 0.34-0.65, five runs each, alternated.)
+size_t SizeHint(const std::string& path) {
+  std::ifstream f(path, std::ios::binary | std::ios::ate);
+  if (!f) return 0;
+  const std::streamoff size = f.tellg();
+  if (size < 18) return size > 0 ? size_t(size) : 0;
+  unsigned char head[2] = {}, tail[4] = {};
+  f.seekg(0);
+  f.read(reinterpret_cast<char*>(head), 2);
+  if (head[0] != 0x1f || head[1] != 0x8b) return size_t(size);
+  f.seekg(size - 4);
+  f.read(reinterpret_cast<char*>(tail), 4);
+  if (!f) return 0;
+  const size_t isize = size_t(tail[0]) | size_t(tail[1]) << 8 |
+                       size_t(tail[2]) << 16 | size_t(tail[3]) << 24;
+  return std::min(isize, 32 * size_t(size));
+}
+
 // Whole file, gunzipped when it is gzip (zlib reads plain files too).
 Result<std::vector<uint8_t>> ReadMaybeGzip(const std::string& path) {
   std::error_code ec;
@@ -52,6 +79,7 @@ Result<std::vector<uint8_t>> ReadMaybeGzip(const std::string& path) {
   gzFile f = gzopen(path.c_str(), "rb");
   if (!f) return IoError("cannot open data file '" + path + "'");
   std::vector<uint8_t> out;
+  out.reserve(SizeHint(path));
   uint8_t buf[1 << 16];
   int n;
   while ((n = gzread(f, buf, sizeof(buf))) > 0)
@@ -132,9 +160,11 @@ Result<Dataset> ReadIdx(const std::string& images_path,
   for (size_t i = 1; i < idims.size(); ++i) d.features *= idims[i];
   const size_t img_off = 4 + 4 * idims.size(), lab_off = 4 + 4 * ldims.size();
   ReserveHugePages(d.x, size_t(d.rows * d.features));
-  d.x.resize(size_t(d.rows * d.features));
-  for (size_t i = 0; i < d.x.size(); ++i)
-    d.x[i] = float(img[img_off + i]) / 255.0f;
+  // Converted as they are stored: no zeros written first.
+  const auto pixels =
+      std::span<const uint8_t>(img).subspan(img_off) |
+      std::views::transform([](uint8_t b) { return float(b) / 255.0f; });
+  d.x.assign(pixels.begin(), pixels.end());
   d.labels.resize(size_t(d.rows));
   for (int64_t i = 0; i < d.rows; ++i) {
     d.labels[size_t(i)] = lab[lab_off + size_t(i)];

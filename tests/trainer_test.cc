@@ -1,6 +1,7 @@
 #include "ballast/trainer.h"
 
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include <cmath>
 #include <cstring>
@@ -737,6 +738,54 @@ TEST(DataTest, DamagedGzipAndDirectoriesNameTheFile) {
   EXPECT_NE(d.status().message().find("is not a regular file"),
             std::string::npos)
       << d.status().ToString();
+  std::filesystem::remove_all(dir);
+}
+
+// A gzip file's trailer tells its length, which the reader reserves up
+// front: a trailer that lies (4 GiB, or one byte) reserves no more than 32
+// times the file, and gzip's own length check names the file damaged.
+TEST(DataTest, AGzipTrailerThatLiesIsDamage) {
+  const auto dir = std::filesystem::temp_directory_path() / "ballast_trailer";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string images = (dir / "images.gz").string(),
+                    labels = (dir / "labels.gz").string();
+  const auto write_gz = [](const std::string& path,
+                           const std::vector<unsigned char>& bytes) {
+    gzFile f = gzopen(path.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(gzwrite(f, bytes.data(), unsigned(bytes.size())),
+              int(bytes.size()));
+    ASSERT_EQ(gzclose(f), Z_OK);
+  };
+  // Two 2 × 2 images and their labels.
+  write_gz(images, {0, 0, 8, 3, 0, 0,  0,   2,   0,   0,   0, 2,
+                    0, 0, 0, 2, 0, 51, 102, 153, 204, 255, 1, 2});
+  write_gz(labels, {0, 0, 8, 1, 0, 0, 0, 2, 3, 1});
+  Result<Dataset> d = ReadIdx(images, labels);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->rows, 2);
+  EXPECT_EQ(d->features, 4);
+  EXPECT_EQ(d->x[1], 0.2f);
+  EXPECT_EQ(d->labels[0], 3);
+  const auto size = std::filesystem::file_size(images);
+  for (const uint32_t lie : {0xFFFFFFFFu, 1u}) {
+    {
+      std::fstream f(images, std::ios::binary | std::ios::in | std::ios::out);
+      f.seekp(std::streamoff(size - 4));
+      const unsigned char le[4] = {static_cast<unsigned char>(lie),
+                                   static_cast<unsigned char>(lie >> 8),
+                                   static_cast<unsigned char>(lie >> 16),
+                                   static_cast<unsigned char>(lie >> 24)};
+      f.write(reinterpret_cast<const char*>(le), 4);
+    }
+    d = ReadIdx(images, labels);
+    ASSERT_FALSE(d.ok()) << lie;
+    EXPECT_EQ(d.status().code(), StatusCode::kDataLoss);
+    EXPECT_NE(d.status().message().find("images.gz' is damaged"),
+              std::string::npos)
+        << d.status().ToString();
+  }
   std::filesystem::remove_all(dir);
 }
 
