@@ -10,9 +10,9 @@
 // per four multiply-adds, no padding.
 //
 // Each row's outputs depend on that row alone and are summed in a fixed
-// order (per lane along K, then the lanes as Highway's SumOfLanes adds them
-// on the target), so the result is the same bits on any thread count; it
-// differs from the GEMM's K-ordered sums in the last bits.
+// order (per lane along K, then across the lanes in an order fixed per
+// target), so the result is the same bits on any thread count; it differs
+// from the GEMM's K-ordered sums in the last bits.
 #ifndef BALLAST_OPS_LINEAR_NARROW_LINEAR_H_
 #define BALLAST_OPS_LINEAR_NARROW_LINEAR_H_
 
