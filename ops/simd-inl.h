@@ -23,6 +23,13 @@ HWY_INLINE hn::Vec<D> Relu(D d, hn::Vec<D> v) {
   return hn::IfThenZeroElse(hn::Le(v, hn::Zero(d)), v);
 }
 
+// v where v > 0, else v·slope (torch's leaky_relu; a NaN stays NaN).
+template <class D>
+HWY_INLINE hn::Vec<D> LeakyRelu(D d, hn::Vec<D> v, hn::TFromD<D> slope) {
+  return hn::IfThenElse(hn::Gt(v, hn::Zero(d)), v,
+                        hn::Mul(v, hn::Set(d, slope)));
+}
+
 // Loads `valid` floats, zero-filling the other lanes, without reading past
 // p + valid.
 template <class D>

@@ -72,8 +72,7 @@ HWY_INLINE VF ApplyEpilogue(DF d, VF acc, const TileCtx& c, int64_t col,
     acc = Relu(d, acc);
   }
   if constexpr (E == Epilogue::kBiasLeakyRelu) {
-    const VF neg = hn::Mul(acc, hn::Set(d, c.ep.slope));
-    acc = hn::IfThenElse(hn::Gt(acc, hn::Zero(d)), acc, neg);
+    acc = LeakyRelu(d, acc, c.ep.slope);
   }
   return acc;
 }

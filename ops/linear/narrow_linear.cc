@@ -147,34 +147,36 @@ void DotTileRows(int g, const float* x, int64_t ldx, const float* w,
   }
 }
 
-// y[0, g) = act(sums[0, g) + bias[0, g)) as the GEMM's epilogues compute
-// it (gemm-inl.h): four lanes at a time, the rest one at a time with the
-// same operations (a partial vector through memory stalled on the store
-// forwarding: a third of the time at batch 256). No bias added without one
-// (kNone; kBias is kNone with one).
+// y = act(sums + bias) for Lanes(d) outputs, as the GEMM's epilogues
+// compute it (gemm-inl.h); no bias added without one (kNone; kBias is
+// kNone with one).
+template <Epilogue E, class D>
+HWY_INLINE void FinishLanes(D d, const float* HWY_RESTRICT sums,
+                            const float* HWY_RESTRICT bias, float slope,
+                            float* HWY_RESTRICT y) {
+  auto v = hn::LoadU(d, sums);
+  if (bias != nullptr) v = hn::Add(v, hn::LoadU(d, bias));
+  if constexpr (E == Epilogue::kBiasRelu) v = Relu(d, v);
+  if constexpr (E == Epilogue::kBiasLeakyRelu) v = LeakyRelu(d, v, slope);
+  hn::StoreU(v, d, y);
+}
+
+// Outputs [0, g) of a row: four lanes at a time, the rest one lane at a
+// time (a partial vector through memory stalled on the store forwarding: a
+// third of the time at batch 256).
 template <Epilogue E>
 HWY_INLINE void Finish(const float* HWY_RESTRICT sums,
                        const float* HWY_RESTRICT bias, float slope, int g,
                        float* HWY_RESTRICT y) {
   const hn::CappedTag<float, kOuts> d;
+  const hn::CappedTag<float, 1> d1;
   const int L = int(hn::Lanes(d));
   int o = 0;
   for (; o + L <= g; o += L) {
-    auto v = hn::LoadU(d, sums + o);
-    if (bias != nullptr) v = hn::Add(v, hn::LoadU(d, bias + o));
-    if constexpr (E == Epilogue::kBiasRelu) v = Relu(d, v);
-    if constexpr (E == Epilogue::kBiasLeakyRelu) {
-      v = hn::IfThenElse(hn::Gt(v, hn::Zero(d)), v,
-                         hn::Mul(v, hn::Set(d, slope)));
-    }
-    hn::StoreU(v, d, y + o);
+    FinishLanes<E>(d, sums + o, bias ? bias + o : nullptr, slope, y + o);
   }
   for (; o < g; ++o) {
-    float v = sums[o];
-    if (bias != nullptr) v += bias[o];
-    if constexpr (E == Epilogue::kBiasRelu) v = v <= 0.0f ? 0.0f : v;
-    if constexpr (E == Epilogue::kBiasLeakyRelu) v = v > 0.0f ? v : v * slope;
-    y[o] = v;
+    FinishLanes<E>(d1, sums + o, bias ? bias + o : nullptr, slope, y + o);
   }
 }
 
