@@ -8,6 +8,7 @@
 #include "ops/cache_aligned.h"
 #include "ops/linear/gemm.h"
 #include "ops/linear/masked_input_grad.h"
+#include "ops/linear/narrow_linear.h"
 #include "ops/linear/nonzeros.h"
 #include "ops/optim/adam.h"
 #include "ops/optim/sgd.h"
@@ -48,10 +49,11 @@ struct LinearGemms {
   ops::PackedB packed_dz;
   std::vector<float> dw_;         // NarrowWeightGrad's dW [out, in]
   AlignedVector<float> wt_rows_;  // Wᵀ [in, out] row-major (masked dX)
-  // The weight Wᵀ in the panel layout, and whether packed_w and wt_rows_
-  // hold it since its last update (see WeightsChanged).
+  AlignedVector<float> w_rows_;   // W [out, in] row-major (DotForward)
+  // The weight Wᵀ in the panel layout, and whether packed_w, wt_rows_ and
+  // w_rows_ hold it since its last update (see WeightsChanged).
   const float* wt_ = nullptr;
-  bool packed_fresh_ = false, rows_fresh_ = false;
+  bool packed_fresh_ = false, rows_fresh_ = false, w_rows_fresh_ = false;
 
   // Threads for a GEMM of M·in·out multiply-adds: one below `min_macs`.
   // The output layer's (128·256·10 = 330 K per batch) forward gains from a
@@ -78,6 +80,17 @@ struct LinearGemms {
     ops::GemmArgs args{x, in, 1, M, y, out, ThreadsFor(M, kSplitMacs)};
     args.a_nonzeros = nz;
     return ops::Gemm(args, ops::PanelB{wt, in, out}, e, ep);
+  }
+  // Whether the forward runs as dot products (ops::NarrowLinear) rather than
+  // the GEMM: a layer of few outputs, as the output layer's 256 → 10. Each
+  // output is then a row of x times a row of W, and the GEMM's ten of
+  // sixteen lanes and its broadcast per multiply-add are gone.
+  bool DotForward() const { return ops::NarrowLinearPays(out, in); }
+  // y [M, out] = x·W + bias as dot products, from W [out, in] row-major.
+  Status DotForward(const float* x, int64_t M, float* y, const float* bias) {
+    return ops::NarrowLinear({x, in, M, WRows(), out, in, bias, y, out, 0.0f,
+                              ThreadsFor(M, kSplitMacs)},
+                             ops::Epilogue::kBias);
   }
   // dWᵀ = Xᵀ·dZ in the panel layout: A(i, m) = x[m·in + i], B = dZ [M, out].
   // dZ is packed (M·out floats, a fraction of X): every row tile of the
@@ -231,7 +244,22 @@ struct LinearGemms {
   // weights, which the fused SGD update then writes.
   void WeightsChanged(const float* wt) {
     wt_ = wt;
-    packed_fresh_ = rows_fresh_ = false;
+    packed_fresh_ = rows_fresh_ = w_rows_fresh_ = false;
+  }
+  // W [out, in] row-major, transposed from Wᵀ's panels once per update (a
+  // few thousand floats for a layer DotForward takes).
+  const float* WRows() {
+    if (!w_rows_fresh_) {
+      const int64_t w = ops::PanelLayoutWidth(out);
+      w_rows_.resize(size_t(out * in));
+      for (int64_t o = 0; o < out; ++o) {
+        const float* panel = wt_ + (o / w) * in * w + o % w;
+        float* row = w_rows_.data() + o * in;
+        for (int64_t k = 0; k < in; ++k) row[k] = panel[k * w];
+      }
+      w_rows_fresh_ = true;
+    }
+    return w_rows_.data();
   }
   const float* WtRows() {
     if (!rows_fresh_) {
@@ -302,7 +330,7 @@ class LinearLayer : public TrainLayer {
   LinearLayer(const Node& n, const TrainContext& ctx) {
     const Tensor& w = n.Param("weight");
     out = w.dim(0), in = w.dim(1);
-    gemms_ = {in, out, ctx.threads, {}, {}, {}, {}};
+    gemms_.in = in, gemms_.out = out, gemms_.threads = ctx.threads;
     params_.push_back(MakePanelWeight(n));
     has_bias_ = !n.Param("bias").empty();
     if (has_bias_) params_.push_back(MakeParam(n, "bias"));
@@ -313,6 +341,7 @@ class LinearLayer : public TrainLayer {
     x_ = x;
     ops::EpilogueArgs ep;
     ep.bias = has_bias_ ? params_[1].value.data() : zero_bias_.data();
+    if (gemms_.DotForward()) return gemms_.DotForward(x, M, y, ep.bias);
     return gemms_.Forward(params_[0].value.data(), x, M, y,
                           ops::Epilogue::kBias, ep);
   }
@@ -352,7 +381,7 @@ class FusedBlockLayer : public TrainLayer {
       : ctx_(ctx), p_(p) {
     const Tensor& w = lin.Param("weight");
     out = w.dim(0), in = w.dim(1);
-    gemms_ = {in, out, ctx.threads, {}, {}, {}, {}};
+    gemms_.in = in, gemms_.out = out, gemms_.threads = ctx.threads;
     params_.push_back(MakePanelWeight(lin));
     has_bias_ = !lin.Param("bias").empty();
     if (has_bias_) params_.push_back(MakeParam(lin, "bias"));

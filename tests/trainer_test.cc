@@ -11,6 +11,8 @@
 #include "ballast/data.h"
 #include "ballast/format.h"
 #include "ballast/model.h"
+#include "ops/ref/cross_entropy.h"
+#include "ops/ref/linear.h"
 
 namespace ballast {
 namespace {
@@ -439,6 +441,50 @@ TEST(TrainerTest, MaskedInputGradientIsTheDenseOneWhereHalfPasses) {
 
 // A checkpoint carries one optimizer's state: another optimizer must not read
 // SGD's momentum as Adam's first moment (or find no second moment).
+// A Linear with few outputs and a long input (the output layer's 256 → 10)
+// runs its forward as dot products, from a row-major copy of W made after
+// each update: every step's loss is that of the weights before it, computed
+// in double. A copy that is stale or misread fails here.
+TEST(TrainerTest, AFewOutputLinearComputesTheLossOfItsCurrentWeights) {
+  for (int64_t classes : {10, 3}) {
+    for (int threads : {1, 2}) {
+      SCOPED_TRACE(::testing::Message()
+                   << classes << " classes, threads " << threads);
+      const int64_t features = 96, batch = 64;
+      const Problem p = MakeProblem(4 * batch, features, classes, 21);
+      Sequential net(features, 22);
+      net.Linear(classes);
+      auto t = Trainer::Create(*net.Build(),
+                               StepOptions(OptimizerKind::kSgd, threads));
+      ASSERT_TRUE(t.ok()) << t.status().ToString();
+      for (int64_t s = 0; s < 4; ++s) {
+        const Graph g = (*t)->CurrentGraph();
+        const Node* lin = nullptr;
+        for (const Node& n : g.nodes) {
+          if (!n.Param("weight").empty()) lin = &n;
+        }
+        ASSERT_NE(lin, nullptr);
+        const Tensor &w = lin->Param("weight"), &b = lin->Param("bias");
+        ASSERT_EQ(w.numel(), classes * features);
+        const float* x = p.x.data() + s * batch * features;
+        const int32_t* y = p.y.data() + s * batch;
+        std::vector<double> xd(x, x + batch * features),
+            wd(w.data(), w.data() + w.numel()),
+            bd(b.data(), b.data() + classes), logits(size_t(batch * classes));
+        ref::linear_forward(xd.data(), wd.data(), bd.data(), logits.data(),
+                            batch, features, classes);
+        double want = 0;
+        ASSERT_TRUE(
+            ref::cross_entropy_forward(logits.data(), y, batch, classes, &want)
+                .ok());
+        Result<StepResult> r = (*t)->Step(x, y, nullptr, batch);
+        ASSERT_TRUE(r.ok()) << r.status().ToString();
+        EXPECT_NEAR(r->loss, want, 1e-5 * want) << "step " << s;
+      }
+    }
+  }
+}
+
 TEST(TrainerTest, ResumingWithAnotherOptimizerIsAnError) {
   const Problem p = MakeProblem(64, 12, 3, 5);
   const Graph g = Mlp(12, 3, 0.0, 8);
