@@ -258,34 +258,38 @@ double Nonzeros::IndexFromMask(const float* x, const uint64_t* mask, int64_t M,
            (w == words - 1 ? tail : ~uint64_t{0});
   };
   col_bits_.assign(size_t(words * 64 * row_words), 0);
-  // Each row's and each column's count of nonzeros, [M] then [K].
-  scratch_.assign(size_t(M + K), 0);
-  int32_t* HWY_RESTRICT row_count = scratch_.data();
-  int32_t* HWY_RESTRICT col_count = scratch_.data() + M;
   // Rows split over the threads for the row lists, mask words (64 columns)
-  // for the column lists. As Index: the same result on any number. Two
-  // runs: in the second each task sums the counts before its own rows and
-  // columns itself and writes only their starts (a single thread's prefix
-  // sums between two barriers cost two more crossings between the cores).
+  // for the column lists, in one run: each task counts the set bits before
+  // its rows and before its words itself (a few hundred popcounts), so it
+  // knows where its lists start without waiting for the others' counts. As
+  // Index: the same result on any number. (Two runs, the counts written by
+  // each task between them, cost the two-thread step a run's entry and join
+  // more.)
   const int T = InParallel() || M * K < (int64_t{1} << 14)
                     ? 1
                     : int(std::clamp<int64_t>(threads, 1, M));
-  // Task t's rows [m0, m1), mask words [w0, w1) and their columns [k0, k1).
-  struct Share {
-    int64_t m0, m1, w0, w1, k0, k1;
-  };
-  const auto share = [&](int t, int team) {
-    const int64_t w0 = words * t / team, w1 = words * (t + 1) / team;
-    return Share{M * t / team, M * (t + 1) / team,   w0,
-                 w1,           std::min(K, w0 * 64), std::min(K, w1 * 64)};
-  };
   ParallelRun(T, [&](int t, int team) {
-    const auto [m0, m1, w0, w1, k0, k1] = share(t, team);
-    for (int64_t m = m0; m < m1; ++m) {
-      int32_t n = 0;
+    const int64_t m0 = M * t / team, m1 = M * (t + 1) / team;
+    const int64_t w0 = words * t / team, w1 = words * (t + 1) / team;
+    const int64_t k0 = std::min(K, w0 * 64), k1 = std::min(K, w1 * 64);
+    int32_t* HWY_RESTRICT row_index = row_index_.data();
+    float* HWY_RESTRICT row_value = row_value_.data();
+    int32_t n = 0;
+    for (int64_t m = 0; m < m0; ++m) {
       for (int64_t w = 0; w < words; ++w) n += CountBits(word(w, m));
-      row_count[m] = n;
     }
+    for (int64_t m = m0; m < m1; ++m) {
+      const float* row = x + m * K;
+      for (int64_t w = 0; w < words; ++w) {
+        for (uint64_t bits = word(w, m); bits != 0; bits &= bits - 1) {
+          const int32_t k = int32_t(w * 64 + LowestBit(bits));
+          row_index[n] = k;
+          row_value[n++] = row[k];
+        }
+      }
+      row_start_[size_t(m + 1)] = n;
+    }
+    // The task's words transposed: column k's rows in col_bits_.
     uint64_t block[64];
     for (int64_t w = w0; w < w1; ++w) {
       for (int64_t b = 0; b < row_words; ++b) {
@@ -298,35 +302,12 @@ double Nonzeros::IndexFromMask(const float* x, const uint64_t* mask, int64_t M,
         }
       }
     }
-    for (int64_t k = k0; k < k1; ++k) {
-      int32_t n = 0;
-      for (int64_t b = 0; b < row_words; ++b) {
-        n += CountBits(col_bits_[size_t(k * row_words + b)]);
-      }
-      col_count[k] = n;
-    }
-  });
-  ParallelRun(T, [&](int t, int team) {
-    const auto [m0, m1, w0, w1, k0, k1] = share(t, team);
-    int32_t* HWY_RESTRICT row_index = row_index_.data();
-    float* HWY_RESTRICT row_value = row_value_.data();
-    int32_t n = 0;
-    for (int64_t m = 0; m < m0; ++m) n += row_count[m];
-    for (int64_t m = m0; m < m1; ++m) {
-      const float* row = x + m * K;
-      for (int64_t w = 0; w < words; ++w) {
-        for (uint64_t bits = word(w, m); bits != 0; bits &= bits - 1) {
-          const int32_t k = int32_t(w * 64 + LowestBit(bits));
-          row_index[n] = k;
-          row_value[n++] = row[k];
-        }
-      }
-      row_start_[size_t(m + 1)] = n;
-    }
     int32_t* HWY_RESTRICT col_index = col_index_.data();
     float* HWY_RESTRICT col_value = col_value_.data();
     n = 0;
-    for (int64_t k = 0; k < k0; ++k) n += col_count[k];
+    for (int64_t w = 0; w < w0; ++w) {
+      for (int64_t m = 0; m < M; ++m) n += CountBits(word(w, m));
+    }
     for (int64_t k = k0; k < k1; ++k) {
       for (int64_t b = 0; b < row_words; ++b) {
         for (uint64_t bits = col_bits_[size_t(k * row_words + b)]; bits != 0;
