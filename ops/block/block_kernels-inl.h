@@ -356,27 +356,38 @@ HWY_INLINE void ForwardChunk(const ForwardRow& r, int64_t n0, int64_t n1,
 
 // With more than one thread, the units of BlockUnits are shared through
 // `work`; the result does not depend on which thread runs which.
-void BnReluDropoutForwardImpl(const BnForwardArgs& a, int64_t M, int64_t N,
-                              int threads, WorkRanges* work) {
+// The forward pass over one share of [M, N].
+void ForwardShare(const BnForwardArgs& a, int64_t M, int64_t N,
+                  const BlockSplit& s) {
   const bool dropout = a.p > 0.0;
   const int32_t threshold = int32_t(DropoutThreshold(a.p));
   const float scale = a.p < 1.0 ? float(1.0 / (1.0 - a.p)) : 0.0f;
-  const auto run = [&](const BlockSplit& s) {
-    ForEachDrawChunk(
-        s, N, dropout, a.rng,
-        [&](int64_t m, int64_t n0, int64_t n1, const ChunkDraws& chunk) {
-          const ForwardRow r{a.z + m * N,
-                             a.out + m * N,
-                             a.mean,
-                             a.rstd,
-                             a.gamma,
-                             a.beta,
-                             dropout ? chunk.bits() : nullptr,
-                             threshold,
-                             scale};
-          ForwardChunk(r, n0, n1, a.pass_mask, M, m);
-        });
-  };
+  ForEachDrawChunk(
+      s, N, dropout, a.rng,
+      [&](int64_t m, int64_t n0, int64_t n1, const ChunkDraws& chunk) {
+        const ForwardRow r{a.z + m * N,
+                           a.out + m * N,
+                           a.mean,
+                           a.rstd,
+                           a.gamma,
+                           a.beta,
+                           dropout ? chunk.bits() : nullptr,
+                           threshold,
+                           scale};
+        ForwardChunk(r, n0, n1, a.pass_mask, M, m);
+      });
+}
+
+void BnReluDropoutForwardColumnsImpl(const BnForwardArgs& a, int64_t M,
+                                     int64_t N, int64_t n0, int64_t n1) {
+  BlockSplit s;
+  s.m_begin = 0, s.m_end = M, s.n_begin = n0, s.n_end = n1;
+  ForwardShare(a, M, N, s);
+}
+
+void BnReluDropoutForwardImpl(const BnForwardArgs& a, int64_t M, int64_t N,
+                              int threads, WorkRanges* work) {
+  const auto run = [&](const BlockSplit& s) { ForwardShare(a, M, N, s); };
   const BlockUnits units = BlockUnits::Of(M, N, threads);
   threads = int(std::min<int64_t>(threads, units.count()));
   if (threads <= 1) {

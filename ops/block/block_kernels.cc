@@ -28,6 +28,7 @@ HWY_EXPORT(ReluBackwardImpl);
 HWY_EXPORT(DropoutBackwardImpl);
 HWY_EXPORT(DropoutImpl);
 HWY_EXPORT(BnReluDropoutForwardImpl);
+HWY_EXPORT(BnReluDropoutForwardColumnsImpl);
 HWY_EXPORT(BnReluDropoutBackwardImpl);
 
 uint32_t DropoutThreshold(double p) {
@@ -90,6 +91,11 @@ void BnReluDropoutForward(const BnForwardArgs& a, int64_t M, int64_t N,
   thread_local WorkRanges work;
   HWY_DYNAMIC_DISPATCH(BnReluDropoutForwardImpl)
   (a, M, N, Threads(threads), &work);
+}
+
+void BnReluDropoutForwardColumns(const BnForwardArgs& a, int64_t M, int64_t N,
+                                 int64_t n0, int64_t n1) {
+  HWY_DYNAMIC_DISPATCH(BnReluDropoutForwardColumnsImpl)(a, M, N, n0, n1);
 }
 
 void BnReluDropoutBackward(const BnBackwardArgs& a, int64_t M, int64_t N,

@@ -73,6 +73,16 @@ struct BnForwardArgs {
 // out = dropout(relu(γ·(z − μ)·rstd + β)), one trip.
 void BnReluDropoutForward(const BnForwardArgs& a, int64_t M, int64_t N,
                           int threads);
+// The same over columns [n0, n1) of all M rows only, on the calling thread
+// (the statistics' StatsReady hands a thread its columns as soon as their
+// mean and variance are known). The pass mask is written in whole words, so
+// n0 must be a multiple of 64 and n1 one too or N: ForwardColumnsAligned.
+void BnReluDropoutForwardColumns(const BnForwardArgs& a, int64_t M, int64_t N,
+                                 int64_t n0, int64_t n1);
+inline bool ForwardColumnsAligned(int64_t N, int64_t n0, int64_t n1) {
+  return n0 % 64 == 0 && (n1 % 64 == 0 || n1 == N) && 0 <= n0 && n0 <= n1 &&
+         n1 <= N;
+}
 
 struct BnBackwardArgs {
   const float* z;

@@ -324,6 +324,49 @@ TEST(LbrTest, FusedPassesGiveTheSameBitsOnAnyThreadCountOnEveryTarget) {
   });
 }
 
+// The forward pass over column ranges of whole mask words
+// (BnReluDropoutForwardColumns, which the trainer runs as each thread's
+// statistics are ready) gives the bits of the whole pass, outputs and masks,
+// on every target; ForwardColumnsAligned says which ranges it takes.
+TEST(LbrTest, ForwardOverColumnRangesGivesTheWholePassOnEveryTarget) {
+  EXPECT_TRUE(ForwardColumnsAligned(130, 64, 130));
+  EXPECT_TRUE(ForwardColumnsAligned(256, 128, 192));
+  EXPECT_FALSE(ForwardColumnsAligned(256, 80, 160));
+  EXPECT_FALSE(ForwardColumnsAligned(256, 0, 80));
+  EXPECT_FALSE(ForwardColumnsAligned(256, 128, 320));
+  ForEachTarget([](const char*) {
+    for (auto [M, N] : kPassShapes) {
+      SCOPED_TRACE(::testing::Message() << "M=" << M << " N=" << N);
+      Generator g(uint64_t(M * 1000 + N));
+      const PassInputs in(M, N, g);
+      const auto& [z, d_out, mean, rstd, gamma, beta] = in;
+      const RngSlice rng = Generator(9).Take(M * N);
+      const size_t words = size_t(M * MaskWordsPerRow(N));
+      std::vector<float> whole(size_t(M * N)), ranges(size_t(M * N), -1.0f);
+      std::vector<uint64_t> whole_mask(words), ranges_mask(words, ~0ull);
+      BnReluDropoutForward(
+          {z.data(), mean.data(), rstd.data(), gamma.data(), beta.data(), 0.5,
+           rng, whole.data(), whole_mask.data()},
+          M, N, 1);
+      const BnForwardArgs a{z.data(),     mean.data(),   rstd.data(),
+                            gamma.data(), beta.data(),   0.5,
+                            rng,          ranges.data(), ranges_mask.data()};
+      // Ranges of one and two words, from the last one down.
+      int64_t n1 = N;
+      for (int64_t words_in_range = 1; n1 > 0;
+           words_in_range = 3 - words_in_range) {
+        const int64_t n0 = std::max<int64_t>(
+            0, (n1 - 1) / 64 * 64 - (words_in_range - 1) * 64);
+        ASSERT_TRUE(ForwardColumnsAligned(N, n0, n1));
+        BnReluDropoutForwardColumns(a, M, N, n0, n1);
+        n1 = n0;
+      }
+      EXPECT_EQ(ranges, whole);
+      EXPECT_EQ(ranges_mask, whole_mask);
+    }
+  });
+}
+
 // The backward pass writes dz in the weight-gradient GEMM's panel layout too
 // (BnBackwardArgs::dz_panels): the same floats as PackB of the row-major dz,
 // padding zeroed by PackedB::Layout, alone or beside the row-major dz, on
