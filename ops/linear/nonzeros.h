@@ -30,12 +30,13 @@ class Nonzeros {
   // which a GEMM refuses).
   double Index(const float* x, int64_t M, int64_t K, int threads = 1);
   // The same index from a bit mask of x's nonzeros (word-major, as the fused
-  // block's pass mask: MaskWord in ops/block/block_kernels.h), reading x only
-  // where a bit is set. The caller vouches that x(m, k) is not ±0 exactly
-  // where bit (m, k) is set (a NaN counts as not zero: it must be set), so
-  // that the result is Index's. Each row's words are walked by their set
-  // bits, and the columns' lists come from the mask transposed 64 × 64 bits
-  // at a time, both in index order; no pass over the floats, and no scatter.
+  // block's pass mask: MaskWord in ops/block/block_kernels.h). The caller
+  // vouches that x(m, k) is not ±0 exactly where bit (m, k) is set (a NaN
+  // counts as not zero: it must be set), so that the result is Index's. The
+  // rows are compressed a vector at a time (each thread's last row walked
+  // by its set bits, so that no whole-vector store crosses into the next
+  // thread's lists), and the columns' lists come from the mask transposed
+  // 64 × 64 bits at a time, walked by their set bits: no scatter.
   double IndexFromMask(const float* x, const uint64_t* mask, int64_t M,
                        int64_t K, int threads = 1);
   // The fraction of nonzeros of x [M, K] alone: a vector pass, a fraction
