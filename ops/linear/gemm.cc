@@ -313,14 +313,22 @@ Status GemmPanels(const GemmArgs& args, const BPanels& b, Epilogue epilogue,
   GemmPlan plan = GemmPlan::Make(threads, a.m, b.k, b.panels(), kc_max, group);
   if (a.a_nonzeros != nullptr) {
     // Long row blocks, so that each K block of B, loaded into L1 once per
-    // row block, serves many rows' nonzeros. One thread: all rows in one
-    // block (the forward above: 0.94 of the time of 11 row blocks). More:
-    // two blocks per thread, which keep them evenly loaded (one each:
-    // 1.04-1.10 of the time of 11 on AVX2). Against blocks of two tiles (11
-    // of 12 rows in the forward, 15 of 18 in the weight gradient), the
-    // two-thread training step took 0.987-0.995 of the time (AVX3, 1500
-    // steps alternated, 5 runs; 0.96-0.98 in the host's slower spells).
-    plan.SetRowBlocks(plan.threads == 1 ? 1 : 2 * plan.threads);
+    // row block, serves many rows' nonzeros. All rows in one block on one
+    // thread (the forward above: 0.94 of the time of 11 row blocks), and on
+    // more where the groups of panels split evenly over them: each thread
+    // then sums every row over its own columns, the same work as the
+    // others. (On AVX3, 128 × 256 × 256 at a quarter, two groups: the
+    // forward took 21.5-22.0 µs against 23.3-26.3 with two blocks per
+    // thread, in one-thread against two-thread trainers alternated, three
+    // runs; the two-thread step 0.985-1.010 of the time, four runs.)
+    // Otherwise two blocks per thread, which keep them evenly loaded (one
+    // each: 1.04-1.10 of the time of 11 on AVX2). Against blocks of two
+    // tiles (11 of 12 rows in the forward, 15 of 18 in the weight
+    // gradient), the two-thread training step took 0.987-0.995 of the time
+    // (AVX3, 1500 steps alternated, 5 runs; 0.96-0.98 in the host's slower
+    // spells).
+    const bool whole_groups = plan.groups() % plan.threads == 0;
+    plan.SetRowBlocks(plan.threads == 1 || whole_groups ? 1 : 2 * plan.threads);
   }
 
   thread_local WorkRanges work;
