@@ -140,8 +140,6 @@ HWY_INLINE void Transpose64(uint64_t* a) {
 }
 
 HWY_INLINE int CountBits(uint64_t w) { return __builtin_popcountll(w); }
-// The most float lanes of a vector on any target (SVE's 2048 bits).
-constexpr int32_t kMaxFloatLanes = 64;
 // The bits of a row's last mask word that hold columns (< K).
 HWY_INLINE uint64_t TailBits(int64_t K) {
   return K % 64 ? (uint64_t{1} << (K % 64)) - 1 : ~uint64_t{0};
@@ -185,28 +183,29 @@ void IndexFromMaskTaskImpl(const MaskIndexArgs& a, int t, int team) {
   for (int64_t m = 0; m < m0; ++m) {
     for (int64_t w = 0; w < words; ++w) n += CountBits(word(w, m));
   }
-  // A row's compressed vectors are stored whole (CompressRowImpl): past
-  // its own count by less than a vector, into slots the next rows then
-  // overwrite. A row whose stores could reach past the task's last list
-  // is walked by its bits instead (the task's last rows, as many as hold
-  // a vector's lanes of nonzeros: one or two), so that no store crosses
-  // into the next task's lists. (Against the walk on every row, with the
-  // counting compiled for the baseline, which called libgcc for each
-  // popcount: 11.0-11.6 µs against 14.1-14.6 on one thread, 6.2-6.6 against
-  // 7.8-8.1 on two; 128 × 256 at 22.5%, eight masks in turn, medians of
-  // 20000 calls, three runs alternated.)
-  int64_t walk_from = m1;
-  for (int32_t after = 0; walk_from > m0 && after < kMaxFloatLanes;) {
-    --walk_from;
-    for (int64_t w = 0; w < words; ++w) after += CountBits(word(w, walk_from));
+  // A row's compressed vectors are stored whole (CompressRowImpl), within
+  // the K slots from the row's first: past its own count, into slots the
+  // next rows then overwrite. Rows whose K slots would reach past the
+  // task's lists (its last few) are walked by their bits instead, so that
+  // no store crosses into the next task's lists, and the walk writes
+  // nothing past them: memory stays safe even if the floats and the mask
+  // disagree (the lists are then wrong, as the caller was). (Against the
+  // walk on every row, with the counting compiled for the baseline, which
+  // called libgcc for each popcount: 11.0-11.6 µs against 14.1-14.6 on one
+  // thread, 6.2-6.6 against 7.8-8.1 on two; 128 × 256 at 22.5%, eight
+  // masks in turn, medians of 20000 calls, three runs alternated.)
+  int32_t task_end = n;
+  for (int64_t m = m0; m < m1; ++m) {
+    for (int64_t w = 0; w < words; ++w) task_end += CountBits(word(w, m));
   }
   for (int64_t m = m0; m < m1; ++m) {
     const float* row = a.x + m * K;
-    if (m < walk_from) {
+    if (n + K <= task_end) {
       n += int32_t(CompressRowImpl(row, K, row_index + n, row_value + n));
     } else {
       for (int64_t w = 0; w < words; ++w) {
-        for (uint64_t bits = word(w, m); bits != 0; bits &= bits - 1) {
+        for (uint64_t bits = word(w, m); bits != 0 && n < task_end;
+             bits &= bits - 1) {
           const int32_t k = int32_t(w * 64 + LowestBit(bits));
           row_index[n] = k;
           row_value[n++] = row[k];
@@ -366,7 +365,8 @@ double Nonzeros::IndexFromMask(const float* x, const uint64_t* mask, int64_t M,
   if (!Reset(M, K)) return 1.0;
   const int64_t words = MaskWordsPerRow(K);
   const int64_t row_words = (M + 63) / 64;  // 64-row blocks
-  col_bits_.assign(size_t(words * 64 * row_words), 0);
+  col_bits_.resize(
+      size_t(words * 64 * row_words));  // each task fills its words
   // Rows split over the threads for the row lists, mask words (64 columns)
   // for the column lists, in one run: each task counts the set bits before
   // its rows and before its words itself (a few hundred popcounts), so it

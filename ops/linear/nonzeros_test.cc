@@ -160,6 +160,50 @@ TEST(NonzerosTest, IndexFromTheMaskOfTheNonzerosGivesTheSameLists) {
   });
 }
 
+// IndexFromMask compresses a row a vector at a time, its stores reaching
+// past the row's count, except in each thread's last rows, which it walks
+// by their bits: rows dense and empty around the threads' boundaries (all
+// dense, alternating, dense only at the ends of each share, one dense row
+// among empty ones) still give Index's lists on 1 to 3 threads.
+TEST(NonzerosTest, IndexFromMaskAroundTheThreadsBoundaries) {
+  ForEachTarget([](const char*) {
+    const int64_t m = 96, k = 200, words = MaskWordsPerRow(k);
+    const auto dense_row = [&](int pattern, int64_t i) {
+      switch (pattern) {
+        case 0:
+          return true;
+        case 1:
+          return i % 2 == 1;
+        case 2:
+          return i % 32 >= 29 || i % 48 == 47;  // the last rows of shares
+        default:
+          return i == 47;
+      }
+    };
+    Nonzeros from_mask, from_floats;
+    for (int pattern = 0; pattern < 4; ++pattern) {
+      Buffer x(size_t(m * k));
+      std::vector<uint64_t> mask(size_t(m * words), 0);
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < k; ++j) {
+          const bool keep = dense_row(pattern, i);
+          x.data()[i * k + j] = keep ? float(i * k + j + 1) : 0.0f;
+          if (keep) mask[size_t(MaskWord(m, i, j))] |= uint64_t{1} << (j % 64);
+        }
+      }
+      for (int threads : {1, 2, 3}) {
+        SCOPED_TRACE(::testing::Message()
+                     << "pattern " << pattern << " threads=" << threads);
+        const double expected = from_floats.Index(x.data(), m, k, threads);
+        EXPECT_EQ(from_mask.IndexFromMask(x.data(), mask.data(), m, k, threads),
+                  expected);
+        ExpectSameLists(from_mask.rows(), from_floats.rows());
+        ExpectSameLists(from_mask.cols(), from_floats.cols());
+      }
+    }
+  });
+}
+
 // The forward form: A row-major, every epilogue but the statistics, B
 // packed, in place and in the panel layout, Y row-major and in the panel
 // layout, one and two threads. K of 37 and 300 runs one to five of the
