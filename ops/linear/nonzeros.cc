@@ -365,8 +365,8 @@ double Nonzeros::IndexFromMask(const float* x, const uint64_t* mask, int64_t M,
   if (!Reset(M, K)) return 1.0;
   const int64_t words = MaskWordsPerRow(K);
   const int64_t row_words = (M + 63) / 64;  // 64-row blocks
-  col_bits_.resize(
-      size_t(words * 64 * row_words));  // each task fills its words
+  // Each task fills the words of its columns: no clearing needed.
+  col_bits_.resize(size_t(words * 64 * row_words));
   // Rows split over the threads for the row lists, mask words (64 columns)
   // for the column lists, in one run: each task counts the set bits before
   // its rows and before its words itself (a few hundred popcounts), so it
