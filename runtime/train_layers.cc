@@ -409,8 +409,9 @@ class FusedBlockLayer : public TrainLayer {
     ep.mean = mean_d_.data();
     ep.var = var_d_.data();
     // A mostly-zero input (after an earlier block's ReLU and dropout): the
-    // GEMMs skip its zeros, and the statistics take a pass of their own, with
-    // the epilogue's sums: the same bits as the dense path. (Index returns
+    // GEMMs skip its zeros, and the forward's statistics are summed by a pass
+    // over each panel's columns once computed, with the epilogue's sums: the
+    // same bits as the dense path. (Index returns
     // the same density, or 1 for a matrix too large to index.) The index
     // comes from the block before's mask of its nonzeros when it has one.
     const uint64_t* bits =
@@ -442,18 +443,10 @@ class FusedBlockLayer : public TrainLayer {
                 beta(),      p_,           slice,        y,
                 mask_.data()};
     bn_columns_done_.store(0, std::memory_order_relaxed);
-    if (sparse_) {
-      const ops::SparseRows rows = nz_.rows();
-      BALLAST_RETURN_IF_ERROR(gemms_.Forward(params_[0].value.data(), x, M,
-                                             z_.data(), ops::Epilogue::kBias,
-                                             ep, &rows));
-      ops::ColumnStatsLikeGemm(z_.data(), M, out, out, mean_d_.data(),
-                               var_d_.data(), ctx_.threads, ep.stats_ready);
-    } else {
-      BALLAST_RETURN_IF_ERROR(gemms_.Forward(params_[0].value.data(), x, M,
-                                             z_.data(),
-                                             ops::Epilogue::kBiasStats, ep));
-    }
+    const ops::SparseRows rows = sparse_ ? nz_.rows() : ops::SparseRows{};
+    BALLAST_RETURN_IF_ERROR(gemms_.Forward(params_[0].value.data(), x, M,
+                                           z_.data(), ops::Epilogue::kBiasStats,
+                                           ep, sparse_ ? &rows : nullptr));
     stats_.CountBatch();
     if (bn_columns_done_.load(std::memory_order_relaxed) != out) {
       ops::BnReluDropoutForward(bn_args_, M, out, ctx_.threads);

@@ -129,7 +129,7 @@ HWY_INLINE void PrefetchUpdateRows(const TileCtx& c, const float* y,
 // float terms are of the size of the spread, not of the mean. The
 // statistics epilogue passes the tile's values still in registers (not
 // reloading the rows just stored: the forward GEMMs took 0.974-0.996 of the
-// time); AccumulateStats reloads them for ColumnStatsLikeGemm.
+// time); AccumulateStats reloads them for a GEMM over A's nonzeros.
 template <int MR>
 HWY_INLINE void AccumulateStatsFromRegisters(DF d, GemmStatsChunk& s, int64_t j,
                                              size_t valid, bool first_tile,
@@ -724,9 +724,41 @@ void GemmUnit(TileCtx c, const GemmPlan& plan, const GemmRange& r,
   }
 }
 
+// The statistics of panels [p0, p1) into ep.mean and ep.var, then handed on
+// (ep.stats_ready): from the sums the epilogue left in their chunks, or first
+// summed by a pass over their stored columns of Y (stats.pass, whose row
+// blocks depend on M alone as the epilogue's do: the same bits). The merge
+// runs here, compiled for the target as GemmTyped's is (the compiler may
+// contract its multiply-adds differently per target).
+void FinishPanelStats(const TileCtx& base, const GemmStats& stats,
+                      const GemmPlan& plan, const EpilogueArgs& ep, int64_t p0,
+                      int64_t p1) {
+  const int64_t nr = base.b.nr, n = base.n;
+  const GemmPlan& chunk_plan = stats.pass ? *stats.pass : plan;
+  if (stats.pass) {
+    for (int64_t u = p0 * chunk_plan.row_blocks; u < p1 * chunk_plan.row_blocks;
+         ++u) {
+      const GemmRange r = chunk_plan.Unit(u);
+      TileCtx c = base;
+      c.stats = &stats.chunks[r.p * chunk_plan.row_blocks + r.m_chunk];
+      const int64_t n0 = r.p * nr, cols = std::min(nr, n - n0);
+      for (int64_t m = r.m_begin; m < r.m_end; m += kGemmMR) {
+        const int mr = int(std::min<int64_t>(kGemmMR, r.m_end - m));
+        AccumulateStats(c, m, mr, n0, cols, m == r.m_begin);
+      }
+    }
+  }
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t n0 = p * nr;
+    MergeStats(stats.chunks + p * chunk_plan.row_blocks, chunk_plan.row_blocks,
+               std::min(nr, n - n0), ep.mean + n0, ep.var + n0);
+  }
+  ep.stats_ready(std::min(n, p0 * nr), std::min(n, p1 * nr));
+}
+
 template <Epilogue E>
 void GemmTyped(const GemmArgs& args, const BPanels& b, const EpilogueArgs& ep,
-               const GemmPlan& plan, GemmStatsChunk* chunks, WorkRanges* work) {
+               const GemmPlan& plan, const GemmStats* stats, WorkRanges* work) {
   const TileCtx base{args.a,
                      args.a_row_stride,
                      args.a_col_stride,
@@ -752,27 +784,23 @@ void GemmTyped(const GemmArgs& args, const BPanels& b, const EpilogueArgs& ep,
     packed.Reset(args.m, b.k);
     return &packed;
   };
+  // The epilogue's sums go to the unit's chunk.
+  GemmStatsChunk* const epilogue_chunks =
+      E == Epilogue::kBiasStats && stats ? stats->chunks : nullptr;
   const auto run = [&](const GemmRange& r, bool prefetch_a, PackedA* packed) {
     TileCtx c = base;
     c.a_packed = packed;
-    if (chunks) c.stats = &chunks[r.p * plan.row_blocks + r.m_chunk];
+    if (epilogue_chunks) {
+      c.stats = &epilogue_chunks[r.p * plan.row_blocks + r.m_chunk];
+    }
     if (r.m_begin < r.m_end) GemmUnit<E>(c, plan, r, prefetch_a);
-  };
-  // The statistics of panel p's columns from its row blocks' sums.
-  const auto merge_panel = [&](int64_t p) {
-    const int64_t n0 = p * b.nr, cols = std::min(b.nr, b.n - n0);
-    MergeStats(chunks + p * plan.row_blocks, plan.row_blocks, cols,
-               ep.mean + n0, ep.var + n0);
   };
   if (plan.threads <= 1) {
     PackedA* packed = packed_a();
     for (int64_t u = 0; u < plan.units(); ++u) {
       run(plan.Unit(u), kPrefetchAEveryPanel, packed);
     }
-    if (chunks) {
-      for (int64_t p = 0; p < plan.panels; ++p) merge_panel(p);
-      ep.stats_ready(0, b.n);
-    }
+    if (stats) FinishPanelStats(base, *stats, plan, ep, 0, plan.panels);
     return;
   }
   work->Reset(plan.threads, plan.units());
@@ -785,78 +813,43 @@ void GemmTyped(const GemmArgs& args, const BPanels& b, const EpilogueArgs& ep,
       run(r, kPrefetchAEveryPanel || r.p == first_panel, packed);
     }
   });
-  if (chunks) {
-    // Each task merges its home panels, whose sums its thread mostly wrote
-    // itself: merged on one thread, half of them crossed to it from the
-    // other core, and back on the next call.
+  if (stats) {
+    // Each task finishes its home panels, whose units its thread mostly
+    // computed itself: finished on one thread, half of the sums crossed to
+    // it from the other core, and back on the next call. (In the GEMM's own
+    // run, each task waiting for any unit of its panels the other had taken,
+    // the two-thread training step took 0.997-1.002 of the time: not kept.)
     ParallelRun(plan.threads, [&](int t, int T) {
       const int64_t p0 = plan.panels * t / T, p1 = plan.panels * (t + 1) / T;
-      for (int64_t p = p0; p < p1; ++p) merge_panel(p);
-      ep.stats_ready(std::min(b.n, p0 * b.nr), std::min(b.n, p1 * b.nr));
+      FinishPanelStats(base, *stats, plan, ep, p0, p1);
     });
   }
 }
 
-// See ColumnStatsLikeGemm: AccumulateStats over the tiles of each unit as
-// GemmUnit visits them after its last K block.
-// The merge too runs here, compiled for the target as GemmTyped's is (the
-// compiler may contract its multiply-adds differently per target).
-void ColumnStatsImpl(const float* y, int64_t ldy, int64_t n,
-                     const GemmPlan& plan, GemmStatsChunk* chunks, double* mean,
-                     double* var, StatsReady ready) {
-  const int64_t nr = PanelWidth();
-  TileCtx base{};
-  base.y = const_cast<float*>(y);
-  base.ldy = ldy;
-  base.n = n;
-  // Each thread sums the units of its share of the panels (the plan's
-  // units, one panel each, are panel-major), merges those panels, then
-  // hands their columns on: one run, as no task reads another's sums.
-  ParallelRun(plan.threads, [&](int t, int T) {
-    const int64_t p0 = plan.panels * t / T, p1 = plan.panels * (t + 1) / T;
-    for (int64_t u = p0 * plan.row_blocks; u < p1 * plan.row_blocks; ++u) {
-      const GemmRange r = plan.Unit(u);
-      TileCtx c = base;
-      c.stats = &chunks[r.p * plan.row_blocks + r.m_chunk];
-      const int64_t n0 = r.p * nr, cols = std::min(nr, n - n0);
-      for (int64_t m = r.m_begin; m < r.m_end; m += kGemmMR) {
-        const int mr = int(std::min<int64_t>(kGemmMR, r.m_end - m));
-        AccumulateStats(c, m, mr, n0, cols, m == r.m_begin);
-      }
-    }
-    for (int64_t p = p0; p < p1; ++p) {
-      const int64_t n0 = p * nr;
-      MergeStats(chunks + p * plan.row_blocks, plan.row_blocks,
-                 std::min(nr, n - n0), mean + n0, var + n0);
-    }
-    ready(std::min(n, p0 * nr), std::min(n, p1 * nr));
-  });
-}
-
 void GemmImpl(const GemmArgs& args, const BPanels& b, Epilogue e,
               const EpilogueArgs& ep, const GemmPlan& plan,
-              GemmStatsChunk* chunks, WorkRanges* work) {
+              const GemmStats* stats, WorkRanges* work) {
   switch (e) {
     case Epilogue::kNone:
-      return GemmTyped<Epilogue::kNone>(args, b, ep, plan, chunks, work);
+      return GemmTyped<Epilogue::kNone>(args, b, ep, plan, stats, work);
     case Epilogue::kBias:
-      return GemmTyped<Epilogue::kBias>(args, b, ep, plan, chunks, work);
+      return GemmTyped<Epilogue::kBias>(args, b, ep, plan, stats, work);
     case Epilogue::kBiasRelu:
-      return GemmTyped<Epilogue::kBiasRelu>(args, b, ep, plan, chunks, work);
+      return GemmTyped<Epilogue::kBiasRelu>(args, b, ep, plan, stats, work);
     case Epilogue::kBiasLeakyRelu:
-      return GemmTyped<Epilogue::kBiasLeakyRelu>(args, b, ep, plan, chunks,
+      return GemmTyped<Epilogue::kBiasLeakyRelu>(args, b, ep, plan, stats,
                                                  work);
     case Epilogue::kScaleShift:
-      return GemmTyped<Epilogue::kScaleShift>(args, b, ep, plan, chunks, work);
+      return GemmTyped<Epilogue::kScaleShift>(args, b, ep, plan, stats, work);
     case Epilogue::kScaleShiftRelu:
-      return GemmTyped<Epilogue::kScaleShiftRelu>(args, b, ep, plan, chunks,
+      return GemmTyped<Epilogue::kScaleShiftRelu>(args, b, ep, plan, stats,
                                                   work);
     case Epilogue::kBiasStats:
-      return GemmTyped<Epilogue::kBiasStats>(args, b, ep, plan, chunks, work);
+      return GemmTyped<Epilogue::kBiasStats>(args, b, ep, plan, stats, work);
     case Epilogue::kSgd:
-      return GemmTyped<Epilogue::kSgd>(args, b, ep, plan, chunks, work);
+      return GemmTyped<Epilogue::kSgd>(args, b, ep, plan, stats, work);
     case Epilogue::kAdam:
-      return GemmTyped<Epilogue::kAdam>(args, b, ep, plan, chunks, work);
+      return GemmTyped<Epilogue::kAdam>(args, b, ep, plan, stats, work);
   }
 }
 

@@ -27,7 +27,6 @@ HWY_EXPORT(PackBFromPanelsImpl);
 HWY_EXPORT(PanelWidth);
 HWY_EXPORT(VectorLanes);
 HWY_EXPORT(GemmImpl);
-HWY_EXPORT(ColumnStatsImpl);
 
 const char* EpilogueName(Epilogue e) {
   switch (e) {
@@ -284,10 +283,6 @@ Status GemmPanels(const GemmArgs& args, const BPanels& b, Epilogue epilogue,
   int64_t kc_max = KcMax(b.nr);
   GemmArgs a = args;
   if (a.a_nonzeros != nullptr) {
-    if (stats) {
-      return InvalidArgument(
-          "gemm: epilogue bias_stats does not take A's nonzeros");
-    }
     if (a.a_nonzeros->rows != a.m || a.a_nonzeros->cols != b.k) {
       return InvalidArgument(
           "gemm: A's nonzeros index a " + std::to_string(a.a_nonzeros->rows) +
@@ -332,32 +327,30 @@ Status GemmPanels(const GemmArgs& args, const BPanels& b, Epilogue epilogue,
   }
 
   thread_local WorkRanges work;
-  HWY_DYNAMIC_DISPATCH(GemmImpl)
-  (a, b, epilogue, ep, plan, stats ? StatsChunks(plan, b.nr) : nullptr, &work);
+  if (!stats) {
+    HWY_DYNAMIC_DISPATCH(GemmImpl)(a, b, epilogue, ep, plan, nullptr, &work);
+    return Status::Ok();
+  }
+  // The statistics: summed in the epilogue, or, over A's nonzeros (whose
+  // kernel has none), by a pass over each panel's stored columns after the
+  // GEMM, with the row blocks the epilogue would have had (those of a dense
+  // plan: they depend on M alone).
+  GemmStats s;
+  GemmPlan pass;
+  Epilogue kernel_epilogue = epilogue;
+  if (a.a_nonzeros != nullptr) {
+    pass = GemmPlan::Make(plan.threads, a.m, 1, b.panels(), 1);
+    s.pass = &pass;
+    kernel_epilogue = Epilogue::kBias;
+  }
+  s.chunks = StatsChunks(s.pass ? pass : plan, b.nr);
+  HWY_DYNAMIC_DISPATCH(GemmImpl)(a, b, kernel_epilogue, ep, plan, &s, &work);
   return Status::Ok();
 }
 
 }  // namespace
 
 int64_t GemmKBlockMax() { return KcMax(GemmPanelWidth()); }
-
-void ColumnStatsLikeGemm(const float* y, int64_t M, int64_t N, int64_t ldy,
-                         double* mean, double* var, int threads,
-                         StatsReady ready) {
-  if (M <= 0 || N <= 0) {
-    for (int64_t j = 0; j < N; ++j) mean[j] = var[j] = 0.0;
-    ready(0, N);
-    return;
-  }
-  const int64_t nr = GemmPanelWidth();
-  const int t = InParallel() ? 1 : std::max(1, threads);
-  // The plan of a stats GEMM of this shape: the row blocks depend on M
-  // alone, the chunks on the row blocks and panels.
-  const GemmPlan plan = GemmPlan::Make(t, M, 1, (N + nr - 1) / nr, 1);
-  GemmStatsChunk* chunks = StatsChunks(plan, nr);
-  HWY_DYNAMIC_DISPATCH(ColumnStatsImpl)
-  (y, ldy, N, plan, chunks, mean, var, ready);
-}
 
 Status Gemm(const GemmArgs& args, const PackedB& b, Epilogue epilogue,
             const EpilogueArgs& ep) {

@@ -180,8 +180,9 @@ struct GemmArgs {
   // skipped 0·inf would be NaN), up to the sign of a sum that underflowed
   // to -0. `a` must still hold A: a panel past the last whole group of a
   // wide tile reads it, and so does the dense GEMM, which runs instead
-  // where it would split K into blocks or N has no whole group. Not with
-  // kBiasStats.
+  // where it would split K into blocks or N has no whole group. With
+  // kBiasStats the statistics are summed by a pass over each panel's stored
+  // columns, with the epilogue's row blocks: the same bits again.
   const SparseRows* a_nonzeros = nullptr;
 };
 
@@ -201,14 +202,6 @@ struct PanelB {
   const float* data = nullptr;
   int64_t k = 0, n = 0;
 };
-
-// The statistics of kBiasStats over a row-major y [M, N] (row stride ldy)
-// already computed: the same row blocks, sums and merges, so the same bits
-// as the epilogue would give for this Y. For a GEMM that cannot take the
-// epilogue (one skipping A's zeros).
-void ColumnStatsLikeGemm(const float* y, int64_t M, int64_t N, int64_t ldy,
-                         double* mean, double* var, int threads,
-                         StatsReady ready = {});
 
 // Y = epilogue(A·B). Fails when B was packed for another target's panel
 // width, or on inconsistent sizes.

@@ -171,6 +171,15 @@ struct GemmPlan {
   }
 };
 
+// kBiasStats' state for one call: the chunks of sums (one per unit of the
+// GEMM's plan, see GemmPlan), or of `pass`, the plan of a pass over the
+// stored Y that sums them after the GEMM (one over A's nonzeros, which has no
+// statistics epilogue; nullptr: the epilogue sums them).
+struct GemmStats {
+  GemmStatsChunk* chunks = nullptr;
+  const GemmPlan* pass = nullptr;
+};
+
 }  // namespace ballast::ops
 
 #endif  // BALLAST_OPS_LINEAR_GEMM_PLAN_H_
