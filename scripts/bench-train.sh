@@ -77,6 +77,20 @@ printf 'per round, 2 threads speed-up: %sx | median %sx\n' "$(echo $r2 | sed 's/
   "$(echo "$r2" | median)"
 printf "per round, before / after the 2-thread run (ballast bench roof: 2-thread FMA scaling, core-to-core round trip), and each CPU's steal time during it: %s\n" \
   "$(paste -sd';' "$tmp/roof" | sed 's/;/; /g')"
+# The rounds whose 2-thread run had two whole, close cores just before and just after it (FMA roof
+# at least 1.5x on two threads, round trip under 250 ns, as bench step classes its chunks). A spell
+# on one core's hyperthreads (the roof near 1.0x, the round trip some 65 ns) can still fall inside
+# a run; a round outside these had one at its start or end.
+whole=$(paste -d' ' "$tmp/roof" <(echo "$r2") |
+  awk '$1 + 0 >= 1.5 && $5 + 0 >= 1.5 && $2 < 250 && $6 < 250 {print NR, $NF}')
+if [ -n "$whole" ]; then
+  printf 'per round with two whole close cores before and after: rounds %s: %sx | median %sx\n' \
+    "$(echo "$whole" | cut -d' ' -f1 | paste -sd, | sed 's/,/, /g')" \
+    "$(echo "$whole" | cut -d' ' -f2 | paste -sd' ' | sed 's/ /x, /g')" \
+    "$(echo "$whole" | cut -d' ' -f2 | median)"
+else
+  echo "per round with two whole close cores before and after: none"
+fi
 # The step alone, the 1- and 2-thread trainers alternated in one process, so that both see the same
 # spells of close cores, distant cores and one shared core (the runs above are seconds apart).
 echo "the training step alone, 1 thread against 2 alternated in one process (ballast bench step):"
