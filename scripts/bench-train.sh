@@ -80,9 +80,10 @@ printf "per round, before / after the 2-thread run (ballast bench roof: 2-thread
 # The rounds whose 2-thread run had two whole, close cores just before and just after it (FMA roof
 # at least 1.5x on two threads, round trip under 250 ns, as bench step classes its chunks). A spell
 # on one core's hyperthreads (the roof near 1.0x, the round trip some 65 ns) can still fall inside
-# a run; a round outside these had one at its start or end.
+# a run. A round whose roof or round trip went unmeasured counts as not.
 whole=$(paste -d' ' "$tmp/roof" <(echo "$r2") |
-  awk '$1 + 0 >= 1.5 && $5 + 0 >= 1.5 && $2 < 250 && $6 < 250 {print NR, $NF}')
+  awk '$1 ~ /x$/ && $3 == "ns" && $4 == "/" && $5 ~ /x$/ && $7 ~ /^ns,?$/ &&
+       $1 + 0 >= 1.5 && $5 + 0 >= 1.5 && $2 + 0 < 250 && $6 + 0 < 250 {print NR, $NF}')
 if [ -n "$whole" ]; then
   printf 'per round with two whole close cores before and after: rounds %s: %sx | median %sx\n' \
     "$(echo "$whole" | cut -d' ' -f1 | paste -sd, | sed 's/,/, /g')" \

@@ -301,11 +301,12 @@ TEST(GemmTest, StatisticsSurviveAMeanFarLargerThanTheSpread) {
 // StatsReady hands on each thread's columns once their mean and variance
 // are final: disjoint ranges covering [0, N), each seen with the values the
 // call ends with, from the statistics epilogue and from the pass after a
-// GEMM over A's nonzeros, on 1 to 3 threads, N over one panel and over
-// several (a partial last one).
+// GEMM over A's nonzeros, on 1 to 3 threads, N within one panel (where the
+// GEMM over A's nonzeros runs the dense one instead) and over five whole
+// panels and a partial one (enough for a group of panels on every target).
 TEST(GemmTest, StatsReadyCoversEveryColumnOnceWithItsFinalStatistics) {
   ForEachTarget([](const char*) {
-    for (int64_t n : {int64_t{5}, 3 * GemmPanelWidth() + 7}) {
+    for (int64_t n : {int64_t{5}, 5 * GemmPanelWidth() + 7}) {
       const int64_t m = 50, k = 9;
       Generator g(static_cast<uint64_t>(n));
       Buffer x(size_t(m * k)), w(size_t(n * k)), bias(static_cast<size_t>(n));
