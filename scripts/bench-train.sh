@@ -88,7 +88,7 @@ if [ -n "$whole" ]; then
   printf 'per round with two whole close cores before and after: rounds %s: %sx | median %sx\n' \
     "$(echo "$whole" | cut -d' ' -f1 | paste -sd, | sed 's/,/, /g')" \
     "$(echo "$whole" | cut -d' ' -f2 | paste -sd' ' | sed 's/ /x, /g')" \
-    "$(echo "$whole" | cut -d' ' -f2 | median)"
+    "$(echo "$whole" | cut -d' ' -f2 | median | awk '{printf "%.2f", $1}')"
 else
   echo "per round with two whole close cores before and after: none"
 fi
