@@ -1,5 +1,6 @@
-// Trainer: steps, optimizers fused into the GEMMs, checkpoints and resumption,
-// thread counts, the zero-skipping and masked GEMMs, errors (ballast/trainer.h).
+// Trainer (ballast/trainer.h): steps, optimizers fused into the GEMMs,
+// checkpoints and resumption, thread counts, the zero-skipping and masked
+// GEMMs, errors.
 #include "ballast/trainer.h"
 
 #include <gtest/gtest.h>
