@@ -411,9 +411,9 @@ class FusedBlockLayer : public TrainLayer {
     // A mostly-zero input (after an earlier block's ReLU and dropout): the
     // GEMMs skip its zeros, and the forward's statistics are summed by a pass
     // over each panel's columns once computed, with the epilogue's sums: the
-    // same bits as the dense path. (Index returns
-    // the same density, or 1 for a matrix too large to index.) The index
-    // comes from the block before's mask of its nonzeros when it has one.
+    // same bits as the dense path. (Index returns the same density, or 1 for
+    // a matrix too large to index.) The index comes from the block before's
+    // mask of its nonzeros when it has one.
     const uint64_t* bits =
         skip_input_zeros && input_layer ? input_layer->NonzeroMask() : nullptr;
     if (bits != nullptr) {

@@ -118,9 +118,10 @@ int64_t CountNonzerosImpl(const float* HWY_RESTRICT x, int64_t n) {
   return count;
 }
 
-// The bit counting and walking of the mask run compiled for each target:
-// on x86 the baseline has no popcnt instruction, and each count was a call
-// into libgcc.
+// The bit counting and walking of the mask below run compiled for each
+// target: on x86 the baseline has no popcnt instruction, and each count was
+// a call into libgcc.
+
 // Transposes a 64 × 64 bit matrix in place: bit j of a[i] becomes bit i of
 // a[j]. Six rounds, each swapping the off-diagonal blocks of every 2s × 2s
 // block (s = 32, 16, ..., 1): the high s bits of row i with the low s bits

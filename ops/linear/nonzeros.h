@@ -33,8 +33,8 @@ class Nonzeros {
   // block's pass mask: MaskWord in ops/block/block_kernels.h). The caller
   // vouches that x(m, k) is not ±0 exactly where bit (m, k) is set (a NaN
   // counts as not zero: it must be set), so that the result is Index's. The
-  // rows are compressed a vector at a time (each thread's last row walked
-  // by its set bits, so that no whole-vector store crosses into the next
+  // rows are compressed a vector at a time (a thread's last few rows walked
+  // by their set bits, so that no whole-vector store crosses into the next
   // thread's lists), and the columns' lists come from the mask transposed
   // 64 × 64 bits at a time, walked by their set bits: no scatter.
   double IndexFromMask(const float* x, const uint64_t* mask, int64_t M,
