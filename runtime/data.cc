@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -265,9 +266,14 @@ Result<Dataset> ReadCsv(const std::string& path, int label_column) {
   return d;
 }
 
+constexpr char kDebianFashionMnist[] = "/usr/share/datasets/fashion-mnist";
+
 Result<TrainTest> LoadIdxDirectory(const std::string& dir_in) {
-  const std::string dir =
-      dir_in == "fashion-mnist" ? "/usr/share/datasets/fashion-mnist" : dir_in;
+  const char* env = std::getenv("BALLAST_FASHION_MNIST_DIR");
+  const std::string dir = dir_in != "fashion-mnist" ? dir_in
+                          : env != nullptr && *env != '\0'
+                              ? std::string(env)
+                              : std::string(kDebianFashionMnist);
   auto find = [&](const std::string& stem) -> Result<std::string> {
     for (const char* ext : {".gz", ""}) {
       const std::string p = dir + "/" + stem + ext;
@@ -276,7 +282,8 @@ Result<TrainTest> LoadIdxDirectory(const std::string& dir_in) {
     std::string hint =
         dir_in == "fashion-mnist"
             ? " (install Debian's package dataset-fashion-mnist: "
-              "apt-get install dataset-fashion-mnist)"
+              "apt-get install dataset-fashion-mnist; or set "
+              "BALLAST_FASHION_MNIST_DIR to a copy's directory)"
             : "";
     return NotFound("data file '" + dir + "/" + stem + "[.gz]' does not exist" +
                     hint);

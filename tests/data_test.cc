@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -174,6 +175,59 @@ TEST(DataTest, MissingDataNamesThePathAndThePackage) {
   EXPECT_NE(
       d.status().message().find("/nonexistent/fashion/train-images-idx3-ubyte"),
       std::string::npos);
+  // "fashion-mnist" where its files are missing names Debian's package.
+  ASSERT_EQ(setenv("BALLAST_FASHION_MNIST_DIR", "/nonexistent/fmnist", 1), 0);
+  d = LoadIdxDirectory("fashion-mnist");
+  unsetenv("BALLAST_FASHION_MNIST_DIR");
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.status().code(), StatusCode::kNotFound);
+  const std::string m = d.status().message();
+  EXPECT_NE(m.find("'/nonexistent/fmnist/train-images-idx3-ubyte[.gz]'"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("apt-get install dataset-fashion-mnist"), std::string::npos)
+      << m;
+}
+
+// Plain (not gzipped) IDX files, big-endian headers, as MNIST's.
+TEST(DataTest, ReadsAPlainIdxDirectory) {
+  const auto dir = std::filesystem::temp_directory_path() / "ballast_plain_idx";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  // An IDX file: the magic (unsigned bytes, the number of dimensions), the
+  // dimensions as big-endian 32-bit words, the bytes.
+  const auto write = [&](const char* name, std::vector<uint32_t> dims,
+                         std::vector<unsigned char> data) {
+    std::vector<unsigned char> bytes = {0, 0, 8, uint8_t(dims.size())};
+    for (uint32_t d : dims) {
+      for (int shift = 24; shift >= 0; shift -= 8) {
+        bytes.push_back(uint8_t(d >> shift));
+      }
+    }
+    bytes.insert(bytes.end(), data.begin(), data.end());
+    std::ofstream f(dir / name, std::ios::binary);
+    f.write(reinterpret_cast<const char*>(bytes.data()),
+            std::streamsize(bytes.size()));
+  };
+  // Three 2×2 images and their labels to train on, two to test.
+  write("train-images-idx3-ubyte", {3, 2, 2},
+        {0, 51, 102, 255, 255, 0, 0, 0, 1, 2, 3, 4});
+  write("train-labels-idx1-ubyte", {3}, {2, 0, 1});
+  write("t10k-images-idx3-ubyte", {2, 2, 2}, {5, 5, 5, 5, 255, 255, 255, 255});
+  write("t10k-labels-idx1-ubyte", {2}, {1, 2});
+  Result<TrainTest> d = LoadIdxDirectory(dir.string());
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->train.rows, 3);
+  EXPECT_EQ(d->test.rows, 2);
+  EXPECT_EQ(d->train.features, 4);
+  EXPECT_EQ(d->train.classes, 3);
+  EXPECT_EQ(d->train.x[1], 51.0f / 255.0f);
+  EXPECT_EQ(d->train.x[3], 1.0f);
+  EXPECT_EQ(d->train.x[11], 4.0f / 255.0f);
+  EXPECT_EQ(d->train.labels, (std::vector<int32_t>{2, 0, 1}));
+  EXPECT_EQ(d->test.labels, (std::vector<int32_t>{1, 2}));
+  EXPECT_EQ(d->test.x[7], 1.0f);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(DataTest, ReadsDebiansFashionMnist) {

@@ -32,7 +32,10 @@ Result<Dataset> ReadCsv(const std::string& path, int label_column = 0);
 
 // Fashion-MNIST (or MNIST) from a directory holding
 // {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]. "fashion-mnist" means
-// Debian's /usr/share/datasets/fashion-mnist (package dataset-fashion-mnist).
+// Debian's /usr/share/datasets/fashion-mnist (package dataset-fashion-mnist),
+// or the directory the environment variable BALLAST_FASHION_MNIST_DIR names.
+// A missing file is an error naming its path (and for "fashion-mnist" the
+// package).
 struct TrainTest {
   Dataset train, test;
 };
