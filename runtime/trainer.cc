@@ -17,6 +17,17 @@
 #include "runtime/train_layers.h"
 
 namespace ballast {
+namespace {
+
+// "nan", "inf" or "-inf", as PyTorch prints them (std::to_string gives
+// "-nan" for a NaN with its sign bit set).
+std::string NonFiniteName(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  return std::to_string(v);
+}
+
+}  // namespace
 
 struct Trainer::Impl {
   TrainerOptions opt;
@@ -159,7 +170,7 @@ struct Trainer::Impl {
       return Loss(in_ptr, labels, targets, M, grad_a.data(), r);
     }));
     if (!std::isfinite(r.loss)) {
-      return FailedPrecondition("train: the loss is " + std::to_string(r.loss) +
+      return FailedPrecondition("train: the loss is " + NonFiniteName(r.loss) +
                                 " at step " + std::to_string(step + 1));
     }
     float* dy = grad_a.data();
@@ -253,6 +264,11 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(
   }
   if (!(options.label_smoothing >= 0 && options.label_smoothing <= 1)) {
     return InvalidArgument("train: label_smoothing must be in [0, 1]");
+  }
+  if (!(options.clip_grad_norm >= 0)) {
+    return InvalidArgument(
+        "train: clip_grad_norm = " + std::to_string(options.clip_grad_norm) +
+        " must be >= 0 (0: no clipping)");
   }
   BALLAST_ASSIGN_OR_RETURN(const std::vector<int64_t> widths,
                            graph.Validate(Registry::Builtin()));

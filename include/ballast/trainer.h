@@ -45,7 +45,9 @@ struct TrainerOptions {
   OptimizerOptions optimizer;
   LossKind loss = LossKind::kCrossEntropy;
   double label_smoothing = 0.0;  // cross-entropy
-  double clip_grad_norm = 0.0;   // > 0: clip the global gradient norm
+  // > 0: scale every gradient so that their global L2 norm is at most this,
+  // as torch.nn.utils.clip_grad_norm_ (norm + 1e-6); 0: off; < 0 an error.
+  double clip_grad_norm = 0.0;
   // Threads of each Step: one OpenMP region per step, whose passes the
   // calling thread hands out as tasks (a step called from inside an active
   // OpenMP region runs on the calling thread). The results are the same bits
@@ -144,6 +146,8 @@ class Trainer {
   // "node.param" → gradient of the last step (without the weights whose
   // gradient was not stored: TrainerOptions::keep_gradients).
   std::map<std::string, Tensor> Gradients() const;
+  // The learning rate of the steps to come: for a schedule, ScheduledLr
+  // (ballast/schedule.h) before each epoch.
   void set_lr(double lr);
   double lr() const;
   int64_t step() const;
