@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -11,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -19,6 +21,7 @@
 #include "ballast/format.h"
 #include "ballast/init.h"
 #include "ballast/model.h"
+#include "ballast/schedule.h"
 #include "ballast/trainer.h"
 #include "ballast/version.h"
 #include "ops/cache_aligned.h"
@@ -53,24 +56,37 @@ struct TrainCli {
   bool no_bn = false, no_fuse = false, no_skip_zeros = false, profile = false;
   bool dense_dx = false;
   int epochs = 5, threads = 0, label_column = 0, warmup = 0;  // 0: default
+  int step_size = 0;  // 0: a third of the epochs
+  double gamma = 0.1;
   int64_t batch = 128;
   uint64_t seed = 0;
+  // The flags given on the command line (of those --resume checks).
+  std::set<std::string> given;
 };
 
 struct EpochLog {
   int epoch = 0;
   double seconds = 0, train_loss = 0, train_acc = 0, test_loss = 0,
-         test_acc = 0;
+         test_acc = 0, lr = 0;
 };
 
 Result<std::vector<int64_t>> ParseArch(const std::string& arch) {
   std::vector<int64_t> w;
-  std::stringstream ss(arch);
+  // Widths between dashes; a dash at either end or two in a row leave an
+  // empty one (getline alone would drop a trailing one).
+  std::stringstream ss(arch + "-");
   std::string item;
   while (std::getline(ss, item, '-')) {
+    if (item.empty()) {
+      return InvalidArgument("--arch '" + arch +
+                             "': a width is missing (a dash at the start, at "
+                             "the end or after another; expected e.g. "
+                             "784-256-256-10)");
+    }
     char* end = nullptr;
+    errno = 0;
     const long v = std::strtol(item.c_str(), &end, 10);
-    if (item.empty() || *end != '\0' || v < 1) {
+    if (*end != '\0' || v < 1 || errno == ERANGE) {
       return InvalidArgument(
           "--arch '" + arch + "': '" + item +
           "' is not a positive width (expected e.g. 784-256-256-10)");
@@ -123,16 +139,45 @@ Status ApplyInit(Graph& g, const std::string& scheme, uint64_t seed) {
   return Status::Ok();
 }
 
-double ScheduledLr(const TrainCli& o, int epoch) {  // epoch from 0
-  double lr = o.lr;
-  if (o.schedule == "step")
-    lr *= std::pow(0.1, epoch / std::max(1, o.epochs / 3));
-  if (o.schedule == "cosine") {
-    lr *= 0.5 * (1 + std::cos(M_PI * epoch / std::max(1, o.epochs)));
+// The --schedule, --step-size, --gamma and --warmup flags as a schedule.
+Result<LrSchedule> Schedule(const TrainCli& o) {
+  LrSchedule s;
+  if (!ParseScheduleKind(o.schedule.c_str(), &s.kind)) {
+    return InvalidArgument("--schedule '" + o.schedule +
+                           "' is not one of constant, step, cosine");
   }
-  if (o.warmup > 0 && epoch < o.warmup)
-    lr *= double(epoch + 1) / (o.warmup + 1);
-  return lr;
+  s.step_size = o.step_size > 0 ? o.step_size : std::max(1, o.epochs / 3);
+  s.gamma = o.gamma;
+  s.total_epochs = o.epochs;
+  s.warmup_epochs = o.warmup;
+  if (o.step_size < 0) {
+    return InvalidArgument("--step-size " + std::to_string(o.step_size) +
+                           " must be >= 1 (0: a third of --epochs)");
+  }
+  if (!(o.gamma >= 0 && std::isfinite(o.gamma))) {
+    return InvalidArgument(fmt::format("--gamma {}", o.gamma) +
+                           " must be a finite number >= 0");
+  }
+  if (o.warmup < 0) {
+    return InvalidArgument("--warmup " + std::to_string(o.warmup) +
+                           " must be >= 0 (epochs)");
+  }
+  BALLAST_RETURN_IF_ERROR(ValidateSchedule(s));
+  return s;
+}
+
+// The schedule as the first line printed names it: "" when constant.
+std::string ScheduleText(const LrSchedule& s) {
+  std::string text;
+  if (s.kind == ScheduleKind::kStep) {
+    text = fmt::format(" x {} every {} epoch(s)", s.gamma, s.step_size);
+  } else if (s.kind == ScheduleKind::kCosine) {
+    text = fmt::format(" cosine to 0 over {} epochs", s.total_epochs);
+  }
+  if (s.warmup_epochs > 0) {
+    text += fmt::format(" with {} epoch(s) of linear warmup", s.warmup_epochs);
+  }
+  return text;
 }
 
 // --data: "fashion-mnist", a directory of IDX files, or any regular file,
@@ -253,11 +298,11 @@ Status WriteReports(const TrainCli& o, const std::vector<EpochLog>& logs,
     }
   };
   std::string csv =
-      "epoch,seconds,train_loss,train_accuracy,test_loss,test_accuracy\n";
+      "epoch,seconds,train_loss,train_accuracy,test_loss,test_accuracy,lr\n";
   for (const EpochLog& l : logs) {
-    csv += fmt::format("{},{:.4f},{:.6f},{:.6f},{:.6f},{:.6f}\n", l.epoch,
-                       l.seconds, l.train_loss, l.train_acc, l.test_loss,
-                       l.test_acc);
+    csv += fmt::format("{},{:.4f},{:.6f},{:.6f},{:.6f},{:.6f},{:.9g}\n",
+                       l.epoch, l.seconds, l.train_loss, l.train_acc,
+                       l.test_loss, l.test_acc, l.lr);
   }
   if (!o.log.empty()) write(o.log, csv);
   if (!o.json.empty()) {
@@ -267,7 +312,8 @@ Status WriteReports(const TrainCli& o, const std::vector<EpochLog>& logs,
       j["epochs"].push_back({{"epoch", l.epoch},
                              {"seconds", l.seconds},
                              {"train_loss", l.train_loss},
-                             {"test_accuracy", l.test_acc}});
+                             {"test_accuracy", l.test_acc},
+                             {"lr", l.lr}});
     }
     j["total_seconds"] = total_seconds;
     write(o.json, j.dump(2) + "\n");
@@ -283,9 +329,73 @@ Status WriteReports(const TrainCli& o, const std::vector<EpochLog>& logs,
   return first;
 }
 
-Status RunTrain(const TrainCli& o) {
+// The training flags a checkpoint fixes, from its graph and metadata: its
+// network's BatchNorm and dropout, and its run's --batch and --seed (which
+// order each epoch's rows; checkpoints before train.batch was recorded
+// leave --batch as given). A flag given with another value is an error: the
+// run would not continue the checkpoint's. Not given, it takes the
+// checkpoint's value.
+Status TakeCheckpointFlags(const Model& ck, TrainCli& o) {
+  const std::string where = "--resume '" + o.resume + "'";
+  if (o.given.count("--init")) {
+    return InvalidArgument(
+        "--init has no effect with --resume (the weights "
+        "come from '" +
+        o.resume + "')");
+  }
+  bool bn = false;
+  double dropout = 0;
+  for (const Node& n : ck.graph.nodes) {
+    bn = bn || n.op == "batchnorm1d";
+    if (n.op == "dropout") dropout = n.GetFloat("p", 0.5);
+  }
+  if (o.given.count("--no-bn") && bn == o.no_bn) {
+    return InvalidArgument(where + std::string(" holds a network ") +
+                           (bn ? "with" : "without") +
+                           " BatchNorm: drop --no-bn to continue it");
+  }
+  o.no_bn = !bn;
+  if (o.given.count("--dropout") && dropout != o.dropout) {
+    return InvalidArgument(where + fmt::format(" was trained with --dropout {}"
+                                               ", not {}",
+                                               dropout, o.dropout));
+  }
+  o.dropout = dropout;
+  const auto take = [&](const char* key, const char* flag, auto* value) {
+    const auto it = ck.graph.metadata.find(key);
+    if (it == ck.graph.metadata.end()) return Status::Ok();
+    std::remove_pointer_t<decltype(value)> v{};
+    if (!ParseWhole(it->second, &v)) {
+      return DataLoss(where + ": metadata " + key + " = '" + it->second +
+                      "' is not a whole number");
+    }
+    if (o.given.count(flag) && v != *value) {
+      return InvalidArgument(where + " was trained with " + flag + " " +
+                             it->second + ", not " + std::to_string(*value) +
+                             " (the epochs' row order and the trainer's "
+                             "state depend on it)");
+    }
+    *value = v;
+    return Status::Ok();
+  };
+  BALLAST_RETURN_IF_ERROR(take("train.batch", "--batch", &o.batch));
+  return take("trainer.rng_seed", "--seed", &o.seed);
+}
+
+Status RunTrain(TrainCli o) {
   BALLAST_ASSIGN_OR_RETURN(const std::vector<int64_t> widths,
                            ParseArch(o.arch));
+  BALLAST_ASSIGN_OR_RETURN(const LrSchedule schedule, Schedule(o));
+  // A checkpoint to resume from, first: it may fix flags the run depends on.
+  Model ck;
+  if (!o.resume.empty()) {
+    BALLAST_ASSIGN_OR_RETURN(ck, LoadModel(o.resume));
+    BALLAST_RETURN_IF_ERROR(TakeCheckpointFlags(ck, o));
+  }
+  if (!(o.clip >= 0)) {
+    return InvalidArgument(fmt::format(
+        "--clip-grad-norm {} must be >= 0 (0: no clipping)", o.clip));
+  }
   if (!(o.dropout >= 0 && o.dropout <= 1)) {
     return InvalidArgument("--dropout " + std::to_string(o.dropout) +
                            " must be in [0, 1]");
@@ -354,7 +464,6 @@ Status RunTrain(const TrainCli& o) {
   int first_epoch = 0;
   std::string last_checkpoint;  // the newest checkpoint on disk, if any
   if (!o.resume.empty()) {
-    BALLAST_ASSIGN_OR_RETURN(const Model ck, LoadModel(o.resume));
     const std::string arch = GraphArch(ck.graph);
     std::string want;
     for (int64_t w : widths)
@@ -397,11 +506,15 @@ Status RunTrain(const TrainCli& o) {
   }
   const bool tty = ::isatty(STDOUT_FILENO);
   fmt::print(
-      "training {} on {} ({} train / {} test rows), batch {}, {} lr {}, {} "
+      "training {} on {} ({} train / {} test rows), batch {}, {} lr {}{}, {} "
       "thread(s), {}\n",
       o.arch, o.data, data.train.rows, data.test.rows, o.batch, o.optimizer,
-      o.lr, o.threads, o.no_fuse ? "unfused" : "fused");
+      o.lr, ScheduleText(schedule), o.threads, o.no_fuse ? "unfused" : "fused");
   std::vector<EpochLog> logs;
+  // Whether the rate changes from epoch to epoch (then each epoch's line
+  // names it).
+  const bool scheduled =
+      schedule.kind != ScheduleKind::kConstant || schedule.warmup_epochs > 0;
   // Two batches: the step reads one while its idle threads gather the next
   // into the other (StepSideWork), chunk_rows at a time.
   const int64_t chunk_rows = std::clamp<int64_t>(
@@ -423,7 +536,7 @@ Status RunTrain(const TrainCli& o) {
                      "', is kept; ";
   };
   const auto train_epoch = [&](int epoch) -> Status {
-    trainer->set_lr(ScheduledLr(o, epoch));
+    trainer->set_lr(ScheduledLr(o.lr, schedule, epoch));
     const std::vector<int64_t> order =
         EpochOrder(data.train.rows, o.seed, epoch);
     const int64_t batches =
@@ -488,13 +601,15 @@ Status RunTrain(const TrainCli& o) {
                      loss_sum / double(batches),
                      double(correct) / double(batches * o.batch),
                      ev.loss,
-                     ev.accuracy};
+                     ev.accuracy,
+                     trainer->lr()};
     if (tty) std::fputs("\r\033[K", stdout);
     fmt::print(
-        "epoch {}/{}: loss {:.4f}, train acc {:.2f}%, test acc {:.2f}%, "
+        "epoch {}/{}: {}loss {:.4f}, train acc {:.2f}%, test acc {:.2f}%, "
         "{:.3f} s, {:.0f} samples/s\n",
-        l.epoch, o.epochs, l.train_loss, 100 * l.train_acc, 100 * l.test_acc,
-        seconds, double(batches * o.batch) / seconds);
+        l.epoch, o.epochs, scheduled ? fmt::format("lr {:.6g}, ", l.lr) : "",
+        l.train_loss, 100 * l.train_acc, 100 * l.test_acc, seconds,
+        double(batches * o.batch) / seconds);
     std::fflush(stdout);
     // The loss is checked before each update: the epoch's last updates can
     // still leave weights or running statistics non-finite.
@@ -512,6 +627,7 @@ Status RunTrain(const TrainCli& o) {
       Model ck =
           trainer->Checkpoint({{"train.epoch", std::to_string(epoch + 1)},
                                {"train.arch", o.arch},
+                               {"train.batch", std::to_string(o.batch)},
                                {"input_mean", fmt::format("{:.9g}", norm.mean)},
                                {"input_std", fmt::format("{:.9g}", norm.std)}});
       const std::string path =
@@ -570,7 +686,8 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
                 "rows held out for test)")
       ->capture_default_str();
   c->add_option("--label-column", o->label_column,
-                "CSV: column holding the class label")
+                "CSV: column holding the class label, from 0 (negative: from "
+                "the end, -1 the last)")
       ->capture_default_str();
   c->add_option("--arch", o->arch, "Widths, input to output")
       ->capture_default_str();
@@ -599,13 +716,22 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
   c->add_option("--weight-decay", o->weight_decay, "Weight decay")
       ->capture_default_str();
   c->add_option("--schedule", o->schedule,
-                "constant | step | cosine (per epoch)")
+                "Learning rate per epoch: constant | step (x GAMMA every "
+                "STEP-SIZE epochs, StepLR) | cosine (to 0 after --epochs, "
+                "CosineAnnealingLR)")
       ->check(CLI::IsMember({"constant", "step", "cosine"}))
       ->capture_default_str();
-  c->add_option("--warmup", o->warmup, "Epochs of linear warmup")
+  c->add_option("--step-size", o->step_size,
+                "step: epochs between decays (0: a third of --epochs, at "
+                "least 1)")
+      ->capture_default_str();
+  c->add_option("--gamma", o->gamma, "step: the decay")->capture_default_str();
+  c->add_option("--warmup", o->warmup,
+                "Epochs of linear warmup: epoch e < N runs at (e+1)/(N+1) of "
+                "the rate (LinearLR), times the schedule's")
       ->capture_default_str();
   c->add_option("--clip-grad-norm", o->clip,
-                "Clip the global gradient norm (0: off)")
+                "Clip the global gradient norm to this (0: off)")
       ->capture_default_str();
   c->add_option("--label-smoothing", o->label_smoothing,
                 "Cross-entropy label smoothing")
@@ -641,6 +767,10 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
   c->callback([o, c, &exit_code] {
     if (c->count("--lr") == 0 && o->optimizer != "sgd") o->lr = kAdamLr;
     if (o->threads == 0) o->threads = ops::DefaultThreads();
+    for (const char* flag :
+         {"--init", "--no-bn", "--dropout", "--batch", "--seed"}) {
+      if (c->count(flag) > 0) o->given.insert(flag);
+    }
     Status s = RunTrain(*o);
     if (!s.ok()) {
       std::fprintf(stderr, "ballast train: %s\n", s.ToString().c_str());

@@ -30,6 +30,18 @@ fi
 b run ck/epoch-1.blst --input ok.csv > y_ck.csv || fail "run on a checkpoint failed"
 b run m.blst --input ok.csv > y_m.csv
 cmp -s y_ck.csv y_m.csv || fail "run on the checkpoint and on the model differ"
+# run applies the normalization: a net trained on features near 100 (scaled to mean 0, std 1 for
+# training) classifies their raw rows as well as it learned to (96% here); fed them unscaled, it
+# would answer one class for all (51%).
+awk 'BEGIN { for (r = 0; r < 400; r++) { a = sin(r * 1.7); c = cos(r * 0.9);
+  printf "%.4f,%.4f,%d\n", 100 + 10 * a, 100 + 10 * c, (a + c > 0) } }' > offset.csv
+b train --data offset.csv --label-column -1 --arch 2-8-2 --batch 20 --epochs 10 --dropout 0 \
+  --out offset.blst > /dev/null || fail "training on offset.csv failed"
+cut -d, -f1-2 offset.csv > offset_x.csv
+b run offset.blst --input offset_x.csv > offset_y.csv || fail "run on offset_x.csv failed"
+accuracy=$(paste -d, offset_y.csv offset.csv |
+  awk -F, '{ n++; ok += (($2 > $1) == $5) } END { printf "%.0f", 100 * ok / n }')
+[[ $accuracy -ge 90 ]] || fail "run on raw rows: ${accuracy}% right; the normalization was not applied?"
 # fold turns a checkpoint into an inference model without optimizer state.
 b fold ck/epoch-1.blst folded.blst > /dev/null || fail "fold of a checkpoint failed"
 b info folded.blst > info.txt

@@ -13,6 +13,29 @@ expect_error "another optimizer on resume" "state of optimizer sgd, which adam c
   train "${common[@]}" --epochs 2 --resume sgd/epoch-1.blst --optimizer adam
 expect_error "another --arch on resume" "holds a 4-8-3 network but --arch is 4-16-3" \
   train --data ok.csv --label-column -1 --arch 4-16-3 --batch 16 --epochs 2 --resume sgd/epoch-1.blst
+# A checkpoint fixes the network and the run's --batch and --seed: other values are refused.
+expect_error "another --dropout on resume" "was trained with --dropout 0.5, not 0.3" \
+  train "${common[@]}" --epochs 2 --resume sgd/epoch-1.blst --dropout 0.3
+expect_error "--no-bn on resume" "holds a network with BatchNorm: drop --no-bn" \
+  train "${common[@]}" --epochs 2 --resume sgd/epoch-1.blst --no-bn
+expect_error "--init on resume" "--init has no effect with --resume" \
+  train "${common[@]}" --epochs 2 --resume sgd/epoch-1.blst --init kaiming
+expect_error "another --seed on resume" "was trained with --seed 0, not 9" \
+  train "${common[@]}" --epochs 2 --resume sgd/epoch-1.blst --seed 9
+expect_error "another --batch on resume" "was trained with --batch 16, not 32" \
+  train --data ok.csv --label-column -1 --arch 4-8-3 --batch 32 --epochs 2 --resume sgd/epoch-1.blst
+# Widths and schedule flags out of range.
+for arch in 4-8-3- -4-8-3 4--3; do
+  expect_error "--arch $arch" "--arch '$arch': a width is missing" \
+    train --data ok.csv --label-column -1 --arch="$arch" --batch 16 --epochs 1
+done
+expect_error "--clip-grad-norm -1" "--clip-grad-norm -1 must be >= 0" \
+  train "${common[@]}" --epochs 1 --clip-grad-norm -1
+expect_error "--warmup -2" "--warmup -2 must be >= 0" train "${common[@]}" --epochs 1 --warmup -2
+expect_error "--step-size -1" "--step-size -1 must be >= 1" \
+  train "${common[@]}" --epochs 1 --schedule step --step-size -1
+expect_error "--gamma -0.5" "--gamma -0.5 must be a finite number >= 0" \
+  train "${common[@]}" --epochs 1 --schedule step --gamma -0.5
 touch a_file
 expect_error "--checkpoint-dir under a file" "checkpoint-dir 'a_file/sub' cannot be created" \
   train "${common[@]}" --epochs 1 --checkpoint-dir a_file/sub
@@ -45,7 +68,7 @@ if grep -q "epoch 1/" out.txt; then fail "trained before finding --checkpoint-di
 # epoch completed, the earlier log.
 echo "an earlier model" > keep.blst
 echo "an earlier log" > nan.log
-expect_error "a NaN loss" "no checkpoint was written yet; train: the loss is .*nan at step" \
+expect_error "a NaN loss" "no checkpoint was written yet; train: the loss is (nan|inf|-inf) at step" \
   train "${common[@]}" --epochs 3 --lr 1e30 --checkpoint-dir nan_ck --out keep.blst --log nan.log
 grep -q "an earlier model" keep.blst || fail "the saved model was overwritten"
 grep -q "an earlier log" nan.log || fail "the earlier log was overwritten by an empty one"

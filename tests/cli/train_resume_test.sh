@@ -34,7 +34,42 @@ head -n 20 "$work/data.csv" | cut -d, -f2- > "$work/x.csv"
 run_ballast run "$work/straight.blst" --input "$work/x.csv" > "$work/y_straight.csv"
 run_ballast run "$work/resumed.blst" --input "$work/x.csv" > "$work/y_resumed.csv"
 cmp "$work/y_straight.csv" "$work/y_resumed.csv"
-grep -q '"total_seconds"' "$work/straight.json"
+# Resumed without --batch and --seed, it takes the checkpoint's: the same bits again.
+run_ballast train --data "$work/data.csv" --arch 8-16-16-2 --epochs 3 --lr 0.05 \
+  --resume "$work/ck/epoch-1.blst" --out "$work/resumed_bare.blst" >/dev/null
+run_ballast run "$work/resumed_bare.blst" --input "$work/x.csv" > "$work/y_resumed_bare.csv"
+cmp "$work/y_straight.csv" "$work/y_resumed_bare.csv"
+# The JSON report's fields, as the issue names them: one entry per epoch.
+if [ -x /usr/bin/python3 ]; then
+  /usr/bin/python3 - "$work/straight.json" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert [e["epoch"] for e in j["epochs"]] == [1, 2, 3], j
+for e in j["epochs"]:
+    assert set(e) >= {"epoch", "seconds", "train_loss", "test_accuracy", "lr"}, e
+    assert e["lr"] == 0.05, e
+    assert e["seconds"] > 0 and e["train_loss"] > 0 and 0 <= e["test_accuracy"] <= 1, e
+assert abs(j["total_seconds"] - sum(e["seconds"] for e in j["epochs"])) < 1e-9, j
+PY
+else
+  grep -q '"total_seconds"' "$work/straight.json"
+fi
+# The schedule reaches the steps: StepLR with gamma 0 trains epoch 1 only (no BatchNorm, whose
+# running statistics would move without any step), so epochs 1 and 3 end with the same weights;
+# with gamma 0.5 they do not.
+sched=(--data "$work/data.csv" --arch 8-16-2 --no-bn --batch 32 --epochs 3 --seed 3 --schedule step
+  --step-size 1)
+run_ballast train "${sched[@]}" --gamma 0 --checkpoint-dir "$work/ck_g0" --log "$work/g0.csv" >/dev/null
+test "$(cut -d, -f7 "$work/g0.csv" | paste -sd' ')" = "lr 0.05 0 0"
+run_ballast run "$work/ck_g0/epoch-1.blst" --input "$work/x.csv" > "$work/y_g0_1.csv"
+run_ballast run "$work/ck_g0/epoch-3.blst" --input "$work/x.csv" > "$work/y_g0_3.csv"
+cmp "$work/y_g0_1.csv" "$work/y_g0_3.csv"
+run_ballast train "${sched[@]}" --gamma 0.5 --checkpoint-dir "$work/ck_g5" >/dev/null
+run_ballast run "$work/ck_g5/epoch-3.blst" --input "$work/x.csv" > "$work/y_g5_3.csv"
+if cmp -s "$work/y_g0_3.csv" "$work/y_g5_3.csv"; then
+  echo "FAIL: --gamma 0.5 ended with the weights of --gamma 0" >&2
+  exit 1
+fi
 grep -q '<svg' "$work/straight.svg"
 test "$(wc -l < "$work/straight.csv")" -eq 4
 # Skipping the zeros of a ReLU output in the next Linear's GEMMs gives the same bits as reading
