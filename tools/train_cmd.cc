@@ -11,6 +11,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -164,6 +165,34 @@ Result<LrSchedule> Schedule(const TrainCli& o) {
   }
   BALLAST_RETURN_IF_ERROR(ValidateSchedule(s));
   return s;
+}
+
+// The numeric flags out of range, named (before the Trainer's own check,
+// which knows no flags).
+Status CheckRanges(const TrainCli& o) {
+  struct Range {
+    const char* flag;
+    double value, lo, hi;
+    const char* note;
+  };
+  const double inf = std::numeric_limits<double>::infinity();
+  const Range ranges[] = {
+      {"--lr", o.lr, 0, inf, ""},
+      {"--momentum", o.momentum, 0, inf, ""},
+      {"--weight-decay", o.weight_decay, 0, inf, ""},
+      {"--dropout", o.dropout, 0, 1, ""},
+      {"--label-smoothing", o.label_smoothing, 0, 1, ""},
+      {"--clip-grad-norm", o.clip, 0, inf, " (0: no clipping)"},
+  };
+  for (const Range& r : ranges) {
+    if (r.value >= r.lo && r.value <= r.hi && std::isfinite(r.value)) continue;
+    return InvalidArgument(
+        r.hi == inf ? fmt::format("{} {} must be a finite number >= {}{}",
+                                  r.flag, r.value, r.lo, r.note)
+                    : fmt::format("{} {} must be in [{}, {}]{}", r.flag,
+                                  r.value, r.lo, r.hi, r.note));
+  }
+  return Status::Ok();
 }
 
 // The schedule as the first line printed names it: "" when constant.
@@ -385,20 +414,13 @@ Status TakeCheckpointFlags(const Model& ck, TrainCli& o) {
 Status RunTrain(TrainCli o) {
   BALLAST_ASSIGN_OR_RETURN(const std::vector<int64_t> widths,
                            ParseArch(o.arch));
+  BALLAST_RETURN_IF_ERROR(CheckRanges(o));
   BALLAST_ASSIGN_OR_RETURN(const LrSchedule schedule, Schedule(o));
   // A checkpoint to resume from, first: it may fix flags the run depends on.
   Model ck;
   if (!o.resume.empty()) {
     BALLAST_ASSIGN_OR_RETURN(ck, LoadModel(o.resume));
     BALLAST_RETURN_IF_ERROR(TakeCheckpointFlags(ck, o));
-  }
-  if (!(o.clip >= 0)) {
-    return InvalidArgument(fmt::format(
-        "--clip-grad-norm {} must be >= 0 (0: no clipping)", o.clip));
-  }
-  if (!(o.dropout >= 0 && o.dropout <= 1)) {
-    return InvalidArgument("--dropout " + std::to_string(o.dropout) +
-                           " must be in [0, 1]");
   }
   const std::pair<const char*, const std::string*> outputs[] = {
       {"--out", &o.out},

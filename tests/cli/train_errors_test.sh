@@ -29,8 +29,12 @@ for arch in 4-8-3- -4-8-3 4--3; do
   expect_error "--arch $arch" "--arch '$arch': a width is missing" \
     train --data ok.csv --label-column -1 --arch="$arch" --batch 16 --epochs 1
 done
-expect_error "--clip-grad-norm -1" "--clip-grad-norm -1 must be >= 0" \
+expect_error "--clip-grad-norm -1" "--clip-grad-norm -1 must be a finite number >= 0" \
   train "${common[@]}" --epochs 1 --clip-grad-norm -1
+expect_error "--momentum -1" "--momentum -1 must be a finite number >= 0" \
+  train "${common[@]}" --epochs 1 --momentum -1
+expect_error "--label-smoothing 2" "--label-smoothing 2 must be in \[0, 1\]" \
+  train "${common[@]}" --epochs 1 --label-smoothing 2
 expect_error "--warmup -2" "--warmup -2 must be >= 0" train "${common[@]}" --epochs 1 --warmup -2
 expect_error "--step-size -1" "--step-size -1 must be >= 1" \
   train "${common[@]}" --epochs 1 --schedule step --step-size -1
