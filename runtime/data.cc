@@ -279,12 +279,17 @@ Result<TrainTest> LoadIdxDirectory(const std::string& dir_in) {
       const std::string p = dir + "/" + stem + ext;
       if (std::filesystem::exists(p)) return p;
     }
-    std::string hint =
-        dir_in == "fashion-mnist"
-            ? " (install Debian's package dataset-fashion-mnist: "
-              "apt-get install dataset-fashion-mnist; or set "
-              "BALLAST_FASHION_MNIST_DIR to a copy's directory)"
-            : "";
+    // For "fashion-mnist": where the files were looked for, and how to get
+    // them there.
+    std::string hint;
+    if (dir_in == "fashion-mnist") {
+      hint = env != nullptr && *env != '\0'
+                 ? " (the directory BALLAST_FASHION_MNIST_DIR names; unset it "
+                   "for Debian's package dataset-fashion-mnist)"
+                 : " (install Debian's package dataset-fashion-mnist: "
+                   "apt-get install dataset-fashion-mnist; or set "
+                   "BALLAST_FASHION_MNIST_DIR to a copy's directory)";
+    }
     return NotFound("data file '" + dir + "/" + stem + "[.gz]' does not exist" +
                     hint);
   };

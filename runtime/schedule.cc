@@ -1,10 +1,12 @@
 // See ballast/schedule.h.
 #include "ballast/schedule.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numbers>
 #include <string>
+#include <utility>
 
 namespace ballast {
 
@@ -47,7 +49,7 @@ double ScheduledLr(double base_lr, const LrSchedule& s, int epoch) {
     case ScheduleKind::kConstant:
       break;
     case ScheduleKind::kStep:
-      lr *= std::pow(s.gamma, epoch / s.step_size);
+      lr *= std::pow(s.gamma, epoch / std::max(1, s.step_size));
       break;
     case ScheduleKind::kCosine:
       lr *= 0.5 * (1 + std::cos(std::numbers::pi * epoch / s.total_epochs));

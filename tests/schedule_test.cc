@@ -19,7 +19,8 @@ TEST(ScheduleTest, ConstantKeepsTheBaseRate) {
 TEST(ScheduleTest, StepDecaysByGammaEveryStepSizeEpochs) {
   LrSchedule s;
   s.kind = ScheduleKind::kStep;
-  s.step_size = 3, s.gamma = 0.5;
+  s.step_size = 3;
+  s.gamma = 0.5;
   const double want[] = {1, 1, 1, 0.5, 0.5, 0.5, 0.25};
   for (int e = 0; e < 7; ++e) EXPECT_EQ(ScheduledLr(1.0, s, e), want[e]) << e;
 }
@@ -43,7 +44,8 @@ TEST(ScheduleTest, WarmupRisesLinearlyThenLeavesTheScheduleAlone) {
   EXPECT_DOUBLE_EQ(ScheduledLr(1.0, s, 2), 0.75);
   EXPECT_EQ(ScheduledLr(1.0, s, 3), 1.0);  // the full rate after N epochs
   s.kind = ScheduleKind::kStep;
-  s.step_size = 2, s.gamma = 0.1;
+  s.step_size = 2;
+  s.gamma = 0.1;
   // Both factors: 1/4 · 1 at epoch 0, 3/4 · 0.1 at epoch 2, 0.1 at 3.
   EXPECT_DOUBLE_EQ(ScheduledLr(1.0, s, 0), 0.25);
   EXPECT_DOUBLE_EQ(ScheduledLr(1.0, s, 2), 0.075);
@@ -56,7 +58,8 @@ TEST(ScheduleTest, FieldsOutOfRangeAreNamed) {
   s.step_size = 0;
   EXPECT_NE(ValidateSchedule(s).message().find("step_size = 0"),
             std::string::npos);
-  s.step_size = 1, s.gamma = -1;
+  s.step_size = 1;
+  s.gamma = -1;
   EXPECT_NE(ValidateSchedule(s).message().find("gamma"), std::string::npos);
   s.gamma = NAN;
   EXPECT_FALSE(ValidateSchedule(s).ok());

@@ -38,6 +38,8 @@ namespace {
 // --lr when it is not given: SGD's is the book's recipe's, Adam's (and
 // AdamW's) torch.optim.Adam's default.
 constexpr double kSgdLr = 0.05, kAdamLr = 1e-3;
+// --batch's range.
+constexpr int64_t kMinBatch = 2, kMaxBatch = 65536;
 // Bytes of the next batch gathered at a time in a step's idle moments (see
 // StepSideWork): four rows of Fashion-MNIST, a microsecond or two. On two
 // threads the step and the gather took 0.97 of the time of a step and then
@@ -61,7 +63,8 @@ struct TrainCli {
   double gamma = 0.1;
   int64_t batch = 128;
   uint64_t seed = 0;
-  // The flags given on the command line (of those --resume checks).
+  // The flags given on the command line (of those --resume and the
+  // schedule check).
   std::set<std::string> given;
 };
 
@@ -147,13 +150,19 @@ Result<LrSchedule> Schedule(const TrainCli& o) {
     return InvalidArgument("--schedule '" + o.schedule +
                            "' is not one of constant, step, cosine");
   }
+  for (const char* flag : {"--step-size", "--gamma"}) {
+    if (o.given.count(flag) && s.kind != ScheduleKind::kStep) {
+      return InvalidArgument(std::string(flag) +
+                             " is for --schedule step, not " + o.schedule);
+    }
+  }
   s.step_size = o.step_size > 0 ? o.step_size : std::max(1, o.epochs / 3);
   s.gamma = o.gamma;
   s.total_epochs = o.epochs;
   s.warmup_epochs = o.warmup;
   if (o.step_size < 0) {
     return InvalidArgument("--step-size " + std::to_string(o.step_size) +
-                           " must be >= 1 (0: a third of --epochs)");
+                           " must be >= 1 (0: --epochs / 3)");
   }
   if (!(o.gamma >= 0 && std::isfinite(o.gamma))) {
     return InvalidArgument(fmt::format("--gamma {}", o.gamma) +
@@ -378,10 +387,11 @@ Status TakeCheckpointFlags(const Model& ck, TrainCli& o) {
     bn = bn || n.op == "batchnorm1d";
     if (n.op == "dropout") dropout = n.GetFloat("p", 0.5);
   }
-  if (o.given.count("--no-bn") && bn == o.no_bn) {
-    return InvalidArgument(where + std::string(" holds a network ") +
-                           (bn ? "with" : "without") +
-                           " BatchNorm: drop --no-bn to continue it");
+  // (--no-bn is the only flag of the two: it mismatches a network with BN.)
+  if (o.given.count("--no-bn") && bn) {
+    return InvalidArgument(where +
+                           " holds a network with BatchNorm: drop --no-bn to "
+                           "continue it");
   }
   o.no_bn = !bn;
   if (o.given.count("--dropout") && dropout != o.dropout) {
@@ -390,13 +400,22 @@ Status TakeCheckpointFlags(const Model& ck, TrainCli& o) {
                                                dropout, o.dropout));
   }
   o.dropout = dropout;
-  const auto take = [&](const char* key, const char* flag, auto* value) {
+  // A whole number from the metadata into *value, in [lo, hi]; a missing
+  // key leaves *value as given, or without the flag is an error (the
+  // checkpoint predates the key).
+  const auto take = [&](const char* key, const char* flag, auto* value,
+                        double lo, double hi) {
     const auto it = ck.graph.metadata.find(key);
-    if (it == ck.graph.metadata.end()) return Status::Ok();
+    if (it == ck.graph.metadata.end()) {
+      if (o.given.count(flag)) return Status::Ok();
+      return InvalidArgument(where + " does not record its " + flag +
+                             " (metadata " + key + "): pass the " + flag +
+                             " it was trained with");
+    }
     std::remove_pointer_t<decltype(value)> v{};
-    if (!ParseWhole(it->second, &v)) {
+    if (!ParseWhole(it->second, &v) || double(v) < lo || double(v) > hi) {
       return DataLoss(where + ": metadata " + key + " = '" + it->second +
-                      "' is not a whole number");
+                      "' is not a " + flag + " value");
     }
     if (o.given.count(flag) && v != *value) {
       return InvalidArgument(where + " was trained with " + flag + " " +
@@ -407,8 +426,10 @@ Status TakeCheckpointFlags(const Model& ck, TrainCli& o) {
     *value = v;
     return Status::Ok();
   };
-  BALLAST_RETURN_IF_ERROR(take("train.batch", "--batch", &o.batch));
-  return take("trainer.rng_seed", "--seed", &o.seed);
+  BALLAST_RETURN_IF_ERROR(
+      take("train.batch", "--batch", &o.batch, kMinBatch, kMaxBatch));
+  return take("trainer.rng_seed", "--seed", &o.seed, 0,
+              double(std::numeric_limits<uint64_t>::max()));
 }
 
 Status RunTrain(TrainCli o) {
@@ -613,7 +634,6 @@ Status RunTrain(TrainCli o) {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
             .count();
-    total_seconds += seconds;
     BALLAST_ASSIGN_OR_RETURN(
         const EvalResult ev,
         trainer->Evaluate(data.test.x.data(), data.test.labels.data(),
@@ -643,6 +663,7 @@ Status RunTrain(TrainCli o) {
                                 std::to_string(epoch + 1));
     }
     logs.push_back(l);
+    total_seconds += seconds;  // the reports' epochs only
     if (!o.checkpoint_dir.empty()) {
       // With the input normalization, so that `ballast run` on a
       // checkpoint computes what it does on the final model.
@@ -724,7 +745,7 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
   c->add_option("--batch", o->batch, "Batch size")
-      ->check(CLI::Range(2, 65536))
+      ->check(CLI::Range(kMinBatch, kMaxBatch))
       ->capture_default_str();
   c->add_option("--optimizer", o->optimizer, "sgd | adam | adamw")
       ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
@@ -744,7 +765,7 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
       ->check(CLI::IsMember({"constant", "step", "cosine"}))
       ->capture_default_str();
   c->add_option("--step-size", o->step_size,
-                "step: epochs between decays (0: a third of --epochs, at "
+                "step: epochs between decays (0: --epochs / 3 rounded down, at "
                 "least 1)")
       ->capture_default_str();
   c->add_option("--gamma", o->gamma, "step: the decay")->capture_default_str();
@@ -782,15 +803,18 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
   c->add_option("--out", o->out, "Save the trained model (.blst)");
   c->add_option("--checkpoint-dir", o->checkpoint_dir,
                 "Write a checkpoint every epoch");
-  c->add_option("--resume", o->resume, "Resume from a checkpoint");
+  c->add_option("--resume", o->resume,
+                "Resume from a checkpoint (its --batch, --seed, BatchNorm and "
+                "dropout; pass the run's --epochs, --lr and schedule flags "
+                "again for the same rates)");
   c->add_option("--log", o->log, "Per-epoch CSV log");
   c->add_option("--plot", o->plot, "SVG plot of loss and accuracy per epoch");
   c->add_option("--json", o->json, "Per-epoch JSON summary");
   c->callback([o, c, &exit_code] {
     if (c->count("--lr") == 0 && o->optimizer != "sgd") o->lr = kAdamLr;
     if (o->threads == 0) o->threads = ops::DefaultThreads();
-    for (const char* flag :
-         {"--init", "--no-bn", "--dropout", "--batch", "--seed"}) {
+    for (const char* flag : {"--init", "--no-bn", "--dropout", "--batch",
+                             "--seed", "--step-size", "--gamma"}) {
       if (c->count(flag) > 0) o->given.insert(flag);
     }
     Status s = RunTrain(*o);

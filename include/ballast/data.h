@@ -33,7 +33,8 @@ Result<Dataset> ReadCsv(const std::string& path, int label_column = 0);
 // Fashion-MNIST (or MNIST) from a directory holding
 // {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]. "fashion-mnist" means
 // Debian's /usr/share/datasets/fashion-mnist (package dataset-fashion-mnist),
-// or the directory the environment variable BALLAST_FASHION_MNIST_DIR names.
+// or instead the directory the environment variable BALLAST_FASHION_MNIST_DIR
+// names when it is set.
 // A missing file is an error naming its path (and for "fashion-mnist" the
 // package).
 struct TrainTest {
