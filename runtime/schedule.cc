@@ -52,7 +52,8 @@ double ScheduledLr(double base_lr, const LrSchedule& s, int epoch) {
       lr *= std::pow(s.gamma, epoch / std::max(1, s.step_size));
       break;
     case ScheduleKind::kCosine:
-      lr *= 0.5 * (1 + std::cos(std::numbers::pi * epoch / s.total_epochs));
+      lr *= 0.5 * (1 + std::cos(std::numbers::pi * epoch /
+                                std::max(1, s.total_epochs)));
       break;
   }
   if (epoch < s.warmup_epochs) {
