@@ -68,7 +68,25 @@ const Tensor* FindParam(const Graph& g, const std::string& key) {
   return nullptr;
 }
 
-class TrainParityTest : public ::testing::TestWithParam<bool /*fuse*/> {};
+// Skipped without golden values.
+class TrainParityTest : public ::testing::TestWithParam<bool /*fuse*/> {
+ protected:
+  void SetUp() override {
+    std::string why;
+    golden_ = Load(&why);
+    if (!golden_) GTEST_SKIP() << why;
+  }
+  const Golden& g() const { return *golden_; }
+  // Default options, fused or not.
+  TrainerOptions Options() const {
+    TrainerOptions o;
+    o.fuse = GetParam();
+    return o;
+  }
+
+ private:
+  std::optional<Golden> golden_;
+};
 
 // One step's loss and gradients from the golden weights against `want`
 // ({"loss", "grads"}).
@@ -92,46 +110,30 @@ void ExpectStepMatches(const Golden& g, TrainerOptions opt, const json& want,
 }
 
 TEST_P(TrainParityTest, LossAndGradientsMatchPyTorch) {
-  std::string why;
-  std::optional<Golden> g = Load(&why);
-  if (!g) GTEST_SKIP() << why;
-  TrainerOptions opt;
-  opt.fuse = GetParam();
-  ExpectStepMatches(*g, opt, g->j);
+  TrainerOptions opt = Options();
+  ExpectStepMatches(g(), opt, g().j);
 }
 
 TEST_P(TrainParityTest, LabelSmoothingMatchesPyTorch) {
-  std::string why;
-  std::optional<Golden> g = Load(&why);
-  if (!g) GTEST_SKIP() << why;
-  TrainerOptions opt;
-  opt.fuse = GetParam();
-  opt.label_smoothing = g->j["smoothing"]["eps"];
-  ExpectStepMatches(*g, opt, g->j["smoothing"]);
+  TrainerOptions opt = Options();
+  opt.label_smoothing = g().j["smoothing"]["eps"];
+  ExpectStepMatches(g(), opt, g().j["smoothing"]);
 }
 
 TEST_P(TrainParityTest, MseMatchesPyTorch) {
-  std::string why;
-  std::optional<Golden> g = Load(&why);
-  if (!g) GTEST_SKIP() << why;
-  TrainerOptions opt;
-  opt.fuse = GetParam();
+  TrainerOptions opt = Options();
   opt.loss = LossKind::kMse;
   const std::vector<float> targets =
-      g->j["mse"]["targets"].get<std::vector<float>>();
-  ExpectStepMatches(*g, opt, g->j["mse"], targets.data());
+      g().j["mse"]["targets"].get<std::vector<float>>();
+  ExpectStepMatches(g(), opt, g().j["mse"], targets.data());
 }
 
 TEST_P(TrainParityTest, ThreeOptimizerStepsMatchPyTorch) {
-  std::string why;
-  std::optional<Golden> g = Load(&why);
-  if (!g) GTEST_SKIP() << why;
-  const std::vector<float> x = g->j["x"].get<std::vector<float>>();
-  const std::vector<int32_t> y = g->j["labels"].get<std::vector<int32_t>>();
-  for (auto& [name, want] : g->j["after3"].items()) {
+  const std::vector<float> x = g().j["x"].get<std::vector<float>>();
+  const std::vector<int32_t> y = g().j["labels"].get<std::vector<int32_t>>();
+  for (auto& [name, want] : g().j["after3"].items()) {
     SCOPED_TRACE(name);
-    TrainerOptions opt;
-    opt.fuse = GetParam();
+    TrainerOptions opt = Options();
     OptimizerOptions& o = opt.optimizer;
     if (name == "sgd") o = {OptimizerKind::kSgd, 0.05, 0.9, 0, false, 1e-3};
     if (name == "sgd_nesterov")
@@ -142,7 +144,7 @@ TEST_P(TrainParityTest, ThreeOptimizerStepsMatchPyTorch) {
       o = {OptimizerKind::kSgd, 0.05, 0.9, 0, false, 1e-3};
       opt.clip_grad_norm = 0.5;  // CLIP in make_train_golden.py
     }
-    auto t = Trainer::Create(g->model.graph, opt);
+    auto t = Trainer::Create(g().model.graph, opt);
     ASSERT_TRUE(t.ok()) << t.status().ToString();
     for (int step = 0; step < 3; ++step) {
       std::vector<float> xs = x;
