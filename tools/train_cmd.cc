@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -87,10 +86,8 @@ Result<std::vector<int64_t>> ParseArch(const std::string& arch) {
                              "the end or after another; expected e.g. "
                              "784-256-256-10)");
     }
-    char* end = nullptr;
-    errno = 0;
-    const long v = std::strtol(item.c_str(), &end, 10);
-    if (*end != '\0' || v < 1 || errno == ERANGE) {
+    int64_t v = 0;
+    if (!ParseWhole(item, &v) || v < 1) {
       return InvalidArgument(
           "--arch '" + arch + "': '" + item +
           "' is not a positive width (expected e.g. 784-256-256-10)");
@@ -143,7 +140,8 @@ Status ApplyInit(Graph& g, const std::string& scheme, uint64_t seed) {
   return Status::Ok();
 }
 
-// The --schedule, --step-size, --gamma and --warmup flags as a schedule.
+// The --schedule, --step-size, --gamma and --warmup flags as a schedule
+// (their ranges checked by CheckRanges).
 Result<LrSchedule> Schedule(const TrainCli& o) {
   LrSchedule s;
   if (!ParseScheduleKind(o.schedule.c_str(), &s.kind)) {
@@ -160,18 +158,7 @@ Result<LrSchedule> Schedule(const TrainCli& o) {
   s.gamma = o.gamma;
   s.total_epochs = o.epochs;
   s.warmup_epochs = o.warmup;
-  if (o.step_size < 0) {
-    return InvalidArgument("--step-size " + std::to_string(o.step_size) +
-                           " must be >= 1 (0: --epochs / 3)");
-  }
-  if (!(o.gamma >= 0 && std::isfinite(o.gamma))) {
-    return InvalidArgument(fmt::format("--gamma {}", o.gamma) +
-                           " must be a finite number >= 0");
-  }
-  if (o.warmup < 0) {
-    return InvalidArgument("--warmup " + std::to_string(o.warmup) +
-                           " must be >= 0 (epochs)");
-  }
+  // (CheckRanges has named any flag out of range.)
   BALLAST_RETURN_IF_ERROR(ValidateSchedule(s));
   return s;
 }
@@ -182,22 +169,27 @@ Status CheckRanges(const TrainCli& o) {
   struct Range {
     const char* flag;
     double value, lo, hi;
+    bool whole;  // an integer flag
     const char* note;
   };
   const double inf = std::numeric_limits<double>::infinity();
   const Range ranges[] = {
-      {"--lr", o.lr, 0, inf, ""},
-      {"--momentum", o.momentum, 0, inf, ""},
-      {"--weight-decay", o.weight_decay, 0, inf, ""},
-      {"--dropout", o.dropout, 0, 1, ""},
-      {"--label-smoothing", o.label_smoothing, 0, 1, ""},
-      {"--clip-grad-norm", o.clip, 0, inf, " (0: no clipping)"},
+      {"--lr", o.lr, 0, inf, false, ""},
+      {"--momentum", o.momentum, 0, inf, false, ""},
+      {"--weight-decay", o.weight_decay, 0, inf, false, ""},
+      {"--dropout", o.dropout, 0, 1, false, ""},
+      {"--label-smoothing", o.label_smoothing, 0, 1, false, ""},
+      {"--clip-grad-norm", o.clip, 0, inf, false, " (0: no clipping)"},
+      {"--gamma", o.gamma, 0, inf, false, ""},
+      {"--step-size", double(o.step_size), 0, inf, true, " (0: --epochs / 3)"},
+      {"--warmup", double(o.warmup), 0, inf, true, " (epochs)"},
   };
   for (const Range& r : ranges) {
     if (r.value >= r.lo && r.value <= r.hi && std::isfinite(r.value)) continue;
     return InvalidArgument(
-        r.hi == inf ? fmt::format("{} {} must be a finite number >= {}{}",
-                                  r.flag, r.value, r.lo, r.note)
+        r.hi == inf ? fmt::format("{} {} must be a {} >= {}{}", r.flag, r.value,
+                                  r.whole ? "whole number" : "finite number",
+                                  r.lo, r.note)
                     : fmt::format("{} {} must be in [{}, {}]{}", r.flag,
                                   r.value, r.lo, r.hi, r.note));
   }
@@ -369,10 +361,10 @@ Status WriteReports(const TrainCli& o, const std::vector<EpochLog>& logs,
 
 // The training flags a checkpoint fixes, from its graph and metadata: its
 // network's BatchNorm and dropout, and its run's --batch and --seed (which
-// order each epoch's rows; checkpoints before train.batch was recorded
-// leave --batch as given). A flag given with another value is an error: the
+// order each epoch's rows). A flag given with another value is an error: the
 // run would not continue the checkpoint's. Not given, it takes the
-// checkpoint's value.
+// checkpoint's value (a checkpoint written before train.batch was recorded
+// needs --batch given).
 Status TakeCheckpointFlags(const Model& ck, TrainCli& o) {
   const std::string where = "--resume '" + o.resume + "'";
   if (o.given.count("--init")) {

@@ -35,8 +35,8 @@ expect_error "--momentum -1" "--momentum -1 must be a finite number >= 0" \
   train "${common[@]}" --epochs 1 --momentum -1
 expect_error "--label-smoothing 2" "--label-smoothing 2 must be in \[0, 1\]" \
   train "${common[@]}" --epochs 1 --label-smoothing 2
-expect_error "--warmup -2" "--warmup -2 must be >= 0" train "${common[@]}" --epochs 1 --warmup -2
-expect_error "--step-size -1" "--step-size -1 must be >= 1" \
+expect_error "--warmup -2" "--warmup -2 must be a whole number >= 0" train "${common[@]}" --epochs 1 --warmup -2
+expect_error "--step-size -1" "--step-size -1 must be a whole number >= 0" \
   train "${common[@]}" --epochs 1 --schedule step --step-size -1
 expect_error "--step-size with cosine" "--step-size is for --schedule step, not cosine" \
   train "${common[@]}" --epochs 1 --schedule cosine --step-size 2
