@@ -1,6 +1,7 @@
 #include "ballast/trainer.h"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -449,7 +450,11 @@ Model Trainer::Checkpoint(
   m.graph.metadata["trainer.step"] = std::to_string(impl_->step);
   m.graph.metadata["trainer.rng_seed"] = std::to_string(impl_->rng.seed());
   m.graph.metadata["trainer.rng_offset"] = std::to_string(impl_->rng.offset());
-  m.graph.metadata["trainer.lr"] = std::to_string(impl_->opt.optimizer.lr);
+  // The rate of the last step, as the shortest text that reads back as it.
+  char lr[32];
+  const auto lr_end =
+      std::to_chars(lr, lr + sizeof(lr), impl_->opt.optimizer.lr).ptr;
+  m.graph.metadata["trainer.lr"] = std::string(lr, lr_end);
   m.graph.metadata["trainer.optimizer"] =
       OptimizerName(impl_->opt.optimizer.kind);
   for (size_t i = 0; i < impl_->layers.size(); ++i) {

@@ -11,10 +11,14 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <string>
+#include <string_view>
+#include <type_traits>
+#include <variant>
 #include <vector>
 
 #include "ballast/data.h"
@@ -39,6 +43,8 @@ namespace {
 constexpr double kSgdLr = 0.05, kAdamLr = 1e-3;
 // --batch's range.
 constexpr int64_t kMinBatch = 2, kMaxBatch = 65536;
+// --epochs' range.
+constexpr int kMaxEpochs = 100000;
 // Bytes of the next batch gathered at a time in a step's idle moments (see
 // StepSideWork): four rows of Fashion-MNIST, a microsecond or two. On two
 // threads the step and the gather took 0.97 of the time of a step and then
@@ -62,9 +68,9 @@ struct TrainCli {
   double gamma = 0.1;
   int64_t batch = 128;
   uint64_t seed = 0;
-  // The flags given on the command line (of those --resume and the
-  // schedule check).
-  std::set<std::string> given;
+  // The flags given on the command line, and those taken from the --resume
+  // checkpoint (TakeCheckpointFlags).
+  std::set<std::string> given, recorded;
 };
 
 struct EpochLog {
@@ -174,6 +180,8 @@ Status CheckRanges(const TrainCli& o) {
   };
   const double inf = std::numeric_limits<double>::infinity();
   const Range ranges[] = {
+      {"--epochs", double(o.epochs), 1, kMaxEpochs, true, ""},
+      {"--batch", double(o.batch), kMinBatch, kMaxBatch, true, ""},
       {"--lr", o.lr, 0, inf, false, ""},
       {"--momentum", o.momentum, 0, inf, false, ""},
       {"--weight-decay", o.weight_decay, 0, inf, false, ""},
@@ -359,12 +367,95 @@ Status WriteReports(const TrainCli& o, const std::vector<EpochLog>& logs,
   return first;
 }
 
+// A flag of the run that its checkpoints record (metadata `key`), so that
+// --resume continues the run without it given again.
+struct RecordedFlag {
+  const char* key;
+  const char* flag;
+  std::variant<std::string*, int*, int64_t*, uint64_t*, double*, bool*> value;
+  // A checkpoint without the key (written before the key was) then needs
+  // the flag given; otherwise the flag's value, given or default, stands.
+  bool required = false;
+  // Given with another value, the flag's wins: the data may have moved, and
+  // a run may go on for more epochs (not under cosine, whose T_max they are).
+  bool may_change = false;
+};
+
+// The flags a checkpoint records, in the order they are taken (--schedule
+// before --epochs, whose change it may forbid). --step-size and --gamma are
+// recorded only under step, where they apply.
+std::vector<RecordedFlag> RecordedFlags(TrainCli& o) {
+  std::vector<RecordedFlag> flags = {
+      {"train.data", "--data", &o.data, false, true},
+      {"train.label_column", "--label-column", &o.label_column},
+      {"train.batch", "--batch", &o.batch, true},
+      {"trainer.rng_seed", "--seed", &o.seed, true},
+      {"trainer.optimizer", "--optimizer", &o.optimizer},
+      {"train.lr", "--lr", &o.lr},
+      {"train.momentum", "--momentum", &o.momentum},
+      {"train.weight_decay", "--weight-decay", &o.weight_decay},
+      {"train.schedule", "--schedule", &o.schedule},
+      {"train.step_size", "--step-size", &o.step_size},
+      {"train.gamma", "--gamma", &o.gamma},
+      {"train.warmup", "--warmup", &o.warmup},
+      {"train.epochs", "--epochs", &o.epochs, false, true},
+      {"train.clip_grad_norm", "--clip-grad-norm", &o.clip},
+      {"train.label_smoothing", "--label-smoothing", &o.label_smoothing},
+      {"train.no_fuse", "--no-fuse", &o.no_fuse},
+      {"train.dense_dx", "--dense-dx", &o.dense_dx},
+  };
+  return flags;
+}
+
+// A recorded value as metadata text: numbers as the shortest text that
+// reads back as the same value, flags as 0 or 1.
+template <typename T>
+std::string RecordedText(const T& v) {
+  if constexpr (std::is_same_v<T, bool>) {
+    return v ? "1" : "0";
+  } else {
+    return fmt::format("{}", v);
+  }
+}
+
+template <typename T>
+bool ParseRecorded(const std::string& text, T* out) {
+  if constexpr (std::is_same_v<T, std::string>) {
+    *out = text;
+    return true;
+  } else if constexpr (std::is_same_v<T, bool>) {
+    if (text != "0" && text != "1") return false;
+    *out = text == "1";
+    return true;
+  } else {
+    return ParseWhole(text, out);
+  }
+}
+
+// The metadata of the run's recorded flags (--step-size resolved), for its
+// checkpoints. (The seed and the optimizer the Trainer records itself.)
+std::map<std::string, std::string> RecordedMetadata(TrainCli o,
+                                                    const LrSchedule& s) {
+  o.step_size = s.step_size;
+  std::map<std::string, std::string> m;
+  for (const RecordedFlag& r : RecordedFlags(o)) {
+    const std::string_view key = r.key;
+    if (key.starts_with("trainer.")) continue;
+    if ((key == "train.step_size" || key == "train.gamma") &&
+        s.kind != ScheduleKind::kStep) {
+      continue;
+    }
+    std::visit([&](auto* v) { m[r.key] = RecordedText(*v); }, r.value);
+  }
+  return m;
+}
+
 // The training flags a checkpoint fixes, from its graph and metadata: its
-// network's BatchNorm and dropout, and its run's --batch and --seed (which
-// order each epoch's rows). A flag given with another value is an error: the
-// run would not continue the checkpoint's. Not given, it takes the
-// checkpoint's value (a checkpoint written before train.batch was recorded
-// needs --batch given).
+// network's BatchNorm and dropout, and the recorded flags (RecordedFlags):
+// the row order of each epoch (--batch, --seed), the optimizer, the rates,
+// the loss. A flag given with another value is an error, as the run would
+// not continue the checkpoint's (except those that may change); not given,
+// it takes the checkpoint's value. --arch, not given, is the network's.
 Status TakeCheckpointFlags(const Model& ck, TrainCli& o) {
   const std::string where = "--resume '" + o.resume + "'";
   if (o.given.count("--init")) {
@@ -373,6 +464,7 @@ Status TakeCheckpointFlags(const Model& ck, TrainCli& o) {
         "come from '" +
         o.resume + "')");
   }
+  if (!o.given.count("--arch")) o.arch = GraphArch(ck.graph);
   bool bn = false;
   double dropout = 0;
   for (const Node& n : ck.graph.nodes) {
@@ -392,49 +484,66 @@ Status TakeCheckpointFlags(const Model& ck, TrainCli& o) {
                                                dropout, o.dropout));
   }
   o.dropout = dropout;
-  // A whole number from the metadata into *value, in [lo, hi]; a missing
-  // key leaves *value as given, or without the flag is an error (the
-  // checkpoint predates the key).
-  const auto take = [&](const char* key, const char* flag, auto* value,
-                        double lo, double hi) {
-    const auto it = ck.graph.metadata.find(key);
+  for (const RecordedFlag& r : RecordedFlags(o)) {
+    const auto it = ck.graph.metadata.find(r.key);
+    const bool given = o.given.count(r.flag) > 0;
     if (it == ck.graph.metadata.end()) {
-      if (o.given.count(flag)) return Status::Ok();
-      return InvalidArgument(where + " does not record its " + flag +
-                             " (metadata " + key + "): pass the " + flag +
+      if (!r.required || given) continue;
+      return InvalidArgument(where + " does not record its " + r.flag +
+                             " (metadata " + r.key + "): pass the " + r.flag +
                              " it was trained with");
     }
-    std::remove_pointer_t<decltype(value)> v{};
-    if (!ParseWhole(it->second, &v) || double(v) < lo || double(v) > hi) {
-      return DataLoss(where + ": metadata " + key + " = '" + it->second +
-                      "' is not a " + flag + " value");
-    }
-    if (o.given.count(flag) && v != *value) {
-      return InvalidArgument(where + " was trained with " + flag + " " +
-                             it->second + ", not " + std::to_string(*value) +
-                             " (the epochs' row order and the trainer's "
-                             "state depend on it)");
-    }
-    *value = v;
-    return Status::Ok();
-  };
-  BALLAST_RETURN_IF_ERROR(
-      take("train.batch", "--batch", &o.batch, kMinBatch, kMaxBatch));
-  return take("trainer.rng_seed", "--seed", &o.seed, 0,
-              double(std::numeric_limits<uint64_t>::max()));
+    Status s = std::visit(
+        [&](auto* value) -> Status {
+          std::remove_pointer_t<decltype(value)> v{};
+          if (!ParseRecorded(it->second, &v)) {
+            return DataLoss(where + ": metadata " + r.key + " = '" +
+                            it->second + "' is not a " + r.flag + " value");
+          }
+          if (!given || v == *value) {
+            *value = v;
+            o.recorded.insert(r.flag);
+            return Status::Ok();
+          }
+          const std::string ours = RecordedText(*value);
+          const bool cosine_epochs =
+              std::string_view(r.flag) == "--epochs" && o.schedule == "cosine";
+          if (r.may_change && !cosine_epochs) {
+            fmt::print("{} {} (the checkpoint's run had {})\n", r.flag, ours,
+                       it->second);
+            return Status::Ok();
+          }
+          return InvalidArgument(
+              where + " was trained with " + r.flag + " " + it->second +
+              ", not " + ours +
+              (cosine_epochs
+                   ? " (the cosine schedule anneals over the run's epochs)"
+                   : " (pass the same value, or leave the flag out, to "
+                     "continue the run)"));
+        },
+        r.value);
+    BALLAST_RETURN_IF_ERROR(s);
+  }
+  return Status::Ok();
 }
 
 Status RunTrain(TrainCli o) {
-  BALLAST_ASSIGN_OR_RETURN(const std::vector<int64_t> widths,
-                           ParseArch(o.arch));
+  // The flags as given, then a checkpoint to resume from: it fixes most.
   BALLAST_RETURN_IF_ERROR(CheckRanges(o));
-  BALLAST_ASSIGN_OR_RETURN(const LrSchedule schedule, Schedule(o));
-  // A checkpoint to resume from, first: it may fix flags the run depends on.
   Model ck;
   if (!o.resume.empty()) {
     BALLAST_ASSIGN_OR_RETURN(ck, LoadModel(o.resume));
     BALLAST_RETURN_IF_ERROR(TakeCheckpointFlags(ck, o));
+    BALLAST_RETURN_IF_ERROR(CheckRanges(o).WithContext(
+        "--resume '" + o.resume + "' records a value out of range: "));
   }
+  if (!o.given.count("--lr") && !o.recorded.count("--lr") &&
+      o.optimizer != "sgd") {
+    o.lr = kAdamLr;
+  }
+  BALLAST_ASSIGN_OR_RETURN(const std::vector<int64_t> widths,
+                           ParseArch(o.arch));
+  BALLAST_ASSIGN_OR_RETURN(const LrSchedule schedule, Schedule(o));
   const std::pair<const char*, const std::string*> outputs[] = {
       {"--out", &o.out},
       {"--log", &o.log},
@@ -562,6 +671,14 @@ Status RunTrain(TrainCli o) {
     yb[i].resize(size_t(o.batch));
   }
   double total_seconds = 0;
+  // What a checkpoint records besides the trainer's state: the run's flags,
+  // and the input normalization, so that `ballast run` on a checkpoint
+  // computes what it does on the final model.
+  std::map<std::string, std::string> recorded_metadata =
+      RecordedMetadata(o, schedule);
+  recorded_metadata["train.arch"] = o.arch;
+  recorded_metadata["input_mean"] = fmt::format("{:.9g}", norm.mean);
+  recorded_metadata["input_std"] = fmt::format("{:.9g}", norm.std);
   // What is kept when a step fails: named in the error.
   const auto kept = [&] {
     if (o.checkpoint_dir.empty()) return std::string();
@@ -657,14 +774,9 @@ Status RunTrain(TrainCli o) {
     logs.push_back(l);
     total_seconds += seconds;  // the reports' epochs only
     if (!o.checkpoint_dir.empty()) {
-      // With the input normalization, so that `ballast run` on a
-      // checkpoint computes what it does on the final model.
-      Model ck =
-          trainer->Checkpoint({{"train.epoch", std::to_string(epoch + 1)},
-                               {"train.arch", o.arch},
-                               {"train.batch", std::to_string(o.batch)},
-                               {"input_mean", fmt::format("{:.9g}", norm.mean)},
-                               {"input_std", fmt::format("{:.9g}", norm.std)}});
+      std::map<std::string, std::string> meta = recorded_metadata;
+      meta["train.epoch"] = std::to_string(epoch + 1);
+      Model ck = trainer->Checkpoint(meta);
       const std::string path =
           o.checkpoint_dir + "/epoch-" + std::to_string(epoch + 1) + ".blst";
       BALLAST_RETURN_IF_ERROR(SaveModel(ck, path));
@@ -734,7 +846,7 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
                 "default | kaiming | xavier | orthogonal | zeros | normal:STD")
       ->capture_default_str();
   c->add_option("--epochs", o->epochs, "Epochs")
-      ->check(CLI::Range(1, 100000))
+      ->check(CLI::Range(1, kMaxEpochs))
       ->capture_default_str();
   c->add_option("--batch", o->batch, "Batch size")
       ->check(CLI::Range(kMinBatch, kMaxBatch))
@@ -796,18 +908,17 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
   c->add_option("--checkpoint-dir", o->checkpoint_dir,
                 "Write a checkpoint every epoch");
   c->add_option("--resume", o->resume,
-                "Resume from a checkpoint (its --batch, --seed, BatchNorm and "
-                "dropout; pass the run's --epochs, --lr and schedule flags "
-                "again for the same rates)");
+                "Continue the run of a checkpoint with the flags it records "
+                "(--data, --arch, --batch, --seed, the optimizer, rates, "
+                "schedule, loss and --epochs; given with another value they "
+                "are an error, except --data and a longer --epochs)");
   c->add_option("--log", o->log, "Per-epoch CSV log");
   c->add_option("--plot", o->plot, "SVG plot of loss and accuracy per epoch");
   c->add_option("--json", o->json, "Per-epoch JSON summary");
   c->callback([o, c, &exit_code] {
-    if (c->count("--lr") == 0 && o->optimizer != "sgd") o->lr = kAdamLr;
     if (o->threads == 0) o->threads = ops::DefaultThreads();
-    for (const char* flag : {"--init", "--no-bn", "--dropout", "--batch",
-                             "--seed", "--step-size", "--gamma"}) {
-      if (c->count(flag) > 0) o->given.insert(flag);
+    for (const CLI::Option* opt : c->get_options()) {
+      if (opt->count() > 0) o->given.insert(opt->get_name());
     }
     Status s = RunTrain(*o);
     if (!s.ok()) {

@@ -9,11 +9,20 @@ awk 'BEGIN { for (r = 0; r < 60; r++) printf "%.4f,%.4f,%.4f,%.4f,%d\n",
 common=(--data ok.csv --label-column -1 --arch 4-8-3 --batch 16)
 b train "${common[@]}" --epochs 1 --checkpoint-dir sgd > /dev/null || exit 1
 
-expect_error "another optimizer on resume" "state of optimizer sgd, which adam cannot continue" \
+expect_error "another optimizer on resume" "was trained with --optimizer sgd, not adam" \
   train "${common[@]}" --epochs 2 --resume sgd/epoch-1.blst --optimizer adam
 expect_error "another --arch on resume" "holds a 4-8-3 network but --arch is 4-16-3" \
   train --data ok.csv --label-column -1 --arch 4-16-3 --batch 16 --epochs 2 --resume sgd/epoch-1.blst
 # A checkpoint fixes the network and the run's --batch and --seed: other values are refused.
+expect_error "another --lr on resume" "was trained with --lr 0.05, not 0.1 \\(pass the same value" \
+  train --resume sgd/epoch-1.blst --lr 0.1
+expect_error "another --schedule on resume" "was trained with --schedule constant, not cosine" \
+  train --resume sgd/epoch-1.blst --schedule cosine
+expect_error "another --label-smoothing on resume" "was trained with --label-smoothing 0, not 0.2" \
+  train --resume sgd/epoch-1.blst --label-smoothing 0.2
+b train "${common[@]}" --epochs 2 --schedule cosine --checkpoint-dir cos > /dev/null || exit 1
+expect_error "cosine's epochs on resume" "was trained with --epochs 2, not 3 \\(the cosine schedule anneals over the run's epochs\\)" \
+  train --resume cos/epoch-1.blst --epochs 3
 expect_error "another --dropout on resume" "was trained with --dropout 0.5, not 0.3" \
   train "${common[@]}" --epochs 2 --resume sgd/epoch-1.blst --dropout 0.3
 expect_error "--no-bn on resume" "holds a network with BatchNorm: drop --no-bn" \
@@ -83,9 +92,12 @@ b train "${common[@]}" --epochs 1 --checkpoint-dir new_ck --out new_ck/final.bls
   > /dev/null || fail "--out inside a new --checkpoint-dir was refused"
 test -f new_ck/final.blst || fail "no model saved inside the checkpoint directory"
 # A finite loss with weights gone to infinity is caught at the end of the epoch, before its
-# checkpoint; the checkpoint resumed from stays the last good one.
-expect_error "non-finite weights" "the last good checkpoint, 'sgd/epoch-1.blst', is kept; .*holds a NaN or an infinity after epoch 2" \
-  train "${common[@]}" --epochs 3 --checkpoint-dir inf_ck --resume sgd/epoch-1.blst --lr 1e10
+# checkpoint; the checkpoint resumed from stays the last good one. (Epoch 2's rate is 0.05 x 1e20;
+# the resumed run goes on past the checkpoint's one epoch.)
+b train "${common[@]}" --epochs 1 --checkpoint-dir inf_ck --schedule step --step-size 1 \
+  --gamma 1e20 > /dev/null || exit 1
+expect_error "non-finite weights" "the last good checkpoint, 'inf_ck/epoch-1.blst', is kept; .*holds a NaN or an infinity after epoch 2" \
+  train --epochs 3 --checkpoint-dir inf_ck --resume inf_ck/epoch-1.blst
 test -f inf_ck/epoch-2.blst && fail "a checkpoint was written from bad weights"
 # Any regular file is read as CSV, whatever its extension.
 cp ok.csv DATA.TXT

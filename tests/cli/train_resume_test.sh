@@ -34,11 +34,36 @@ head -n 20 "$work/data.csv" | cut -d, -f2- > "$work/x.csv"
 run_ballast run "$work/straight.blst" --input "$work/x.csv" > "$work/y_straight.csv"
 run_ballast run "$work/resumed.blst" --input "$work/x.csv" > "$work/y_resumed.csv"
 cmp "$work/y_straight.csv" "$work/y_resumed.csv"
-# Resumed without --batch and --seed, it takes the checkpoint's: the same bits again.
-run_ballast train --data "$work/data.csv" --arch 8-16-16-2 --epochs 3 --lr 0.05 \
-  --resume "$work/ck/epoch-1.blst" --out "$work/resumed_bare.blst" >/dev/null
+# Resumed with no other flag, it takes the checkpoint's (--data, --arch, --batch, --seed, --epochs,
+# --lr): the same bits again.
+run_ballast train --resume "$work/ck/epoch-1.blst" --out "$work/resumed_bare.blst" >/dev/null
 run_ballast run "$work/resumed_bare.blst" --input "$work/x.csv" > "$work/y_resumed_bare.csv"
 cmp "$work/y_straight.csv" "$work/y_resumed_bare.csv"
+# So with every flag the checkpoints record away from its default: Adam, a warmed-up cosine
+# schedule, weight decay, clipping, label smoothing, no dropout.
+recipe=(--data "$work/data.csv" --arch 8-16-16-2 --batch 24 --epochs 4 --seed 9 --optimizer adamw
+  --lr 0.01 --weight-decay 0.02 --schedule cosine --warmup 1 --clip-grad-norm 0.5
+  --label-smoothing 0.1 --dropout 0)
+run_ballast train "${recipe[@]}" --checkpoint-dir "$work/ck_recipe" --out "$work/recipe.blst" >/dev/null
+run_ballast train --resume "$work/ck_recipe/epoch-2.blst" --out "$work/recipe_resumed.blst" \
+  > "$work/recipe_resumed.txt"
+grep -q 'adamw lr 0.01 cosine to 0 over 4 epochs with 1 epoch(s) of linear warmup' \
+  "$work/recipe_resumed.txt"
+run_ballast run "$work/recipe.blst" --input "$work/x.csv" > "$work/y_recipe.csv"
+run_ballast run "$work/recipe_resumed.blst" --input "$work/x.csv" > "$work/y_recipe_resumed.csv"
+cmp "$work/y_recipe.csv" "$work/y_recipe_resumed.csv"
+# A run may go on past the epochs it was started with: two epochs of StepLR resumed with --epochs 3
+# end where three uninterrupted epochs do (the step size is recorded, not recomputed from --epochs).
+longer=(--data "$work/data.csv" --arch 8-16-2 --batch 32 --seed 3 --schedule step --step-size 1
+  --gamma 0.5)
+run_ballast train "${longer[@]}" --epochs 3 --out "$work/three.blst" >/dev/null
+run_ballast train "${longer[@]}" --epochs 2 --checkpoint-dir "$work/ck_two" >/dev/null
+run_ballast train --resume "$work/ck_two/epoch-2.blst" --epochs 3 --out "$work/two_more.blst" \
+  > "$work/two_more.txt"
+grep -q -- '--epochs 3 (the checkpoint.s run had 2)' "$work/two_more.txt"
+run_ballast run "$work/three.blst" --input "$work/x.csv" > "$work/y_three.csv"
+run_ballast run "$work/two_more.blst" --input "$work/x.csv" > "$work/y_two_more.csv"
+cmp "$work/y_three.csv" "$work/y_two_more.csv"
 # The JSON report's fields, as the issue names them: one entry per epoch.
 if [ -x /usr/bin/python3 ]; then
   /usr/bin/python3 - "$work/straight.json" <<'PY'
