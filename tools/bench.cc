@@ -81,21 +81,49 @@ std::vector<CaseSpec> Cases(const BenchOptions& o) {
   return cases;
 }
 
-Status RunBench(const BenchOptions& o) {
-  if (!o.json.empty()) BALLAST_RETURN_IF_ERROR(CheckWritable("--json", o.json));
-  const double seconds = o.quick ? 0.25 : 1.0;
-  nlohmann::json out;
-  std::vector<int> roof_threads =
-      o.threads > 0 ? std::vector<int>{o.threads} : std::vector<int>{1, 2};
+// The FMA roof on each thread count, printed and kept in
+// out["peak_gflops"]: what the benchmarks' roof% divide by.
+std::map<int, double> MeasureRoofs(const std::vector<int>& thread_counts,
+                                   nlohmann::json& out) {
   std::map<int, double> roof;
-  for (int t : roof_threads) {
+  for (int t : thread_counts) {
     roof[t] = ops::MeasureFmaRoofGflops(t, 0.6);
     out["peak_gflops"][std::to_string(t)] = roof[t];
   }
   fmt::print("SIMD target {}; FMA roof:", ops::CurrentSimdTarget());
   for (auto [t, g] : roof) fmt::print(" {:.1f} GFLOP/s on {} thread(s);", g, t);
+  fmt::print("\n");
+  return roof;
+}
+
+// A roof is a peak: measures it again at the end and keeps the better one,
+// so a busy moment at start-up does not inflate every percentage; sets each
+// of out["results"]' roof_pct from its gflops.
+void RemeasureRoofs(std::map<int, double>& roof, nlohmann::json& out) {
+  fmt::print("\nFMA roof re-measured at the end:");
+  for (auto& [t, g] : roof) {
+    g = std::max(g, ops::MeasureFmaRoofGflops(t, 0.6));
+    out["peak_gflops"][std::to_string(t)] = g;
+    fmt::print(" {:.1f} GFLOP/s on {} thread(s);", g, t);
+  }
+  fmt::print("\n");
+  for (auto& r : out["results"]) {
+    r["roof_pct"] =
+        100.0 * r["gflops"].get<double>() / roof[r["threads"].get<int>()];
+  }
+}
+
+std::vector<int> ThreadCounts(const BenchOptions& o) {
+  return o.threads > 0 ? std::vector<int>{o.threads} : std::vector<int>{1, 2};
+}
+
+Status RunBench(const BenchOptions& o) {
+  if (!o.json.empty()) BALLAST_RETURN_IF_ERROR(CheckWritable("--json", o.json));
+  const double seconds = o.quick ? 0.25 : 1.0;
+  nlohmann::json out;
+  std::map<int, double> roof = MeasureRoofs(ThreadCounts(o), out);
   fmt::print(
-      "\n\n{:<14} {:<7} {:<8} {:>5} {:>5} {:>5} {:>3} {:>11} {:>9} {:>6}\n",
+      "\n{:<14} {:<7} {:<8} {:>5} {:>5} {:>5} {:>3} {:>11} {:>9} {:>6}\n",
       "mode", "backend", "variant", "M", "K", "N", "t", "median us", "GFLOP/s",
       "roof%");
   out["results"] = nlohmann::json::array();
@@ -149,19 +177,7 @@ Status RunBench(const BenchOptions& o) {
     }
     std::fflush(stdout);
   }
-  // A roof is a peak: measure it again at the end and keep the better one,
-  // so a busy moment at start-up does not inflate every percentage.
-  fmt::print("\nFMA roof re-measured at the end:");
-  for (auto& [t, g] : roof) {
-    g = std::max(g, ops::MeasureFmaRoofGflops(t, 0.6));
-    out["peak_gflops"][std::to_string(t)] = g;
-    fmt::print(" {:.1f} GFLOP/s on {} thread(s);", g, t);
-  }
-  fmt::print("\n");
-  for (auto& r : out["results"]) {
-    r["roof_pct"] =
-        100.0 * r["gflops"].get<double>() / roof[r["threads"].get<int>()];
-  }
+  RemeasureRoofs(roof, out);
   return WriteJsonIfAsked(o.json, out);
 }
 
@@ -196,15 +212,22 @@ Status RunBenchMlp(const BenchOptions& o) {
     graph = std::move(m.graph);
     model = o.model;
   }
-  std::vector<int> thread_counts =
-      o.threads > 0 ? std::vector<int>{o.threads} : std::vector<int>{1, 2};
+  // The GEMMs' flops per row (BatchNorm folds into them, ReLU is free).
+  double flops_per_row = 0;
+  for (const Node& n : graph.nodes) {
+    if (n.op != "linear") continue;
+    const Shape& w = n.Param("weight").shape();
+    flops_per_row += 2.0 * double(w[0]) * double(w[1]);
+  }
   nlohmann::json out;
+  std::map<int, double> roof = MeasureRoofs(ThreadCounts(o), out);
   out["results"] = nlohmann::json::array();
   fmt::print(
-      "{} in evaluation; median latency per batch (interleaved "
-      "rounds)\n\n{:<9} {:>6} {:>3} {:>12}\n",
-      model, "variant", "batch", "t", "us");
-  for (int t : thread_counts) {
+      "\n{} in evaluation; median latency per batch (interleaved rounds); "
+      "GFLOP/s of its Linear layers\n\n{:<9} {:>6} {:>3} {:>12} {:>9} "
+      "{:>6}\n",
+      model, "variant", "batch", "t", "us", "GFLOP/s", "roof%");
+  for (int t : ThreadCounts(o)) {
     for (int64_t batch : {1, 64, 256}) {
       const std::vector<std::string> variants = {"fused", "unfused", "onednn"};
       std::vector<std::unique_ptr<bench::Case>> cases;
@@ -236,17 +259,20 @@ Status RunBenchMlp(const BenchOptions& o) {
           std::vector<double> med,
           bench::InterleavedMedians(raw, o.quick ? 0.2 : 0.6));
       for (size_t i = 0; i < raw.size(); ++i) {
-        fmt::print("{:<9} {:>6} {:>3} {:>12.2f}\n", names[i], batch, t,
-                   med[i] * 1e6);
+        const double gflops = flops_per_row * double(batch) / med[i] / 1e9;
+        fmt::print("{:<9} {:>6} {:>3} {:>12.2f} {:>9.1f} {:>5.1f}%\n", names[i],
+                   batch, t, med[i] * 1e6, gflops, 100 * gflops / roof[t]);
         out["results"].push_back({{"model", model},
                                   {"variant", names[i]},
                                   {"batch", batch},
                                   {"threads", t},
-                                  {"us", med[i] * 1e6}});
+                                  {"us", med[i] * 1e6},
+                                  {"gflops", gflops}});
       }
       std::fflush(stdout);
     }
   }
+  RemeasureRoofs(roof, out);
   return WriteJsonIfAsked(o.json, out);
 }
 
