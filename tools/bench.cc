@@ -84,10 +84,10 @@ std::vector<CaseSpec> Cases(const BenchOptions& o) {
 // The FMA roof on each thread count, printed and kept in
 // out["peak_gflops"]: what the benchmarks' roof% divide by.
 std::map<int, double> MeasureRoofs(const std::vector<int>& thread_counts,
-                                   nlohmann::json& out) {
+                                   double seconds, nlohmann::json& out) {
   std::map<int, double> roof;
   for (int t : thread_counts) {
-    roof[t] = ops::MeasureFmaRoofGflops(t, 0.6);
+    roof[t] = ops::MeasureFmaRoofGflops(t, seconds);
     out["peak_gflops"][std::to_string(t)] = roof[t];
   }
   fmt::print("SIMD target {}; FMA roof:", ops::CurrentSimdTarget());
@@ -99,10 +99,11 @@ std::map<int, double> MeasureRoofs(const std::vector<int>& thread_counts,
 // A roof is a peak: measures it again at the end and keeps the better one,
 // so a busy moment at start-up does not inflate every percentage; sets each
 // of out["results"]' roof_pct from its gflops.
-void RemeasureRoofs(std::map<int, double>& roof, nlohmann::json& out) {
+void RemeasureRoofs(std::map<int, double>& roof, double seconds,
+                    nlohmann::json& out) {
   fmt::print("\nFMA roof re-measured at the end:");
   for (auto& [t, g] : roof) {
-    g = std::max(g, ops::MeasureFmaRoofGflops(t, 0.6));
+    g = std::max(g, ops::MeasureFmaRoofGflops(t, seconds));
     out["peak_gflops"][std::to_string(t)] = g;
     fmt::print(" {:.1f} GFLOP/s on {} thread(s);", g, t);
   }
@@ -117,11 +118,15 @@ std::vector<int> ThreadCounts(const BenchOptions& o) {
   return o.threads > 0 ? std::vector<int>{o.threads} : std::vector<int>{1, 2};
 }
 
+// Seconds per measurement of the FMA roof.
+double RoofSeconds(const BenchOptions& o) { return o.quick ? 0.25 : 0.6; }
+
 Status RunBench(const BenchOptions& o) {
   if (!o.json.empty()) BALLAST_RETURN_IF_ERROR(CheckWritable("--json", o.json));
   const double seconds = o.quick ? 0.25 : 1.0;
   nlohmann::json out;
-  std::map<int, double> roof = MeasureRoofs(ThreadCounts(o), out);
+  std::map<int, double> roof =
+      MeasureRoofs(ThreadCounts(o), RoofSeconds(o), out);
   fmt::print(
       "\n{:<14} {:<7} {:<8} {:>5} {:>5} {:>5} {:>3} {:>11} {:>9} {:>6}\n",
       "mode", "backend", "variant", "M", "K", "N", "t", "median us", "GFLOP/s",
@@ -177,7 +182,7 @@ Status RunBench(const BenchOptions& o) {
     }
     std::fflush(stdout);
   }
-  RemeasureRoofs(roof, out);
+  RemeasureRoofs(roof, RoofSeconds(o), out);
   return WriteJsonIfAsked(o.json, out);
 }
 
@@ -220,7 +225,8 @@ Status RunBenchMlp(const BenchOptions& o) {
     flops_per_row += 2.0 * double(w[0]) * double(w[1]);
   }
   nlohmann::json out;
-  std::map<int, double> roof = MeasureRoofs(ThreadCounts(o), out);
+  std::map<int, double> roof =
+      MeasureRoofs(ThreadCounts(o), RoofSeconds(o), out);
   out["results"] = nlohmann::json::array();
   fmt::print(
       "\n{} in evaluation; median latency per batch (interleaved rounds); "
@@ -272,7 +278,7 @@ Status RunBenchMlp(const BenchOptions& o) {
       std::fflush(stdout);
     }
   }
-  RemeasureRoofs(roof, out);
+  RemeasureRoofs(roof, RoofSeconds(o), out);
   return WriteJsonIfAsked(o.json, out);
 }
 

@@ -376,25 +376,39 @@ struct RecordedFlag {
   // A checkpoint without the key (written before the key was) then needs
   // the flag given; otherwise the flag's value, given or default, stands.
   bool required = false;
-  // Given with another value, the flag's wins: the data may have moved, and
-  // a run may go on for more epochs (not under cosine, whose T_max they are).
+  // Given with another value, the flag's wins: the data may have moved (its
+  // statistics are checked), outputs may go elsewhere, and a run may stop
+  // sooner or go on longer (not under cosine, whose T_max its epochs are).
   bool may_change = false;
+  // A string's values (any when empty).
+  std::vector<std::string> allowed = {};
 };
 
 // The flags a checkpoint records, in the order they are taken (--schedule
-// before --epochs, whose change it may forbid). --step-size and --gamma are
-// recorded only under step, where they apply.
+// before --epochs, whose change it may forbid). Paths are recorded absolute;
+// --step-size and --gamma only under step, where they apply; --out and
+// --checkpoint-dir when given.
 std::vector<RecordedFlag> RecordedFlags(TrainCli& o) {
   std::vector<RecordedFlag> flags = {
       {"train.data", "--data", &o.data, false, true},
       {"train.label_column", "--label-column", &o.label_column},
       {"train.batch", "--batch", &o.batch, true},
       {"trainer.rng_seed", "--seed", &o.seed, true},
-      {"trainer.optimizer", "--optimizer", &o.optimizer},
+      {"trainer.optimizer",
+       "--optimizer",
+       &o.optimizer,
+       false,
+       false,
+       {"sgd", "adam", "adamw"}},
       {"train.lr", "--lr", &o.lr},
       {"train.momentum", "--momentum", &o.momentum},
       {"train.weight_decay", "--weight-decay", &o.weight_decay},
-      {"train.schedule", "--schedule", &o.schedule},
+      {"train.schedule",
+       "--schedule",
+       &o.schedule,
+       false,
+       false,
+       {"constant", "step", "cosine"}},
       {"train.step_size", "--step-size", &o.step_size},
       {"train.gamma", "--gamma", &o.gamma},
       {"train.warmup", "--warmup", &o.warmup},
@@ -403,12 +417,23 @@ std::vector<RecordedFlag> RecordedFlags(TrainCli& o) {
       {"train.label_smoothing", "--label-smoothing", &o.label_smoothing},
       {"train.no_fuse", "--no-fuse", &o.no_fuse},
       {"train.dense_dx", "--dense-dx", &o.dense_dx},
+      {"train.out", "--out", &o.out, false, true},
+      {"train.checkpoint_dir", "--checkpoint-dir", &o.checkpoint_dir, false,
+       true},
   };
   return flags;
 }
 
+// Whether a checkpoint without the flag's key is unremarkable: an output
+// the run did not have, or a step-schedule flag of another schedule.
+bool OptionalKey(std::string_view key, const TrainCli& o) {
+  return key == "train.out" || key == "train.checkpoint_dir" ||
+         ((key == "train.step_size" || key == "train.gamma") &&
+          o.schedule != "step");
+}
+
 // A recorded value as metadata text: numbers as the shortest text that
-// reads back as the same value, flags as 0 or 1.
+// reads back as the same value, switches as 0 or 1.
 template <typename T>
 std::string RecordedText(const T& v) {
   if constexpr (std::is_same_v<T, bool>) {
@@ -422,7 +447,7 @@ template <typename T>
 bool ParseRecorded(const std::string& text, T* out) {
   if constexpr (std::is_same_v<T, std::string>) {
     *out = text;
-    return true;
+    return !text.empty();
   } else if constexpr (std::is_same_v<T, bool>) {
     if (text != "0" && text != "1") return false;
     *out = text == "1";
@@ -432,39 +457,84 @@ bool ParseRecorded(const std::string& text, T* out) {
   }
 }
 
+// `path` made absolute (as it stands), so that a resume from another
+// directory finds it; "" and fashion-mnist stay.
+std::string AbsolutePath(const std::string& path) {
+  if (path.empty() || path == "fashion-mnist") return path;
+  std::error_code ec;
+  const std::filesystem::path abs = std::filesystem::absolute(path, ec);
+  return ec ? path : abs.lexically_normal().string();
+}
+
 // The metadata of the run's recorded flags (--step-size resolved), for its
 // checkpoints. (The seed and the optimizer the Trainer records itself.)
 std::map<std::string, std::string> RecordedMetadata(TrainCli o,
                                                     const LrSchedule& s) {
   o.step_size = s.step_size;
+  for (std::string* path : {&o.data, &o.out, &o.checkpoint_dir}) {
+    *path = AbsolutePath(*path);
+  }
   std::map<std::string, std::string> m;
   for (const RecordedFlag& r : RecordedFlags(o)) {
     const std::string_view key = r.key;
     if (key.starts_with("trainer.")) continue;
-    if ((key == "train.step_size" || key == "train.gamma") &&
-        s.kind != ScheduleKind::kStep) {
-      continue;
-    }
-    std::visit([&](auto* v) { m[r.key] = RecordedText(*v); }, r.value);
+    const std::string text =
+        std::visit([](auto* v) { return RecordedText(*v); }, r.value);
+    const bool output = key == "train.out" || key == "train.checkpoint_dir";
+    // (No such output, or a step-schedule flag of another schedule.)
+    if (output ? text.empty() : OptionalKey(key, o)) continue;
+    m[r.key] = text;
   }
   return m;
 }
 
+// Whether a flag's given value is the recorded one (a path as recorded:
+// absolute).
+template <typename T>
+bool SameValue(const RecordedFlag& r, const T& recorded, const T& given) {
+  if constexpr (std::is_same_v<T, std::string>) {
+    const std::string_view key = r.key;
+    if (key == "train.data" || key == "train.out" ||
+        key == "train.checkpoint_dir") {
+      return AbsolutePath(given) == recorded;
+    }
+  }
+  return given == recorded;
+}
+
 // The training flags a checkpoint fixes, from its graph and metadata: its
-// network's BatchNorm and dropout, and the recorded flags (RecordedFlags):
-// the row order of each epoch (--batch, --seed), the optimizer, the rates,
-// the loss. A flag given with another value is an error, as the run would
-// not continue the checkpoint's (except those that may change); not given,
-// it takes the checkpoint's value. --arch, not given, is the network's.
+// network (--arch, BatchNorm, dropout) and the recorded flags
+// (RecordedFlags): the row order of each epoch (--batch, --seed), the
+// optimizer, the rates, the loss, the outputs. A flag given with another
+// value is an error, as the run would not continue the checkpoint's (except
+// those that may change); not given, it takes the checkpoint's value.
 Status TakeCheckpointFlags(const Model& ck, TrainCli& o) {
   const std::string where = "--resume '" + o.resume + "'";
+  if (!ck.checkpoint) {
+    return InvalidArgument(where +
+                           " is an inference model, not a training checkpoint "
+                           "(resume from one --checkpoint-dir saved)");
+  }
   if (o.given.count("--init")) {
     return InvalidArgument(
         "--init has no effect with --resume (the weights "
         "come from '" +
         o.resume + "')");
   }
-  if (!o.given.count("--arch")) o.arch = GraphArch(ck.graph);
+  const std::string arch = GraphArch(ck.graph);
+  if (o.given.count("--arch")) {
+    BALLAST_ASSIGN_OR_RETURN(const std::vector<int64_t> widths,
+                             ParseArch(o.arch));
+    std::string want;
+    for (int64_t w : widths)
+      want += (want.empty() ? "" : "-") + std::to_string(w);
+    if (arch != want) {
+      return InvalidArgument(where + " holds a " + arch +
+                             " network but --arch is " + o.arch +
+                             " (leave --arch out to continue it)");
+    }
+  }
+  o.arch = arch;
   bool bn = false;
   double dropout = 0;
   for (const Node& n : ck.graph.nodes) {
@@ -484,11 +554,18 @@ Status TakeCheckpointFlags(const Model& ck, TrainCli& o) {
                                                dropout, o.dropout));
   }
   o.dropout = dropout;
+  // (--step-size 0 asks for the default, which the checkpoint resolved.)
+  if (o.step_size == 0) o.given.erase("--step-size");
+  std::vector<std::string> unrecorded;  // as given or default
   for (const RecordedFlag& r : RecordedFlags(o)) {
     const auto it = ck.graph.metadata.find(r.key);
     const bool given = o.given.count(r.flag) > 0;
     if (it == ck.graph.metadata.end()) {
-      if (!r.required || given) continue;
+      if (given || OptionalKey(r.key, o)) continue;
+      if (!r.required) {
+        unrecorded.push_back(r.flag);
+        continue;
+      }
       return InvalidArgument(where + " does not record its " + r.flag +
                              " (metadata " + r.key + "): pass the " + r.flag +
                              " it was trained with");
@@ -496,33 +573,58 @@ Status TakeCheckpointFlags(const Model& ck, TrainCli& o) {
     Status s = std::visit(
         [&](auto* value) -> Status {
           std::remove_pointer_t<decltype(value)> v{};
-          if (!ParseRecorded(it->second, &v)) {
+          if (!ParseRecorded(it->second, &v) ||
+              (!r.allowed.empty() &&
+               std::find(r.allowed.begin(), r.allowed.end(), it->second) ==
+                   r.allowed.end())) {
             return DataLoss(where + ": metadata " + r.key + " = '" +
                             it->second + "' is not a " + r.flag + " value");
           }
-          if (!given || v == *value) {
+          if (!given || SameValue(r, v, *value)) {
             *value = v;
             o.recorded.insert(r.flag);
             return Status::Ok();
           }
-          const std::string ours = RecordedText(*value);
           const bool cosine_epochs =
               std::string_view(r.flag) == "--epochs" && o.schedule == "cosine";
           if (r.may_change && !cosine_epochs) {
-            fmt::print("{} {} (the checkpoint's run had {})\n", r.flag, ours,
-                       it->second);
+            fmt::print("{} {} (the checkpoint's run had {})\n", r.flag,
+                       RecordedText(*value), it->second);
             return Status::Ok();
           }
-          return InvalidArgument(
-              where + " was trained with " + r.flag + " " + it->second +
-              ", not " + ours +
-              (cosine_epochs
-                   ? " (the cosine schedule anneals over the run's epochs)"
-                   : " (pass the same value, or leave the flag out, to "
-                     "continue the run)"));
+          // (A switch given is on: the checkpoint's was off.)
+          std::string trained = "without " + std::string(r.flag) +
+                                " (leave it out to continue the run)";
+          if constexpr (!std::is_same_v<decltype(v), bool>) {
+            trained = "with " + std::string(r.flag) + " " + it->second +
+                      ", not " + RecordedText(*value) +
+                      (cosine_epochs ? " (the cosine schedule anneals over "
+                                       "the run's epochs)"
+                                     : " (pass the same value, or leave the "
+                                       "flag out, to continue the run)");
+          }
+          return InvalidArgument(where + " was trained " + trained);
         },
         r.value);
     BALLAST_RETURN_IF_ERROR(s);
+  }
+  std::string outputs;
+  const std::pair<const char*, const std::string*> taken_outputs[] = {
+      {"--out", &o.out}, {"--checkpoint-dir", &o.checkpoint_dir}};
+  for (const auto& [flag, path] : taken_outputs) {
+    if (!o.recorded.count(flag) || o.given.count(flag)) continue;
+    outputs += fmt::format("{}{} {}", outputs.empty() ? "" : ", ", flag, *path);
+  }
+  if (!outputs.empty()) fmt::print("the run's outputs: {}\n", outputs);
+  if (!unrecorded.empty()) {
+    std::string names;
+    for (const std::string& f : unrecorded)
+      names += (names.empty() ? "" : ", ") + f;
+    std::fprintf(stderr,
+                 "ballast train: note: %s predates the recording of %s: "
+                 "they are as given or their defaults; give the run's values "
+                 "to continue it\n",
+                 where.c_str(), names.c_str());
   }
   return Status::Ok();
 }
@@ -558,7 +660,12 @@ Status RunTrain(TrainCli o) {
   for (const auto& [flag, path] : outputs) {
     if (!path->empty()) BALLAST_RETURN_IF_ERROR(CheckWritable(flag, *path));
   }
-  BALLAST_ASSIGN_OR_RETURN(TrainTest data, LoadData(o));
+  Result<TrainTest> loaded = LoadData(o);
+  if (!loaded.ok() && o.recorded.count("--data")) {
+    return loaded.status().WithContext("the data --resume '" + o.resume +
+                                       "' records (give --data if it moved): ");
+  }
+  BALLAST_ASSIGN_OR_RETURN(TrainTest data, std::move(loaded));
   if (data.train.features != widths.front()) {
     return InvalidArgument("--arch starts with " +
                            std::to_string(widths.front()) +
@@ -580,6 +687,22 @@ Status RunTrain(TrainCli o) {
     return InvalidArgument("'" + o.data + "' has no test rows to evaluate on");
   }
   const Normalization norm = ComputeNormalization(data.train);
+  // As the metadata holds them (and `ballast run` reads them).
+  const std::string norm_mean = fmt::format("{:.9g}", norm.mean),
+                    norm_std = fmt::format("{:.9g}", norm.std);
+  if (!o.resume.empty()) {
+    // The data the run trained on has the checkpoint's statistics.
+    const auto& meta = ck.graph.metadata;
+    const auto mean = meta.find("input_mean"), std = meta.find("input_std");
+    if (mean != meta.end() && std != meta.end() &&
+        (mean->second != norm_mean || std->second != norm_std)) {
+      return InvalidArgument(
+          "--data '" + o.data + "' is not the data of the run --resume '" +
+          o.resume + "' continues: its training rows have mean " + norm_mean +
+          " and standard deviation " + norm_std + ", the run's had " +
+          mean->second + " and " + std->second);
+    }
+  }
   ApplyNormalization(data.train, norm);
   ApplyNormalization(data.test, norm);
 
@@ -608,15 +731,6 @@ Status RunTrain(TrainCli o) {
   int first_epoch = 0;
   std::string last_checkpoint;  // the newest checkpoint on disk, if any
   if (!o.resume.empty()) {
-    const std::string arch = GraphArch(ck.graph);
-    std::string want;
-    for (int64_t w : widths)
-      want += (want.empty() ? "" : "-") + std::to_string(w);
-    if (arch != want) {
-      return InvalidArgument("--resume '" + o.resume + "' holds a " + arch +
-                             " network but --arch is " + o.arch +
-                             " (pass the checkpoint's --arch to continue it)");
-    }
     BALLAST_ASSIGN_OR_RETURN(trainer, Trainer::Resume(ck, to));
     auto it = ck.graph.metadata.find("train.epoch");
     if (it != ck.graph.metadata.end()) {
@@ -677,8 +791,8 @@ Status RunTrain(TrainCli o) {
   std::map<std::string, std::string> recorded_metadata =
       RecordedMetadata(o, schedule);
   recorded_metadata["train.arch"] = o.arch;
-  recorded_metadata["input_mean"] = fmt::format("{:.9g}", norm.mean);
-  recorded_metadata["input_std"] = fmt::format("{:.9g}", norm.std);
+  recorded_metadata["input_mean"] = norm_mean;
+  recorded_metadata["input_std"] = norm_std;
   // What is kept when a step fails: named in the error.
   const auto kept = [&] {
     if (o.checkpoint_dir.empty()) return std::string();
@@ -801,8 +915,8 @@ Status RunTrain(TrainCli o) {
         {"description", "MLP " + o.arch + " trained on " + o.data},
         {"input_names", "input"},
         {"output_names", "logits"},
-        {"input_mean", fmt::format("{:.9g}", norm.mean)},
-        {"input_std", fmt::format("{:.9g}", norm.std)}};
+        {"input_mean", norm_mean},
+        {"input_std", norm_std}};
     status = SaveModel(m, o.out);
     if (status.ok()) fmt::print("saved {}\n", o.out);
   }
@@ -845,12 +959,8 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
   c->add_option("--init", o->init,
                 "default | kaiming | xavier | orthogonal | zeros | normal:STD")
       ->capture_default_str();
-  c->add_option("--epochs", o->epochs, "Epochs")
-      ->check(CLI::Range(1, kMaxEpochs))
-      ->capture_default_str();
-  c->add_option("--batch", o->batch, "Batch size")
-      ->check(CLI::Range(kMinBatch, kMaxBatch))
-      ->capture_default_str();
+  c->add_option("--epochs", o->epochs, "Epochs")->capture_default_str();
+  c->add_option("--batch", o->batch, "Batch size")->capture_default_str();
   c->add_option("--optimizer", o->optimizer, "sgd | adam | adamw")
       ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
       ->capture_default_str();
@@ -908,10 +1018,12 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
   c->add_option("--checkpoint-dir", o->checkpoint_dir,
                 "Write a checkpoint every epoch");
   c->add_option("--resume", o->resume,
-                "Continue the run of a checkpoint with the flags it records "
-                "(--data, --arch, --batch, --seed, the optimizer, rates, "
-                "schedule, loss and --epochs; given with another value they "
-                "are an error, except --data and a longer --epochs)");
+                "Continue the run of a checkpoint (as --checkpoint-dir saves) "
+                "with the flags it records: the network, data, batch, seed, "
+                "optimizer, rates, schedule, epochs, loss, clipping, fusion "
+                "and outputs. Given with another value they are an error, "
+                "except --data (if its statistics are the run's), --out, "
+                "--checkpoint-dir, and --epochs but under cosine");
   c->add_option("--log", o->log, "Per-epoch CSV log");
   c->add_option("--plot", o->plot, "SVG plot of loss and accuracy per epoch");
   c->add_option("--json", o->json, "Per-epoch JSON summary");

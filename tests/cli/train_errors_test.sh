@@ -23,6 +23,27 @@ expect_error "another --label-smoothing on resume" "was trained with --label-smo
 b train "${common[@]}" --epochs 2 --schedule cosine --checkpoint-dir cos > /dev/null || exit 1
 expect_error "cosine's epochs on resume" "was trained with --epochs 2, not 3 \\(the cosine schedule anneals over the run's epochs\\)" \
   train --resume cos/epoch-1.blst --epochs 3
+expect_error "--no-fuse on resume" "was trained without --no-fuse \\(leave it out" \
+  train --resume sgd/epoch-1.blst --no-fuse
+# Other data under the recorded path, or another path: refused by its statistics.
+awk -F, -v OFS=, '{ $1 = $1 * 2; print }' ok.csv > doubled.csv
+expect_error "other data on resume" "is not the data of the run .* continues: its training rows have mean" \
+  train --resume sgd/epoch-1.blst --data doubled.csv
+# Data that moved: the recorded path is named; the same rows elsewhere continue the run.
+mkdir -p moving && cp ok.csv moving/rows.csv
+b train --data moving/rows.csv "${common[@]:2}" --epochs 2 --checkpoint-dir moving_ck > /dev/null ||
+  exit 1
+mv moving/rows.csv moved.csv
+expect_error "moved data on resume" "the data --resume 'moving_ck/epoch-1.blst' records \\(give --data if it moved\\): --data '.*moving/rows.csv' does not exist" \
+  train --resume moving_ck/epoch-1.blst
+b train --resume moving_ck/epoch-1.blst --data moved.csv > /dev/null ||
+  fail "the same rows under another path were refused"
+# --step-size 0 (the default) is the step size the checkpoint resolved.
+b train "${common[@]}" --epochs 3 --schedule step --checkpoint-dir step > /dev/null || exit 1
+b train --resume step/epoch-1.blst --schedule step --step-size 0 > /dev/null ||
+  fail "--step-size 0 on resume was refused"
+expect_error "another --step-size on resume" "was trained with --step-size 1, not 2" \
+  train --resume step/epoch-1.blst --step-size 2
 expect_error "another --dropout on resume" "was trained with --dropout 0.5, not 0.3" \
   train "${common[@]}" --epochs 2 --resume sgd/epoch-1.blst --dropout 0.3
 expect_error "--no-bn on resume" "holds a network with BatchNorm: drop --no-bn" \
