@@ -1,11 +1,13 @@
 // `ballast train`: train an MLP of StandardBlocks on Fashion-MNIST, an IDX
 // directory or a CSV file; save the model, checkpoints, a log, a plot.
 #include <fmt/core.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -54,6 +56,37 @@ constexpr int64_t kGatherChunkBytes = 4 * 784 * sizeof(float);
 // Narrow rows: at most this many a chunk (each row of a shuffled batch is a
 // miss of its own). A chunk is one row however wide the row is.
 constexpr int64_t kGatherChunkMaxRows = 16;
+
+// The signal (SIGINT or SIGTERM) that asked the run to stop, or 0.
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+void OnStopSignal(int sig) { g_stop_signal = sig; }
+
+// While alive, SIGINT and SIGTERM ask the run to stop after its current step
+// (once: a second one ends the process as usual). A signal the process
+// started with ignored (as nohup and background jobs do) stays ignored.
+class StopSignals {
+ public:
+  StopSignals() {
+    struct sigaction sa {};
+    sa.sa_handler = OnStopSignal;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < 2; ++i) {
+      sigaction(kSignals[i], nullptr, &old_[i]);
+      if (old_[i].sa_handler != SIG_IGN) sigaction(kSignals[i], &sa, nullptr);
+    }
+  }
+  ~StopSignals() {
+    for (int i = 0; i < 2; ++i) sigaction(kSignals[i], &old_[i], nullptr);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+ private:
+  static constexpr int kSignals[2] = {SIGINT, SIGTERM};
+  struct sigaction old_[2]{};
+};
 
 struct TrainCli {
   std::string data = "fashion-mnist", arch = "784-256-256-10", init = "default";
@@ -820,6 +853,16 @@ Status RunTrain(TrainCli o) {
           data.train, batch_rows(0), xb[0].data(), yb[0].data(), o.threads));
     }
     for (int64_t b = 0; b < batches; ++b) {
+      if (g_stop_signal != 0) {
+        if (tty) std::fputs("\n", stdout);
+        return FailedPrecondition(fmt::format(
+            "interrupted by {} in epoch {} after {} of {} batches; {}{}",
+            g_stop_signal == SIGINT ? "SIGINT" : "SIGTERM", epoch + 1, b,
+            batches, kept(),
+            last_checkpoint.empty()
+                ? "nothing was saved"
+                : "continue with: ballast train --resume " + last_checkpoint));
+      }
       // The next batch, a few rows at a time, in the step's idle moments.
       const int cur = int(b % 2), next = 1 - cur;
       // (With --profile the batch is copied between the steps instead: the
@@ -899,6 +942,7 @@ Status RunTrain(TrainCli o) {
     return Status::Ok();
   };
   Status status = Status::Ok();
+  const StopSignals stop_signals;
   for (int epoch = first_epoch; epoch < o.epochs && status.ok(); ++epoch) {
     status = train_epoch(epoch);
   }
@@ -1033,7 +1077,11 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
       if (opt->count() > 0) o->given.insert(opt->get_name());
     }
     Status s = RunTrain(*o);
-    if (!s.ok()) {
+    if (!s.ok() && g_stop_signal != 0) {
+      // Stopped by a signal: exit as the shell reports one (128 + signal).
+      std::fprintf(stderr, "ballast train: %s\n", s.message().c_str());
+      exit_code = 128 + g_stop_signal;
+    } else if (!s.ok()) {
       std::fprintf(stderr, "ballast train: %s\n", s.ToString().c_str());
       exit_code = kExitFailure;
     }
