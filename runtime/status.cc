@@ -24,6 +24,8 @@ std::string_view StatusCodeName(StatusCode code) {
       return "i/o error";
     case StatusCode::kFailedPrecondition:
       return "failed precondition";
+    case StatusCode::kCancelled:
+      return "cancelled";
   }
   return "unknown";
 }

@@ -24,6 +24,8 @@ TEST(StatusTest, OkAndErrorCarryCodeAndMessage) {
   EXPECT_EQ(s.ToString(), "out of range: index 7 beyond 3");
   EXPECT_EQ(s.WithContext("node 'fc1': ").message(),
             "node 'fc1': index 7 beyond 3");
+  EXPECT_EQ(Cancelled("stopped by SIGINT").ToString(),
+            "cancelled: stopped by SIGINT");
 }
 
 TEST(StatusTest, AssignOrReturnPropagatesTheFirstError) {

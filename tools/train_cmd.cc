@@ -3,8 +3,10 @@
 #include <fmt/core.h>
 #include <signal.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -14,6 +16,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -57,35 +60,59 @@ constexpr int64_t kGatherChunkBytes = 4 * 784 * sizeof(float);
 // miss of its own). A chunk is one row however wide the row is.
 constexpr int64_t kGatherChunkMaxRows = 16;
 
-// The signal (SIGINT or SIGTERM) that asked the run to stop, or 0.
-volatile std::sig_atomic_t g_stop_signal = 0;
+// The signals that ask a run to stop: Ctrl-C, kill, a closed terminal.
+constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP};
+constexpr int kStopSignalCount = 3;
 
-void OnStopSignal(int sig) { g_stop_signal = sig; }
+// The first stop signal received, or 0. (The handler may run on any
+// thread.)
+std::atomic<int> g_stop_signal{0};
+static_assert(std::atomic<int>::is_always_lock_free);
+// Which of kStopSignals the run handles (those not ignored at its start).
+bool g_stop_handled[kStopSignalCount] = {};
 
-// While alive, SIGINT and SIGTERM ask the run to stop after its current step
-// (once: a second one ends the process as usual). A signal the process
-// started with ignored (as nohup and background jobs do) stays ignored.
+const char* StopSignalName(int sig) {
+  return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP";
+}
+
+void OnStopSignal(int sig) {
+  int none = 0;
+  g_stop_signal.compare_exchange_strong(none, sig);
+  // A second one, of any of them, ends the process as usual.
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  for (int i = 0; i < kStopSignalCount; ++i) {
+    if (g_stop_handled[i]) sigaction(kStopSignals[i], &dfl, nullptr);
+  }
+}
+
+// While alive, SIGINT, SIGTERM and SIGHUP ask the run to stop after its
+// current step. A signal the process started with ignored (SIGINT in a
+// background job of a script, SIGHUP under nohup) stays ignored.
 class StopSignals {
  public:
   StopSignals() {
     struct sigaction sa {};
     sa.sa_handler = OnStopSignal;
-    sa.sa_flags = SA_RESETHAND;
+    sa.sa_flags = SA_RESTART;  // (the flag is polled: no call needs EINTR)
     sigemptyset(&sa.sa_mask);
-    for (int i = 0; i < 2; ++i) {
-      sigaction(kSignals[i], nullptr, &old_[i]);
-      if (old_[i].sa_handler != SIG_IGN) sigaction(kSignals[i], &sa, nullptr);
+    for (int i = 0; i < kStopSignalCount; ++i) {
+      sigaction(kStopSignals[i], nullptr, &old_[i]);
+      g_stop_handled[i] = old_[i].sa_handler != SIG_IGN;
+      if (g_stop_handled[i]) sigaction(kStopSignals[i], &sa, nullptr);
     }
   }
   ~StopSignals() {
-    for (int i = 0; i < 2; ++i) sigaction(kSignals[i], &old_[i], nullptr);
+    for (int i = 0; i < kStopSignalCount; ++i) {
+      sigaction(kStopSignals[i], &old_[i], nullptr);
+    }
   }
   StopSignals(const StopSignals&) = delete;
   StopSignals& operator=(const StopSignals&) = delete;
 
  private:
-  static constexpr int kSignals[2] = {SIGINT, SIGTERM};
-  struct sigaction old_[2]{};
+  struct sigaction old_[kStopSignalCount] {};
 };
 
 struct TrainCli {
@@ -457,10 +484,11 @@ std::vector<RecordedFlag> RecordedFlags(TrainCli& o) {
   return flags;
 }
 
-// Whether a checkpoint without the flag's key is unremarkable: an output
-// the run did not have, or a step-schedule flag of another schedule.
+// Whether a checkpoint without the flag's key is unremarkable: an --out the
+// run did not have, or a step-schedule flag of another schedule. (Every
+// checkpoint `ballast train` writes has a --checkpoint-dir.)
 bool OptionalKey(std::string_view key, const TrainCli& o) {
-  return key == "train.out" || key == "train.checkpoint_dir" ||
+  return key == "train.out" ||
          ((key == "train.step_size" || key == "train.gamma") &&
           o.schedule != "step");
 }
@@ -625,10 +653,13 @@ Status TakeCheckpointFlags(const Model& ck, TrainCli& o) {
                        RecordedText(*value), it->second);
             return Status::Ok();
           }
-          // (A switch given is on: the checkpoint's was off.)
-          std::string trained = "without " + std::string(r.flag) +
-                                " (leave it out to continue the run)";
-          if constexpr (!std::is_same_v<decltype(v), bool>) {
+          std::string trained;
+          if constexpr (std::is_same_v<decltype(v), bool>) {
+            // (A switch given "=false" differs from a recorded true.)
+            trained = (v ? "with " : "without ") + std::string(r.flag) +
+                      (v ? " (give it, or leave it out, to continue the run)"
+                         : " (leave it out to continue the run)");
+          } else {
             trained = "with " + std::string(r.flag) + " " + it->second +
                       ", not " + RecordedText(*value) +
                       (cosine_epochs ? " (the cosine schedule anneals over "
@@ -641,6 +672,19 @@ Status TakeCheckpointFlags(const Model& ck, TrainCli& o) {
         r.value);
     BALLAST_RETURN_IF_ERROR(s);
   }
+  // A run cut shorter than the checkpoint's does not replace the model the
+  // run's --out holds (or will).
+  const auto epochs_key = ck.graph.metadata.find("train.epochs");
+  int run_epochs = 0;
+  if (o.recorded.count("--out") && epochs_key != ck.graph.metadata.end() &&
+      ParseWhole(epochs_key->second, &run_epochs) && o.epochs < run_epochs) {
+    fmt::print(
+        "--out {} is left alone: it is for the run's {} epochs (give --out "
+        "to save this shorter one)\n",
+        o.out, run_epochs);
+    o.out.clear();
+    o.recorded.erase("--out");
+  }
   std::string outputs;
   const std::pair<const char*, const std::string*> taken_outputs[] = {
       {"--out", &o.out}, {"--checkpoint-dir", &o.checkpoint_dir}};
@@ -649,6 +693,11 @@ Status TakeCheckpointFlags(const Model& ck, TrainCli& o) {
     outputs += fmt::format("{}{} {}", outputs.empty() ? "" : ", ", flag, *path);
   }
   if (!outputs.empty()) fmt::print("the run's outputs: {}\n", outputs);
+  if (o.out.empty() && o.checkpoint_dir.empty()) {
+    std::fprintf(stderr,
+                 "ballast train: note: without --out or --checkpoint-dir this "
+                 "run saves nothing\n");
+  }
   if (!unrecorded.empty()) {
     std::string names;
     for (const std::string& f : unrecorded)
@@ -660,6 +709,47 @@ Status TakeCheckpointFlags(const Model& ck, TrainCli& o) {
                  where.c_str(), names.c_str());
   }
   return Status::Ok();
+}
+
+// The XXH3-64 digest of the rows as read (features, then labels, of the
+// training and then the test rows), in hex: a resumed run must see the rows
+// its checkpoint's run saw.
+std::string DataDigest(const TrainTest& d) {
+  const std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> state(
+      XXH3_createState(), XXH3_freeState);
+  XXH3_64bits_reset(state.get());
+  for (const Dataset* set : {&d.train, &d.test}) {
+    XXH3_64bits_update(state.get(), set->x.data(),
+                       set->x.size() * sizeof(float));
+    XXH3_64bits_update(state.get(), set->labels.data(),
+                       set->labels.size() * sizeof(int32_t));
+  }
+  return fmt::format("{:016x}", XXH3_64bits_digest(state.get()));
+}
+
+// `s` single-quoted for a POSIX shell.
+std::string ShellQuote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+// The command that continues an interrupted run from `checkpoint`. The run's
+// own checkpoints record its flags; the one it resumed from lacks those this
+// run changed, which the command then gives.
+std::string ContinueCommand(const TrainCli& o, const std::string& checkpoint) {
+  std::string cmd = "ballast train --resume " + ShellQuote(checkpoint);
+  if (checkpoint != o.resume) return cmd;
+  const std::pair<const char*, std::string> changed[] = {
+      {"--data", o.data},
+      {"--epochs", std::to_string(o.epochs)},
+      {"--out", o.out},
+      {"--checkpoint-dir", o.checkpoint_dir}};
+  for (const auto& [flag, value] : changed) {
+    if (o.given.count(flag))
+      cmd += " " + std::string(flag) + " " + ShellQuote(value);
+  }
+  return cmd;
 }
 
 Status RunTrain(TrainCli o) {
@@ -694,7 +784,8 @@ Status RunTrain(TrainCli o) {
     if (!path->empty()) BALLAST_RETURN_IF_ERROR(CheckWritable(flag, *path));
   }
   Result<TrainTest> loaded = LoadData(o);
-  if (!loaded.ok() && o.recorded.count("--data")) {
+  if (loaded.status().code() == StatusCode::kNotFound &&
+      o.recorded.count("--data")) {
     return loaded.status().WithContext("the data --resume '" + o.resume +
                                        "' records (give --data if it moved): ");
   }
@@ -723,11 +814,21 @@ Status RunTrain(TrainCli o) {
   // As the metadata holds them (and `ballast run` reads them).
   const std::string norm_mean = fmt::format("{:.9g}", norm.mean),
                     norm_std = fmt::format("{:.9g}", norm.std);
+  const std::string digest = DataDigest(data);
   if (!o.resume.empty()) {
-    // The data the run trained on has the checkpoint's statistics.
+    // The rows the run trained on: their digest, or (in a checkpoint that
+    // predates it) their statistics.
     const auto& meta = ck.graph.metadata;
+    const auto run_digest = meta.find("train.data_digest");
+    if (run_digest != meta.end() && run_digest->second != digest) {
+      return InvalidArgument(
+          "--data '" + o.data + "' is not the data of the run --resume '" +
+          o.resume + "' continues: its rows (features and labels, train and " +
+          "test) have the XXH3 digest " + digest + ", the run's had " +
+          run_digest->second);
+    }
     const auto mean = meta.find("input_mean"), std = meta.find("input_std");
-    if (mean != meta.end() && std != meta.end() &&
+    if (run_digest == meta.end() && mean != meta.end() && std != meta.end() &&
         (mean->second != norm_mean || std->second != norm_std)) {
       return InvalidArgument(
           "--data '" + o.data + "' is not the data of the run --resume '" +
@@ -780,6 +881,8 @@ Status RunTrain(TrainCli o) {
           "the checkpoint is at epoch {}, --epochs is {}: no epoch left "
           "to train\n",
           first_epoch, o.epochs);
+      // (The run's --out already holds what it trained.)
+      if (o.recorded.count("--out")) o.out.clear();
     }
   } else {
     Sequential net(widths.front(), o.seed);
@@ -824,6 +927,7 @@ Status RunTrain(TrainCli o) {
   std::map<std::string, std::string> recorded_metadata =
       RecordedMetadata(o, schedule);
   recorded_metadata["train.arch"] = o.arch;
+  recorded_metadata["train.data_digest"] = digest;
   recorded_metadata["input_mean"] = norm_mean;
   recorded_metadata["input_std"] = norm_std;
   // What is kept when a step fails: named in the error.
@@ -853,15 +957,14 @@ Status RunTrain(TrainCli o) {
           data.train, batch_rows(0), xb[0].data(), yb[0].data(), o.threads));
     }
     for (int64_t b = 0; b < batches; ++b) {
-      if (g_stop_signal != 0) {
+      if (const int sig = g_stop_signal.load(); sig != 0) {
         if (tty) std::fputs("\n", stdout);
-        return FailedPrecondition(fmt::format(
+        return Cancelled(fmt::format(
             "interrupted by {} in epoch {} after {} of {} batches; {}{}",
-            g_stop_signal == SIGINT ? "SIGINT" : "SIGTERM", epoch + 1, b,
-            batches, kept(),
+            StopSignalName(sig), epoch + 1, b, batches, kept(),
             last_checkpoint.empty()
                 ? "nothing was saved"
-                : "continue with: ballast train --resume " + last_checkpoint));
+                : "continue with: " + ContinueCommand(o, last_checkpoint)));
       }
       // The next batch, a few rows at a time, in the step's idle moments.
       const int cur = int(b % 2), next = 1 - cur;
@@ -1061,13 +1164,15 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
   c->add_option("--out", o->out, "Save the trained model (.blst)");
   c->add_option("--checkpoint-dir", o->checkpoint_dir,
                 "Write a checkpoint every epoch");
-  c->add_option("--resume", o->resume,
-                "Continue the run of a checkpoint (as --checkpoint-dir saves) "
-                "with the flags it records: the network, data, batch, seed, "
-                "optimizer, rates, schedule, epochs, loss, clipping, fusion "
-                "and outputs. Given with another value they are an error, "
-                "except --data (if its statistics are the run's), --out, "
-                "--checkpoint-dir, and --epochs but under cosine");
+  c->add_option(
+      "--resume", o->resume,
+      "Continue the run of a checkpoint (as --checkpoint-dir saves) "
+      "with the flags it records: the network, data, batch, seed, "
+      "optimizer, rates, schedule, epochs, loss, clipping, --no-fuse, "
+      "--dense-dx "
+      "and outputs. Given with another value they are an error, "
+      "except --data (if its rows are the run's), --out, "
+      "--checkpoint-dir, and --epochs (not under cosine)");
   c->add_option("--log", o->log, "Per-epoch CSV log");
   c->add_option("--plot", o->plot, "SVG plot of loss and accuracy per epoch");
   c->add_option("--json", o->json, "Per-epoch JSON summary");
@@ -1077,10 +1182,15 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
       if (opt->count() > 0) o->given.insert(opt->get_name());
     }
     Status s = RunTrain(*o);
-    if (!s.ok() && g_stop_signal != 0) {
-      // Stopped by a signal: exit as the shell reports one (128 + signal).
+    if (s.code() == StatusCode::kCancelled) {
+      // Stopped by a signal: end as that signal would have (a calling
+      // script's shell then stops too), once all is written.
       std::fprintf(stderr, "ballast train: %s\n", s.message().c_str());
-      exit_code = 128 + g_stop_signal;
+      std::fflush(nullptr);
+      const int sig = g_stop_signal.load();
+      std::signal(sig, SIG_DFL);
+      std::raise(sig);
+      exit_code = 128 + sig;
     } else if (!s.ok()) {
       std::fprintf(stderr, "ballast train: %s\n", s.ToString().c_str());
       exit_code = kExitFailure;

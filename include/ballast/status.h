@@ -26,6 +26,7 @@ enum class StatusCode : int {
   kInternal = 6,            // a broken internal invariant (a ballast bug)
   kIoError = 7,             // the operating system refused a read or write
   kFailedPrecondition = 8,  // the object is not in a state for this call
+  kCancelled = 9,           // stopped at the caller's request (a signal)
 };
 
 std::string_view StatusCodeName(StatusCode code);
@@ -75,6 +76,9 @@ inline Status IoError(std::string m) {
 }
 inline Status FailedPrecondition(std::string m) {
   return {StatusCode::kFailedPrecondition, std::move(m)};
+}
+inline Status Cancelled(std::string m) {
+  return {StatusCode::kCancelled, std::move(m)};
 }
 
 // Either a T or a non-OK Status.

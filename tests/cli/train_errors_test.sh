@@ -25,10 +25,10 @@ expect_error "cosine's epochs on resume" "was trained with --epochs 2, not 3 \\(
   train --resume cos/epoch-1.blst --epochs 3
 expect_error "--no-fuse on resume" "was trained without --no-fuse \\(leave it out" \
   train --resume sgd/epoch-1.blst --no-fuse
-# Other data under the recorded path, or another path: refused by its statistics.
-awk -F, -v OFS=, '{ $1 = $1 * 2; print }' ok.csv > doubled.csv
-expect_error "other data on resume" "is not the data of the run .* continues: its training rows have mean" \
-  train --resume sgd/epoch-1.blst --data doubled.csv
+# Other rows under another path (the same features, other labels): refused by their digest.
+awk -F, -v OFS=, '{ $NF = ($NF + 1) % 3; print }' ok.csv > relabelled.csv
+expect_error "other data on resume" "is not the data of the run .* continues: its rows .* have the XXH3 digest [0-9a-f]{16}, the run's had [0-9a-f]{16}" \
+  train --resume sgd/epoch-1.blst --data relabelled.csv
 # Data that moved: the recorded path is named; the same rows elsewhere continue the run.
 mkdir -p moving && cp ok.csv moving/rows.csv
 b train --data moving/rows.csv "${common[@]:2}" --epochs 2 --checkpoint-dir moving_ck > /dev/null ||

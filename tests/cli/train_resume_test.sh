@@ -74,12 +74,19 @@ test -f "$work/ck_sgd/epoch-6.blst"
 run_ballast run "$work/six.blst" --input "$work/x.csv" > "$work/y_six.csv"
 run_ballast run "$work/sgd.blst" --input "$work/x.csv" > "$work/y_sgd.csv"
 cmp "$work/y_six.csv" "$work/y_sgd.csv"
+# Cut shorter than its run (4 of 6 epochs), a resume leaves the run's --out alone.
+run_ballast train --resume "$work/ck_sgd/epoch-3.blst" --epochs 4 > "$work/sgd_shorter.txt"
+grep -q -- "--out $work/sgd.blst is left alone: it is for the run's 6 epochs" "$work/sgd_shorter.txt"
+run_ballast run "$work/sgd.blst" --input "$work/x.csv" > "$work/y_sgd_after.csv"
+cmp "$work/y_six.csv" "$work/y_sgd_after.csv"
 # SIGINT (Ctrl-C) stops a run after its current step: it keeps its checkpoints and the log of the
-# epochs that completed, names the checkpoint to continue from, and exits 130 (128 + SIGINT). (A
-# background job starts with SIGINT ignored, which the run respects: env gives it the default.)
-env --default-signal=INT "${emulator[@]}" "$ballast" train --data "$work/data.csv" --arch 8-16-2 --batch 32 --epochs 2000 --seed 3 \
-  --checkpoint-dir "$work/ck_int" --log "$work/int.csv" > "$work/int.out" 2> "$work/int.err" &
+# epochs that completed, names the checkpoint to continue from, and ends by SIGINT (status 130).
+# (A background job starts with SIGINT ignored, which the run respects: env gives it the default.)
+env --default-signal=INT "${emulator[@]}" "$ballast" train --data "$work/data.csv" --arch 8-16-2 \
+  --batch 32 --epochs 100000 --seed 3 --checkpoint-dir "$work/ck_int" --log "$work/int.csv" \
+  > "$work/int.out" 2> "$work/int.err" &
 pid=$!
+trap 'kill -KILL "$pid" 2>/dev/null || true' EXIT
 for _ in $(seq 600); do [ -f "$work/ck_int/epoch-2.blst" ] && break; sleep 0.1; done
 kill -INT "$pid"
 rc=0
@@ -89,7 +96,7 @@ grep -q "interrupted by SIGINT in epoch [0-9]* after [0-9]* of 16 batches; the l
   "$work/int.err"
 done_epochs=$(grep -o 'epoch-[0-9]*\.blst' "$work/int.err" | head -n 1 | tr -dc 0-9)
 test "$(wc -l < "$work/int.csv")" -eq $((done_epochs + 1))
-grep -q "continue with: ballast train --resume $work/ck_int/epoch-$done_epochs.blst" "$work/int.err"
+grep -q "continue with: ballast train --resume '$work/ck_int/epoch-$done_epochs.blst'" "$work/int.err"
 run_ballast train --resume "$work/ck_int/epoch-$done_epochs.blst" --epochs $((done_epochs + 1)) \
   > "$work/int_resumed.txt"
 grep -q "epoch $((done_epochs + 1))/$((done_epochs + 1)):" "$work/int_resumed.txt"
