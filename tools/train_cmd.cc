@@ -1,15 +1,11 @@
 // `ballast train`: train an MLP of StandardBlocks on Fashion-MNIST, an IDX
 // directory or a CSV file; save the model, checkpoints, a log, a plot.
 #include <fmt/core.h>
-#include <signal.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -19,11 +15,8 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 #include <string>
 #include <string_view>
-#include <type_traits>
-#include <variant>
 #include <vector>
 
 #include "ballast/data.h"
@@ -38,18 +31,14 @@
 #include "runtime/number_text.h"
 #include "tools/array_io.h"
 #include "tools/commands.h"
+#include "tools/stop_signals.h"
 #include "tools/svg_plot.h"
+#include "tools/train_cli.h"
+#include "tools/train_resume.h"
 
 namespace ballast::cli {
 namespace {
 
-// --lr when it is not given: SGD's is the book's recipe's, Adam's (and
-// AdamW's) torch.optim.Adam's default.
-constexpr double kSgdLr = 0.05, kAdamLr = 1e-3;
-// --batch's range.
-constexpr int64_t kMinBatch = 2, kMaxBatch = 65536;
-// --epochs' range.
-constexpr int kMaxEpochs = 100000;
 // Bytes of the next batch gathered at a time in a step's idle moments (see
 // StepSideWork): four rows of Fashion-MNIST, a microsecond or two. On two
 // threads the step and the gather took 0.97 of the time of a step and then
@@ -60,112 +49,11 @@ constexpr int64_t kGatherChunkBytes = 4 * 784 * sizeof(float);
 // miss of its own). A chunk is one row however wide the row is.
 constexpr int64_t kGatherChunkMaxRows = 16;
 
-// The signals that ask a run to stop: Ctrl-C, kill, a closed terminal.
-constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP};
-constexpr int kStopSignalCount = 3;
-
-// The first stop signal received, or 0. (The handler may run on any
-// thread.)
-std::atomic<int> g_stop_signal{0};
-static_assert(std::atomic<int>::is_always_lock_free);
-// Which of kStopSignals the run handles (those not ignored at its start).
-bool g_stop_handled[kStopSignalCount] = {};
-
-const char* StopSignalName(int sig) {
-  return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP";
-}
-
-void OnStopSignal(int sig) {
-  int none = 0;
-  g_stop_signal.compare_exchange_strong(none, sig);
-  // A second one, of any of them, ends the process as usual.
-  struct sigaction dfl {};
-  dfl.sa_handler = SIG_DFL;
-  sigemptyset(&dfl.sa_mask);
-  for (int i = 0; i < kStopSignalCount; ++i) {
-    if (g_stop_handled[i]) sigaction(kStopSignals[i], &dfl, nullptr);
-  }
-}
-
-// While alive, SIGINT, SIGTERM and SIGHUP ask the run to stop after its
-// current step. A signal the process started with ignored (SIGINT in a
-// background job of a script, SIGHUP under nohup) stays ignored.
-class StopSignals {
- public:
-  StopSignals() {
-    struct sigaction sa {};
-    sa.sa_handler = OnStopSignal;
-    sa.sa_flags = SA_RESTART;  // (the flag is polled: no call needs EINTR)
-    sigemptyset(&sa.sa_mask);
-    for (int i = 0; i < kStopSignalCount; ++i) {
-      sigaction(kStopSignals[i], nullptr, &old_[i]);
-      g_stop_handled[i] = old_[i].sa_handler != SIG_IGN;
-      if (g_stop_handled[i]) sigaction(kStopSignals[i], &sa, nullptr);
-    }
-  }
-  ~StopSignals() {
-    for (int i = 0; i < kStopSignalCount; ++i) {
-      sigaction(kStopSignals[i], &old_[i], nullptr);
-    }
-  }
-  StopSignals(const StopSignals&) = delete;
-  StopSignals& operator=(const StopSignals&) = delete;
-
- private:
-  struct sigaction old_[kStopSignalCount] {};
-};
-
-struct TrainCli {
-  std::string data = "fashion-mnist", arch = "784-256-256-10", init = "default";
-  std::string optimizer = "sgd", schedule = "constant", out, checkpoint_dir,
-              resume, log, plot, json;
-  double dropout = 0.5, lr = kSgdLr, momentum = 0.9, weight_decay = 0.0,
-         label_smoothing = 0.0, clip = 0.0;
-  bool no_bn = false, no_fuse = false, no_skip_zeros = false, profile = false;
-  bool dense_dx = false;
-  int epochs = 5, threads = 0, label_column = 0, warmup = 0;  // 0: default
-  int step_size = 0;  // 0: a third of the epochs
-  double gamma = 0.1;
-  int64_t batch = 128;
-  uint64_t seed = 0;
-  // The flags given on the command line, and those taken from the --resume
-  // checkpoint (TakeCheckpointFlags).
-  std::set<std::string> given, recorded;
-};
-
 struct EpochLog {
   int epoch = 0;
   double seconds = 0, train_loss = 0, train_acc = 0, test_loss = 0,
          test_acc = 0, lr = 0;
 };
-
-Result<std::vector<int64_t>> ParseArch(const std::string& arch) {
-  std::vector<int64_t> w;
-  // Widths between dashes; a dash at either end or two in a row leave an
-  // empty one (getline alone would drop a trailing one).
-  std::stringstream ss(arch + "-");
-  std::string item;
-  while (std::getline(ss, item, '-')) {
-    if (item.empty()) {
-      return InvalidArgument("--arch '" + arch +
-                             "': a width is missing (a dash at the start, at "
-                             "the end or after another; expected e.g. "
-                             "784-256-256-10)");
-    }
-    int64_t v = 0;
-    if (!ParseWhole(item, &v) || v < 1) {
-      return InvalidArgument(
-          "--arch '" + arch + "': '" + item +
-          "' is not a positive width (expected e.g. 784-256-256-10)");
-    }
-    w.push_back(v);
-  }
-  if (w.size() < 2) {
-    return InvalidArgument("--arch '" + arch +
-                           "' needs at least an input and an output width");
-  }
-  return w;
-}
 
 // Re-initializes every Linear weight with `scheme` (bias zero), except
 // "default", which keeps PyTorch's Linear init.
@@ -339,19 +227,6 @@ void PrintProfile(const std::vector<PhaseTime>& profile) {
   }
 }
 
-// The widths of the graph's Linear layers, input to output ("784-256-10").
-std::string GraphArch(const Graph& g) {
-  std::string arch;
-  for (const Node& n : g.nodes) {
-    if (n.op != "linear") continue;
-    const Shape& w = n.Param("weight").shape();  // [out, in]
-    if (w.rank() != 2) continue;
-    if (arch.empty()) arch = std::to_string(w[1]);
-    arch += "-" + std::to_string(w[0]);
-  }
-  return arch;
-}
-
 // The first parameter of `g` holding a NaN or an infinity, or "".
 std::string FirstNonFinite(const Graph& g) {
   for (const Node& n : g.nodes) {
@@ -425,331 +300,6 @@ Status WriteReports(const TrainCli& o, const std::vector<EpochLog>& logs,
                                {"test accuracy", acc, true}}));
   }
   return first;
-}
-
-// A flag of the run that its checkpoints record (metadata `key`), so that
-// --resume continues the run without it given again.
-struct RecordedFlag {
-  const char* key;
-  const char* flag;
-  std::variant<std::string*, int*, int64_t*, uint64_t*, double*, bool*> value;
-  // A checkpoint without the key (written before the key was) then needs
-  // the flag given; otherwise the flag's value, given or default, stands.
-  bool required = false;
-  // Given with another value, the flag's wins: the data may have moved (its
-  // statistics are checked), outputs may go elsewhere, and a run may stop
-  // sooner or go on longer (not under cosine, whose T_max its epochs are).
-  bool may_change = false;
-  // A string's values (any when empty).
-  std::vector<std::string> allowed = {};
-};
-
-// The flags a checkpoint records, in the order they are taken (--schedule
-// before --epochs, whose change it may forbid). Paths are recorded absolute;
-// --step-size and --gamma only under step, where they apply; --out and
-// --checkpoint-dir when given.
-std::vector<RecordedFlag> RecordedFlags(TrainCli& o) {
-  std::vector<RecordedFlag> flags = {
-      {"train.data", "--data", &o.data, false, true},
-      {"train.label_column", "--label-column", &o.label_column},
-      {"train.batch", "--batch", &o.batch, true},
-      {"trainer.rng_seed", "--seed", &o.seed, true},
-      {"trainer.optimizer",
-       "--optimizer",
-       &o.optimizer,
-       false,
-       false,
-       {"sgd", "adam", "adamw"}},
-      {"train.lr", "--lr", &o.lr},
-      {"train.momentum", "--momentum", &o.momentum},
-      {"train.weight_decay", "--weight-decay", &o.weight_decay},
-      {"train.schedule",
-       "--schedule",
-       &o.schedule,
-       false,
-       false,
-       {"constant", "step", "cosine"}},
-      {"train.step_size", "--step-size", &o.step_size},
-      {"train.gamma", "--gamma", &o.gamma},
-      {"train.warmup", "--warmup", &o.warmup},
-      {"train.epochs", "--epochs", &o.epochs, false, true},
-      {"train.clip_grad_norm", "--clip-grad-norm", &o.clip},
-      {"train.label_smoothing", "--label-smoothing", &o.label_smoothing},
-      {"train.no_fuse", "--no-fuse", &o.no_fuse},
-      {"train.dense_dx", "--dense-dx", &o.dense_dx},
-      {"train.out", "--out", &o.out, false, true},
-      {"train.checkpoint_dir", "--checkpoint-dir", &o.checkpoint_dir, false,
-       true},
-  };
-  return flags;
-}
-
-// Whether a checkpoint without the flag's key is unremarkable: an --out the
-// run did not have, or a step-schedule flag of another schedule. (Every
-// checkpoint `ballast train` writes has a --checkpoint-dir.)
-bool OptionalKey(std::string_view key, const TrainCli& o) {
-  return key == "train.out" ||
-         ((key == "train.step_size" || key == "train.gamma") &&
-          o.schedule != "step");
-}
-
-// A recorded value as metadata text: numbers as the shortest text that
-// reads back as the same value, switches as 0 or 1.
-template <typename T>
-std::string RecordedText(const T& v) {
-  if constexpr (std::is_same_v<T, bool>) {
-    return v ? "1" : "0";
-  } else {
-    return fmt::format("{}", v);
-  }
-}
-
-template <typename T>
-bool ParseRecorded(const std::string& text, T* out) {
-  if constexpr (std::is_same_v<T, std::string>) {
-    *out = text;
-    return !text.empty();
-  } else if constexpr (std::is_same_v<T, bool>) {
-    if (text != "0" && text != "1") return false;
-    *out = text == "1";
-    return true;
-  } else {
-    return ParseWhole(text, out);
-  }
-}
-
-// `path` made absolute (as it stands), so that a resume from another
-// directory finds it; "" and fashion-mnist stay.
-std::string AbsolutePath(const std::string& path) {
-  if (path.empty() || path == "fashion-mnist") return path;
-  std::error_code ec;
-  const std::filesystem::path abs = std::filesystem::absolute(path, ec);
-  return ec ? path : abs.lexically_normal().string();
-}
-
-// The metadata of the run's recorded flags (--step-size resolved), for its
-// checkpoints. (The seed and the optimizer the Trainer records itself.)
-std::map<std::string, std::string> RecordedMetadata(TrainCli o,
-                                                    const LrSchedule& s) {
-  o.step_size = s.step_size;
-  for (std::string* path : {&o.data, &o.out, &o.checkpoint_dir}) {
-    *path = AbsolutePath(*path);
-  }
-  std::map<std::string, std::string> m;
-  for (const RecordedFlag& r : RecordedFlags(o)) {
-    const std::string_view key = r.key;
-    if (key.starts_with("trainer.")) continue;
-    const std::string text =
-        std::visit([](auto* v) { return RecordedText(*v); }, r.value);
-    const bool output = key == "train.out" || key == "train.checkpoint_dir";
-    // (No such output, or a step-schedule flag of another schedule.)
-    if (output ? text.empty() : OptionalKey(key, o)) continue;
-    m[r.key] = text;
-  }
-  return m;
-}
-
-// Whether a flag's given value is the recorded one (a path as recorded:
-// absolute).
-template <typename T>
-bool SameValue(const RecordedFlag& r, const T& recorded, const T& given) {
-  if constexpr (std::is_same_v<T, std::string>) {
-    const std::string_view key = r.key;
-    if (key == "train.data" || key == "train.out" ||
-        key == "train.checkpoint_dir") {
-      return AbsolutePath(given) == recorded;
-    }
-  }
-  return given == recorded;
-}
-
-// The training flags a checkpoint fixes, from its graph and metadata: its
-// network (--arch, BatchNorm, dropout) and the recorded flags
-// (RecordedFlags): the row order of each epoch (--batch, --seed), the
-// optimizer, the rates, the loss, the outputs. A flag given with another
-// value is an error, as the run would not continue the checkpoint's (except
-// those that may change); not given, it takes the checkpoint's value.
-Status TakeCheckpointFlags(const Model& ck, TrainCli& o) {
-  const std::string where = "--resume '" + o.resume + "'";
-  if (!ck.checkpoint) {
-    return InvalidArgument(where +
-                           " is an inference model, not a training checkpoint "
-                           "(resume from one --checkpoint-dir saved)");
-  }
-  if (o.given.count("--init")) {
-    return InvalidArgument(
-        "--init has no effect with --resume (the weights "
-        "come from '" +
-        o.resume + "')");
-  }
-  const std::string arch = GraphArch(ck.graph);
-  if (o.given.count("--arch")) {
-    BALLAST_ASSIGN_OR_RETURN(const std::vector<int64_t> widths,
-                             ParseArch(o.arch));
-    std::string want;
-    for (int64_t w : widths)
-      want += (want.empty() ? "" : "-") + std::to_string(w);
-    if (arch != want) {
-      return InvalidArgument(where + " holds a " + arch +
-                             " network but --arch is " + o.arch +
-                             " (leave --arch out to continue it)");
-    }
-  }
-  o.arch = arch;
-  bool bn = false;
-  double dropout = 0;
-  for (const Node& n : ck.graph.nodes) {
-    bn = bn || n.op == "batchnorm1d";
-    if (n.op == "dropout") dropout = n.GetFloat("p", 0.5);
-  }
-  // (--no-bn is the only flag of the two: it mismatches a network with BN.)
-  if (o.given.count("--no-bn") && bn) {
-    return InvalidArgument(where +
-                           " holds a network with BatchNorm: drop --no-bn to "
-                           "continue it");
-  }
-  o.no_bn = !bn;
-  if (o.given.count("--dropout") && dropout != o.dropout) {
-    return InvalidArgument(where + fmt::format(" was trained with --dropout {}"
-                                               ", not {}",
-                                               dropout, o.dropout));
-  }
-  o.dropout = dropout;
-  // (--step-size 0 asks for the default, which the checkpoint resolved.)
-  if (o.step_size == 0) o.given.erase("--step-size");
-  std::vector<std::string> unrecorded;  // as given or default
-  for (const RecordedFlag& r : RecordedFlags(o)) {
-    const auto it = ck.graph.metadata.find(r.key);
-    const bool given = o.given.count(r.flag) > 0;
-    if (it == ck.graph.metadata.end()) {
-      if (given || OptionalKey(r.key, o)) continue;
-      if (!r.required) {
-        unrecorded.push_back(r.flag);
-        continue;
-      }
-      return InvalidArgument(where + " does not record its " + r.flag +
-                             " (metadata " + r.key + "): pass the " + r.flag +
-                             " it was trained with");
-    }
-    Status s = std::visit(
-        [&](auto* value) -> Status {
-          std::remove_pointer_t<decltype(value)> v{};
-          if (!ParseRecorded(it->second, &v) ||
-              (!r.allowed.empty() &&
-               std::find(r.allowed.begin(), r.allowed.end(), it->second) ==
-                   r.allowed.end())) {
-            return DataLoss(where + ": metadata " + r.key + " = '" +
-                            it->second + "' is not a " + r.flag + " value");
-          }
-          if (!given || SameValue(r, v, *value)) {
-            *value = v;
-            o.recorded.insert(r.flag);
-            return Status::Ok();
-          }
-          const bool cosine_epochs =
-              std::string_view(r.flag) == "--epochs" && o.schedule == "cosine";
-          if (r.may_change && !cosine_epochs) {
-            fmt::print("{} {} (the checkpoint's run had {})\n", r.flag,
-                       RecordedText(*value), it->second);
-            return Status::Ok();
-          }
-          std::string trained;
-          if constexpr (std::is_same_v<decltype(v), bool>) {
-            // (A switch given "=false" differs from a recorded true.)
-            trained = (v ? "with " : "without ") + std::string(r.flag) +
-                      (v ? " (give it, or leave it out, to continue the run)"
-                         : " (leave it out to continue the run)");
-          } else {
-            trained = "with " + std::string(r.flag) + " " + it->second +
-                      ", not " + RecordedText(*value) +
-                      (cosine_epochs ? " (the cosine schedule anneals over "
-                                       "the run's epochs)"
-                                     : " (pass the same value, or leave the "
-                                       "flag out, to continue the run)");
-          }
-          return InvalidArgument(where + " was trained " + trained);
-        },
-        r.value);
-    BALLAST_RETURN_IF_ERROR(s);
-  }
-  // A run cut shorter than the checkpoint's does not replace the model the
-  // run's --out holds (or will).
-  const auto epochs_key = ck.graph.metadata.find("train.epochs");
-  int run_epochs = 0;
-  if (o.recorded.count("--out") && epochs_key != ck.graph.metadata.end() &&
-      ParseWhole(epochs_key->second, &run_epochs) && o.epochs < run_epochs) {
-    fmt::print(
-        "--out {} is left alone: it is for the run's {} epochs (give --out "
-        "to save this shorter one)\n",
-        o.out, run_epochs);
-    o.out.clear();
-    o.recorded.erase("--out");
-  }
-  std::string outputs;
-  const std::pair<const char*, const std::string*> taken_outputs[] = {
-      {"--out", &o.out}, {"--checkpoint-dir", &o.checkpoint_dir}};
-  for (const auto& [flag, path] : taken_outputs) {
-    if (!o.recorded.count(flag) || o.given.count(flag)) continue;
-    outputs += fmt::format("{}{} {}", outputs.empty() ? "" : ", ", flag, *path);
-  }
-  if (!outputs.empty()) fmt::print("the run's outputs: {}\n", outputs);
-  if (o.out.empty() && o.checkpoint_dir.empty()) {
-    std::fprintf(stderr,
-                 "ballast train: note: without --out or --checkpoint-dir this "
-                 "run saves nothing\n");
-  }
-  if (!unrecorded.empty()) {
-    std::string names;
-    for (const std::string& f : unrecorded)
-      names += (names.empty() ? "" : ", ") + f;
-    std::fprintf(stderr,
-                 "ballast train: note: %s predates the recording of %s: "
-                 "they are as given or their defaults; give the run's values "
-                 "to continue it\n",
-                 where.c_str(), names.c_str());
-  }
-  return Status::Ok();
-}
-
-// The XXH3-64 digest of the rows as read (features, then labels, of the
-// training and then the test rows), in hex: a resumed run must see the rows
-// its checkpoint's run saw.
-std::string DataDigest(const TrainTest& d) {
-  const std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> state(
-      XXH3_createState(), XXH3_freeState);
-  XXH3_64bits_reset(state.get());
-  for (const Dataset* set : {&d.train, &d.test}) {
-    XXH3_64bits_update(state.get(), set->x.data(),
-                       set->x.size() * sizeof(float));
-    XXH3_64bits_update(state.get(), set->labels.data(),
-                       set->labels.size() * sizeof(int32_t));
-  }
-  return fmt::format("{:016x}", XXH3_64bits_digest(state.get()));
-}
-
-// `s` single-quoted for a POSIX shell.
-std::string ShellQuote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-// The command that continues an interrupted run from `checkpoint`. The run's
-// own checkpoints record its flags; the one it resumed from lacks those this
-// run changed, which the command then gives.
-std::string ContinueCommand(const TrainCli& o, const std::string& checkpoint) {
-  std::string cmd = "ballast train --resume " + ShellQuote(checkpoint);
-  if (checkpoint != o.resume) return cmd;
-  const std::pair<const char*, std::string> changed[] = {
-      {"--data", o.data},
-      {"--epochs", std::to_string(o.epochs)},
-      {"--out", o.out},
-      {"--checkpoint-dir", o.checkpoint_dir}};
-  for (const auto& [flag, value] : changed) {
-    if (o.given.count(flag))
-      cmd += " " + std::string(flag) + " " + ShellQuote(value);
-  }
-  return cmd;
 }
 
 Status RunTrain(TrainCli o) {
@@ -957,7 +507,7 @@ Status RunTrain(TrainCli o) {
           data.train, batch_rows(0), xb[0].data(), yb[0].data(), o.threads));
     }
     for (int64_t b = 0; b < batches; ++b) {
-      if (const int sig = g_stop_signal.load(); sig != 0) {
+      if (const int sig = StopSignalReceived(); sig != 0) {
         if (tty) std::fputs("\n", stdout);
         return Cancelled(fmt::format(
             "interrupted by {} in epoch {} after {} of {} batches; {}{}",
@@ -1186,11 +736,7 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
       // Stopped by a signal: end as that signal would have (a calling
       // script's shell then stops too), once all is written.
       std::fprintf(stderr, "ballast train: %s\n", s.message().c_str());
-      std::fflush(nullptr);
-      const int sig = g_stop_signal.load();
-      std::signal(sig, SIG_DFL);
-      std::raise(sig);
-      exit_code = 128 + sig;
+      exit_code = EndBySignal(StopSignalReceived());
     } else if (!s.ok()) {
       std::fprintf(stderr, "ballast train: %s\n", s.ToString().c_str());
       exit_code = kExitFailure;
