@@ -245,9 +245,12 @@ Status CheckWritable(const std::string& flag, const std::string& path) {
   // still refuse (procfs, an NFS export that squashes root, an immutable
   // directory). So create a file there, as the atomic write will, and
   // remove it.
-  const std::string probe = (parent.empty() ? fs::path(".") : parent) /
-                            ("." + fs::path(path).filename().string() +
-                             ".probe-" + std::to_string(::getpid()));
+  // (Joined with fmt: GCC 12 misreads "." + string once inlined here,
+  // -Wrestrict on aarch64.)
+  const std::string probe =
+      (parent.empty() ? fs::path(".") : parent) /
+      fmt::format(".{}.probe-{}", fs::path(path).filename().string(),
+                  ::getpid());
   const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
   if (fd < 0) {
     return IoError(flag + " '" + path +
