@@ -120,8 +120,12 @@ class Trainer {
  public:
   static Result<std::unique_ptr<Trainer>> Create(const Graph& graph,
                                                  const TrainerOptions& options);
-  // Restores a checkpoint written by SaveCheckpoint: weights, running
-  // statistics, optimizer state, step count and RNG offset.
+  // Restores a checkpoint (Checkpoint(), saved with SaveModel): weights,
+  // running statistics, optimizer state, step count and RNG offset. The
+  // options are the caller's: the rates, loss and schedule are not read
+  // from the checkpoint (`ballast train` records its flags in the metadata
+  // and takes them back itself). The optimizer must be able to continue the
+  // state (SGD's momentum is not Adam's moments).
   static Result<std::unique_ptr<Trainer>> Resume(const Model& checkpoint,
                                                  const TrainerOptions& options);
   ~Trainer();
