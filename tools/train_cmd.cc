@@ -366,26 +366,8 @@ Status RunTrain(TrainCli o) {
                     norm_std = fmt::format("{:.9g}", norm.std);
   const std::string digest = DataDigest(data);
   if (!o.resume.empty()) {
-    // The rows the run trained on: their digest, or (in a checkpoint that
-    // predates it) their statistics.
-    const auto& meta = ck.graph.metadata;
-    const auto run_digest = meta.find("train.data_digest");
-    if (run_digest != meta.end() && run_digest->second != digest) {
-      return InvalidArgument(
-          "--data '" + o.data + "' is not the data of the run --resume '" +
-          o.resume + "' continues: its rows (features and labels, train and " +
-          "test) have the XXH3 digest " + digest + ", the run's had " +
-          run_digest->second);
-    }
-    const auto mean = meta.find("input_mean"), std = meta.find("input_std");
-    if (run_digest == meta.end() && mean != meta.end() && std != meta.end() &&
-        (mean->second != norm_mean || std->second != norm_std)) {
-      return InvalidArgument(
-          "--data '" + o.data + "' is not the data of the run --resume '" +
-          o.resume + "' continues: its training rows have mean " + norm_mean +
-          " and standard deviation " + norm_std + ", the run's had " +
-          mean->second + " and " + std->second);
-    }
+    BALLAST_RETURN_IF_ERROR(
+        CheckResumedRows(ck, o, digest, norm_mean, norm_std));
   }
   ApplyNormalization(data.train, norm);
   ApplyNormalization(data.test, norm);

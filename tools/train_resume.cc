@@ -40,60 +40,92 @@ struct RecordedFlag {
   // the flag given; otherwise the flag's value, given or default, stands.
   bool required = false;
   // Given with another value, the flag's wins: the data may have moved (its
-  // statistics are checked), outputs may go elsewhere, and a run may stop
+  // rows' digest is checked), outputs may go elsewhere, and a run may stop
   // sooner or go on longer (not under cosine, whose T_max its epochs are).
   bool may_change = false;
+  // A path: recorded absolute, and compared so.
+  bool path = false;
+  // Recorded only when the run has it (an --out); a checkpoint without it
+  // is unremarkable.
+  bool optional = false;
+  // Recorded only under --schedule step, where it applies.
+  bool step_only = false;
   // A string's values (any when empty).
   std::vector<std::string> allowed = {};
 };
 
 // The flags a checkpoint records, in the order they are taken (--schedule
-// before --epochs, whose change it may forbid). Paths are recorded absolute;
-// --step-size and --gamma only under step, where they apply; --out and
-// --checkpoint-dir when given.
+// before the flags whose meaning it decides).
 std::vector<RecordedFlag> RecordedFlags(TrainCli& o) {
-  std::vector<RecordedFlag> flags = {
-      {"train.data", "--data", &o.data, false, true},
-      {"train.label_column", "--label-column", &o.label_column},
-      {"train.batch", "--batch", &o.batch, true},
-      {"trainer.rng_seed", "--seed", &o.seed, true},
-      {"trainer.optimizer",
-       "--optimizer",
-       &o.optimizer,
-       false,
-       false,
-       {"sgd", "adam", "adamw"}},
-      {"train.lr", "--lr", &o.lr},
-      {"train.momentum", "--momentum", &o.momentum},
-      {"train.weight_decay", "--weight-decay", &o.weight_decay},
-      {"train.schedule",
-       "--schedule",
-       &o.schedule,
-       false,
-       false,
-       {"constant", "step", "cosine"}},
-      {"train.step_size", "--step-size", &o.step_size},
-      {"train.gamma", "--gamma", &o.gamma},
-      {"train.warmup", "--warmup", &o.warmup},
-      {"train.epochs", "--epochs", &o.epochs, false, true},
-      {"train.clip_grad_norm", "--clip-grad-norm", &o.clip},
-      {"train.label_smoothing", "--label-smoothing", &o.label_smoothing},
-      {"train.no_fuse", "--no-fuse", &o.no_fuse},
-      {"train.dense_dx", "--dense-dx", &o.dense_dx},
-      {"train.out", "--out", &o.out, false, true},
-      {"train.checkpoint_dir", "--checkpoint-dir", &o.checkpoint_dir, false,
-       true},
+  return {
+      {.key = "train.data",
+       .flag = "--data",
+       .value = &o.data,
+       .may_change = true,
+       .path = true},
+      {.key = "train.label_column",
+       .flag = "--label-column",
+       .value = &o.label_column},
+      {.key = "train.batch",
+       .flag = "--batch",
+       .value = &o.batch,
+       .required = true},
+      {.key = "trainer.rng_seed",
+       .flag = "--seed",
+       .value = &o.seed,
+       .required = true},
+      {.key = "trainer.optimizer",
+       .flag = "--optimizer",
+       .value = &o.optimizer,
+       .allowed = {"sgd", "adam", "adamw"}},
+      {.key = "train.lr", .flag = "--lr", .value = &o.lr},
+      {.key = "train.momentum", .flag = "--momentum", .value = &o.momentum},
+      {.key = "train.weight_decay",
+       .flag = "--weight-decay",
+       .value = &o.weight_decay},
+      {.key = "train.schedule",
+       .flag = "--schedule",
+       .value = &o.schedule,
+       .allowed = {"constant", "step", "cosine"}},
+      {.key = "train.step_size",
+       .flag = "--step-size",
+       .value = &o.step_size,
+       .step_only = true},
+      {.key = "train.gamma",
+       .flag = "--gamma",
+       .value = &o.gamma,
+       .step_only = true},
+      {.key = "train.warmup", .flag = "--warmup", .value = &o.warmup},
+      {.key = "train.epochs",
+       .flag = "--epochs",
+       .value = &o.epochs,
+       .may_change = true},
+      {.key = "train.clip_grad_norm",
+       .flag = "--clip-grad-norm",
+       .value = &o.clip},
+      {.key = "train.label_smoothing",
+       .flag = "--label-smoothing",
+       .value = &o.label_smoothing},
+      {.key = "train.no_fuse", .flag = "--no-fuse", .value = &o.no_fuse},
+      {.key = "train.dense_dx", .flag = "--dense-dx", .value = &o.dense_dx},
+      {.key = "train.out",
+       .flag = "--out",
+       .value = &o.out,
+       .may_change = true,
+       .path = true,
+       .optional = true},
+      {.key = "train.checkpoint_dir",
+       .flag = "--checkpoint-dir",
+       .value = &o.checkpoint_dir,
+       .may_change = true,
+       .path = true},
   };
-  return flags;
 }
 
-// Whether a checkpoint without the flag's key is unremarkable: an --out the
-// run did not have, or a step-schedule flag of another schedule. (Every
-// checkpoint `ballast train` writes has a --checkpoint-dir.)
-bool OptionalKey(std::string_view key, const TrainCli& o) {
-  return key == "train.out" ||
-         ((key == "train.step_size" || key == "train.gamma") &&
-          o.schedule != "step");
+// Whether `r` has no place in the checkpoints of a run under `o` (so that
+// one without it is unremarkable).
+bool NotRecorded(const RecordedFlag& r, const TrainCli& o) {
+  return r.step_only && o.schedule != "step";
 }
 
 // A recorded value as metadata text: numbers as the shortest text that
@@ -135,11 +167,7 @@ std::string AbsolutePath(const std::string& path) {
 template <typename T>
 bool SameValue(const RecordedFlag& r, const T& recorded, const T& given) {
   if constexpr (std::is_same_v<T, std::string>) {
-    const std::string_view key = r.key;
-    if (key == "train.data" || key == "train.out" ||
-        key == "train.checkpoint_dir") {
-      return AbsolutePath(given) == recorded;
-    }
+    if (r.path) return AbsolutePath(given) == recorded;
   }
   return given == recorded;
 }
@@ -156,19 +184,15 @@ std::string ShellQuote(const std::string& s) {
 std::map<std::string, std::string> RecordedMetadata(TrainCli o,
                                                     const LrSchedule& s) {
   o.step_size = s.step_size;
-  for (std::string* path : {&o.data, &o.out, &o.checkpoint_dir}) {
-    *path = AbsolutePath(*path);
-  }
   std::map<std::string, std::string> m;
   for (const RecordedFlag& r : RecordedFlags(o)) {
-    const std::string_view key = r.key;
-    if (key.starts_with("trainer.")) continue;
-    const std::string text =
+    // (The Trainer writes its own keys.)
+    if (std::string_view(r.key).starts_with("trainer.") || NotRecorded(r, o))
+      continue;
+    std::string text =
         std::visit([](auto* v) { return RecordedText(*v); }, r.value);
-    const bool output = key == "train.out" || key == "train.checkpoint_dir";
-    // (No such output, or a step-schedule flag of another schedule.)
-    if (output ? text.empty() : OptionalKey(key, o)) continue;
-    m[r.key] = text;
+    if (r.path) text = AbsolutePath(text);
+    if (!text.empty()) m[r.key] = text;  // (no such output)
   }
   return m;
 }
@@ -228,7 +252,7 @@ Status TakeCheckpointFlags(const Model& ck, TrainCli& o) {
     const auto it = ck.graph.metadata.find(r.key);
     const bool given = o.given.count(r.flag) > 0;
     if (it == ck.graph.metadata.end()) {
-      if (given || OptionalKey(r.key, o)) continue;
+      if (given || r.optional || NotRecorded(r, o)) continue;
       if (!r.required) {
         unrecorded.push_back(r.flag);
         continue;
@@ -315,6 +339,32 @@ Status TakeCheckpointFlags(const Model& ck, TrainCli& o) {
                  where.c_str(), names.c_str());
   }
   return Status::Ok();
+}
+
+Status CheckResumedRows(const Model& ck, const TrainCli& o,
+                        const std::string& digest, const std::string& mean,
+                        const std::string& std) {
+  const std::string other = "--data '" + o.data +
+                            "' is not the data of the run --resume '" +
+                            o.resume + "' continues: ";
+  const auto& meta = ck.graph.metadata;
+  const auto run_digest = meta.find("train.data_digest");
+  if (run_digest != meta.end()) {
+    if (run_digest->second == digest) return Status::Ok();
+    return InvalidArgument(other +
+                           "its rows (features and labels, train and test) "
+                           "have the XXH3 digest " +
+                           digest + ", the run's had " + run_digest->second);
+  }
+  const auto run_mean = meta.find("input_mean"),
+             run_std = meta.find("input_std");
+  if (run_mean == meta.end() || run_std == meta.end() ||
+      (run_mean->second == mean && run_std->second == std)) {
+    return Status::Ok();
+  }
+  return InvalidArgument(other + "its training rows have mean " + mean +
+                         " and standard deviation " + std + ", the run's had " +
+                         run_mean->second + " and " + run_std->second);
 }
 
 std::string DataDigest(const TrainTest& d) {

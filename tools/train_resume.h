@@ -29,6 +29,14 @@ Status TakeCheckpointFlags(const Model& ck, TrainCli& o);
 std::map<std::string, std::string> RecordedMetadata(TrainCli o,
                                                     const LrSchedule& s);
 
+// Whether the rows read for a resumed run (their DataDigest, and the
+// normalization's mean and standard deviation as the metadata writes them)
+// are those of the checkpoint's run: the same digest, or in a checkpoint
+// that predates train.data_digest the same statistics.
+Status CheckResumedRows(const Model& ck, const TrainCli& o,
+                        const std::string& digest, const std::string& mean,
+                        const std::string& std);
+
 // The XXH3-64 digest of the rows as read (features, then labels, of the
 // training and then the test rows), in hex: a resumed run must see the rows
 // its checkpoint's run saw.
