@@ -14,6 +14,7 @@
 #include <fstream>
 #include <iterator>
 #include <sstream>
+#include <string_view>
 
 #include "ballast/rng.h"
 #include "ops/tasks.h"
@@ -179,6 +180,11 @@ Result<Dataset> ReadIdx(const std::string& images_path,
   return d;
 }
 
+// The most classes a CSV's labels may name (an output layer that wide is
+// already past what this runtime is for).
+constexpr int64_t kMaxClasses = 1000000;
+constexpr std::string_view kUtf8Bom = "\xEF\xBB\xBF";
+
 Result<Dataset> ReadCsv(const std::string& path, int label_column) {
   std::ifstream f(path);
   if (!f) return NotFound("data file '" + path + "' cannot be opened");
@@ -188,6 +194,8 @@ Result<Dataset> ReadCsv(const std::string& path, int label_column) {
   while (std::getline(f, line)) {
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.pop_back();
+    // A UTF-8 byte order mark (Excel's "CSV UTF-8") is no part of a cell.
+    if (line_no == 1 && line.starts_with(kUtf8Bom)) line.erase(0, 3);
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
     std::vector<float> values;
     std::vector<std::string> cells;
@@ -227,6 +235,7 @@ Result<Dataset> ReadCsv(const std::string& path, int label_column) {
           at >= 0 && at < n && LooksLikeName(cells[size_t(at)]);
       if (d.rows == 0 && cols < 0 && (numbers == 0 || label_is_name)) {
         cols = int64_t(values.size());
+        d.header = line;
         continue;
       }
       return InvalidArgument("'" + path + "' line " + std::to_string(line_no) +
@@ -249,10 +258,15 @@ Result<Dataset> ReadCsv(const std::string& path, int label_column) {
                              std::to_string(cols) + " columns");
     }
     const double label = values[size_t(lc)];  // exact: integers up to 2^24
-    if (label < 0 || label != std::floor(label) || label > 1e6) {
-      return InvalidArgument("'" + path + "' line " + std::to_string(line_no) +
-                             ": label " + std::to_string(label) +
-                             " is not a class index (an integer >= 0)");
+    if (label < 0 || label != std::floor(label) || label >= kMaxClasses) {
+      return InvalidArgument(
+          "'" + path + "' line " + std::to_string(line_no) + ", column " +
+          std::to_string(lc + 1) + ": label '" + cells[size_t(lc)] + "' " +
+          (label < 0 ? "is negative; class labels count from 0"
+           : label != std::floor(label)
+               ? "is not a whole number (a class index)"
+               : "is past the " + std::to_string(kMaxClasses) +
+                     " classes a data set may have"));
     }
     for (int64_t c = 0; c < cols; ++c) {
       if (c != lc) d.x.push_back(values[size_t(c)]);

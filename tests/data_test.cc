@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ballast {
@@ -90,6 +91,42 @@ TEST(DataTest, CsvReaderSkipsAHeaderAndNamesBadCells) {
   ASSERT_TRUE(d.ok()) << d.status().ToString();
   EXPECT_EQ(d->rows, 2);
   EXPECT_EQ(d->x[2], 1.5f);
+  EXPECT_EQ(d->header, "0,1,label");  // so that the caller can say so
+  std::filesystem::remove(path);
+}
+
+TEST(DataTest, CsvReaderSkipsAByteOrderMarkAndNamesBadLabels) {
+  const auto path =
+      std::filesystem::temp_directory_path() / "ballast_data_label_test.csv";
+  // Excel's "CSV UTF-8" starts with a byte order mark: the first row is
+  // data all the same, not a header.
+  {
+    std::ofstream f(path);
+    f << "\xEF\xBB\xBF"
+         "2,0.5\r\n0,1.5\r\n";
+  }
+  Result<Dataset> d = ReadCsv(path.string(), 0);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->rows, 2);
+  EXPECT_EQ(d->labels[0], 2);
+  EXPECT_EQ(d->header, "");
+  // A label that is no class index is named as written, with what is wrong.
+  const std::pair<const char*, const char*> bad[] = {
+      {"-1", "label '-1' is negative"},
+      {"1.5", "label '1.5' is not a whole number"},
+      {"2000000", "label '2000000' is past the 1000000 classes"}};
+  for (const auto& [label, message] : bad) {
+    {
+      std::ofstream f(path);
+      f << "1,0.5\n" << label << ",2\n";
+    }
+    d = ReadCsv(path.string(), 0);
+    ASSERT_FALSE(d.ok()) << label;
+    EXPECT_NE(
+        d.status().message().find(std::string("line 2, column 1: ") + message),
+        std::string::npos)
+        << d.status().ToString();
+  }
   std::filesystem::remove(path);
 }
 

@@ -4,6 +4,7 @@
 #include <fmt/core.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -11,6 +12,7 @@
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <vector>
 
 #include "ballast/format.h"
 #include "runtime/number_text.h"
@@ -131,40 +133,53 @@ Result<Array2D> ParseCsv(const std::string& path, const std::string& data) {
   while (std::getline(lines, line)) {
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.pop_back();
+    // A UTF-8 byte order mark (Excel's "CSV UTF-8") is no part of a cell.
+    if (line_no == 1 && line.starts_with("\xEF\xBB\xBF")) line.erase(0, 3);
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    int64_t cols = 0;
-    size_t pos = 0;
-    while (pos <= line.size()) {
+    std::vector<std::string> cells;
+    std::vector<float> values;
+    std::vector<CellNumber> parsed;
+    for (size_t pos = 0; pos <= line.size();) {
       size_t end = line.find(',', pos);
       if (end == std::string::npos) end = line.size();
       std::string cell = line.substr(pos, end - pos);
       const size_t b = cell.find_first_not_of(" \t"),
                    e = cell.find_last_not_of(" \t");
-      cell = b == std::string::npos ? "" : cell.substr(b, e - b + 1);
-      const auto at = [&] {
-        return "'" + path + "' line " + std::to_string(line_no) + " column " +
-               std::to_string(cols + 1) + ": '" + cell + "'";
-      };
-      float v = 0;
-      switch (ParseFloatCell(cell, &v)) {
+      cells.push_back(b == std::string::npos ? "" : cell.substr(b, e - b + 1));
+      values.push_back(0);
+      parsed.push_back(ParseFloatCell(cells.back(), &values.back()));
+      pos = end + 1;
+    }
+    // A first line without a single number is a header (column names), as
+    // `ballast train` reads it.
+    if (a.rows == 0 && a.cols == 0 &&
+        std::ranges::none_of(
+            parsed, [](CellNumber p) { return p == CellNumber::kOk; })) {
+      a.cols = int64_t(cells.size());
+      continue;
+    }
+    const int64_t cols = int64_t(cells.size());
+    for (int64_t c = 0; c < cols; ++c) {
+      const std::string at = "'" + path + "' line " + std::to_string(line_no) +
+                             " column " + std::to_string(c + 1) + ": '" +
+                             cells[size_t(c)] + "'";
+      switch (parsed[size_t(c)]) {
         case CellNumber::kOk:
           break;
         case CellNumber::kNotANumber:
-          return InvalidArgument(at() + " is not a number");
+          return InvalidArgument(at + " is not a number");
         case CellNumber::kOutOfFloatRange:
-          return InvalidArgument(at() + " is outside float's range (±3.4e38)");
+          return InvalidArgument(at + " is outside float's range (±3.4e38)");
       }
-      a.values.push_back(v);
-      ++cols;
-      pos = end + 1;
     }
-    if (a.rows == 0) {
+    a.values.insert(a.values.end(), values.begin(), values.end());
+    if (a.rows == 0 && a.cols == 0) {
       a.cols = cols;
     } else if (cols != a.cols) {
-      return InvalidArgument("'" + path + "' line " + std::to_string(line_no) +
-                             ": " + std::to_string(cols) +
-                             " values, expected " + std::to_string(a.cols) +
-                             " like the first row");
+      return InvalidArgument(
+          "'" + path + "' line " + std::to_string(line_no) + ": " +
+          std::to_string(cols) + " values, expected " + std::to_string(a.cols) +
+          (a.rows == 0 ? " like the header" : " like the first row"));
     }
     ++a.rows;
   }

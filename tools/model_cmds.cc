@@ -212,7 +212,9 @@ void RegisterModelCommands(CLI::App& app, int& exit_code) {
   CLI::App* cr =
       app.add_subcommand("run", "Run a model on rows from a .npy or .csv file");
   cr->add_option("MODEL", run->model, "Model file (.blst)")->required();
-  cr->add_option("--input", run->input, "Input rows: .npy (float32) or .csv")
+  cr->add_option("--input", run->input,
+                 "Input rows: .npy (float32) or .csv (a first line without a "
+                 "number is a header)")
       ->required();
   cr->add_option("--output", run->output,
                  "Output file (.npy or .csv); stdout as CSV when absent");

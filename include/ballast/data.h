@@ -17,6 +17,7 @@ struct Dataset {
   std::vector<float> x;         // [rows, features]
   std::vector<int32_t> labels;  // [rows]
   int32_t classes = 0;          // 1 + the largest label
+  std::string header;           // CSV: the first line, if taken as a header
 };
 
 // IDX images (u8, [n, h, w] or [n, d]) and labels (u8, [n]); ".gz" files are
@@ -27,7 +28,9 @@ Result<Dataset> ReadIdx(const std::string& images_path,
 // CSV with one row per line; `label_column` (0-based; negative counts from
 // the end) holds integer class labels. Every other cell must be a finite
 // number (an error names the line and column). A first line whose label cell
-// is not a number, or that holds no number at all, is a header and skipped.
+// is not a number, or that holds no number at all, is a header and skipped
+// (kept in `header`, so that a caller can say so). A UTF-8 byte order mark
+// before the first line is skipped.
 Result<Dataset> ReadCsv(const std::string& path, int label_column = 0);
 
 // Fashion-MNIST (or MNIST) from a directory holding

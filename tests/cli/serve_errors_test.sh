@@ -16,6 +16,18 @@ b run m.blst --input nan.csv > y.csv || fail "run with a NaN cell failed"
 # Numbers as Python writes them: tiny values round to 0, a leading '+' is fine.
 printf '1e-50,+1,2,3\n' > ok.csv
 b run m.blst --input ok.csv > /dev/null || fail "1e-50 or +1 was refused"
+# A header line (no number in it) is skipped, as `ballast train` skips it, and so is a byte order
+# mark; a first line with a typo is still an error.
+b run m.blst --input ok.csv > y_ok.csv
+{ echo "a,b,c,d"; cat ok.csv; } > header.csv
+b run m.blst --input header.csv > y_header.csv || fail "run refused a CSV header"
+cmp -s y_ok.csv y_header.csv || fail "run with a header line gave other outputs"
+{ printf '\xef\xbb\xbf'; cat ok.csv; } > bom.csv
+b run m.blst --input bom.csv > y_bom.csv || fail "run refused a byte order mark"
+cmp -s y_ok.csv y_bom.csv || fail "run with a byte order mark gave other outputs"
+printf '1,x,2,3\n' > typo.csv
+expect_error "a first line with a typo" "'typo.csv' line 1 column 2: 'x' is not a number" \
+  run m.blst --input typo.csv
 printf '1e39,1,2,3\n' > big.csv
 expect_error "a value past float's range" "'big.csv' line 1 column 1: '1e39' is outside float's range" \
   run m.blst --input big.csv
