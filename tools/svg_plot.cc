@@ -16,7 +16,8 @@ std::string Tick(double v, bool log_scale) {
 }  // namespace
 
 std::string LinePlotSvg(const std::string& title, const std::string& x_label,
-                        const std::vector<PlotSeries>& series) {
+                        const std::vector<PlotSeries>& series,
+                        int64_t first_x) {
   const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd",
                           "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f",
                           "#bcbd22", "#17becf", "#000000"};
@@ -46,7 +47,7 @@ std::string LinePlotSvg(const std::string& title, const std::string& x_label,
       }
     }
     if (!std::isfinite(lo)) lo = 0, hi = 1;
-    if (hi - lo < 1e-12) hi = lo + 1;
+    if (hi - lo < 1e-12) lo -= 0.5, hi += 0.5;  // one value: mid-height
     if ((right ? right_log : left_log)) lo = std::floor(lo), hi = std::ceil(hi);
     return std::pair<double, double>{lo, hi};
   };
@@ -71,7 +72,7 @@ std::string LinePlotSvg(const std::string& title, const std::string& x_label,
     if (i % step != 0 && i + 1 != n) continue;
     svg += fmt::format(
         "<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", px(i),
-        H - B + 16, i + 1);
+        H - B + 16, first_x + int64_t(i));
   }
   svg +=
       fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
@@ -96,21 +97,25 @@ std::string LinePlotSvg(const std::string& title, const std::string& x_label,
   for (size_t si = 0; si < series.size(); ++si) {
     const PlotSeries& s = series[si];
     const auto [lo, hi] = s.right_axis ? right : left;
-    std::string points;
+    const char* color = colors[si % palette];
+    const char* dash = (si / palette) % 2 ? " stroke-dasharray=\"6,3\"" : "";
+    std::string points, markers;
     for (size_t i = 0; i < s.y.size(); ++i) {
       double v = s.y[i];
       if (!std::isfinite(v) || (s.log_scale && v <= 0))
         continue;  // overflow/underflow: gap
       if (s.log_scale) v = std::log10(v);
-      points += fmt::format("{:.1f},{:.1f} ", px(i),
-                            T + plot_h * (1 - (v - lo) / (hi - lo)));
+      const double x = px(i), y = T + plot_h * (1 - (v - lo) / (hi - lo));
+      points += fmt::format("{:.1f},{:.1f} ", x, y);
+      markers += fmt::format(
+          "<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\" fill=\"{}\"/>\n", x, y,
+          color);
     }
-    const char* color = colors[si % palette];
-    const char* dash = (si / palette) % 2 ? " stroke-dasharray=\"6,3\"" : "";
     svg += fmt::format(
         "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\"{} "
         "points=\"{}\"/>\n",
         color, dash, points);
+    svg += markers;
     const double lx = side_legend ? L + plot_w + (any_right ? 60 : 20) : L + 10;
     const double ly = T + 12 + 16 * double(si);
     svg += fmt::format(

@@ -3,6 +3,7 @@
 #ifndef BALLAST_TOOLS_SVG_PLOT_H_
 #define BALLAST_TOOLS_SVG_PLOT_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -10,13 +11,15 @@ namespace ballast::cli {
 
 struct PlotSeries {
   std::string name;
-  std::vector<double> y;  // y[i] at x = i + 1
+  std::vector<double> y;  // y[i] at x = first_x + i
   bool right_axis = false;
   bool log_scale = false;
 };
 
+// Each point has a marker as well, so that a one-point series shows.
 std::string LinePlotSvg(const std::string& title, const std::string& x_label,
-                        const std::vector<PlotSeries>& series);
+                        const std::vector<PlotSeries>& series,
+                        int64_t first_x = 1);
 
 }  // namespace ballast::cli
 

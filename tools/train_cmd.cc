@@ -30,6 +30,7 @@
 #include "ops/tasks.h"
 #include "runtime/number_text.h"
 #include "tools/array_io.h"
+#include "tools/checkpoint_dir.h"
 #include "tools/commands.h"
 #include "tools/stop_signals.h"
 #include "tools/svg_plot.h"
@@ -55,39 +56,65 @@ struct EpochLog {
          test_acc = 0, lr = 0;
 };
 
+// --init, parsed before anything is read or created.
+struct InitScheme {
+  enum Kind { kDefault, kKaiming, kXavier, kOrthogonal, kZeros, kNormal };
+  Kind kind = kDefault;
+  double std = 0;  // kNormal
+};
+
+Result<InitScheme> ParseInit(const std::string& scheme) {
+  static const std::pair<const char*, InitScheme::Kind> kNames[] = {
+      {"default", InitScheme::kDefault},
+      {"kaiming", InitScheme::kKaiming},
+      {"xavier", InitScheme::kXavier},
+      {"orthogonal", InitScheme::kOrthogonal},
+      {"zeros", InitScheme::kZeros}};
+  for (const auto& [name, kind] : kNames) {
+    if (scheme == name) return InitScheme{kind};
+  }
+  if (scheme.starts_with("normal:")) {
+    const std::string text = scheme.substr(7);
+    InitScheme s{InitScheme::kNormal, -1};
+    if (!ParseWhole(text, &s.std) || s.std < 0) {
+      return InvalidArgument("--init '" + scheme + "': '" + text +
+                             "' is not a standard deviation (a number >= 0)");
+    }
+    return s;
+  }
+  return InvalidArgument("--init '" + scheme +
+                         "' is not one of default, kaiming, xavier, "
+                         "orthogonal, zeros, normal:STD");
+}
+
 // Re-initializes every Linear weight with `scheme` (bias zero), except
-// "default", which keeps PyTorch's Linear init.
-Status ApplyInit(Graph& g, const std::string& scheme, uint64_t seed) {
-  if (scheme == "default") return Status::Ok();
+// kDefault, which keeps PyTorch's Linear init.
+Status ApplyInit(Graph& g, const InitScheme& scheme, uint64_t seed) {
+  if (scheme.kind == InitScheme::kDefault) return Status::Ok();
   Generator gen(seed + 1);
   for (Node& n : g.nodes) {
     if (n.op != "linear") continue;
     Tensor& w = n.params["weight"];
-    Status s;
-    if (scheme == "kaiming") {
-      s = init::kaiming_normal(w, gen, 0.0, init::FanMode::kFanIn,
-                               init::Nonlinearity::kRelu);
-    } else if (scheme == "xavier") {
-      s = init::xavier_uniform(w, gen);
-    } else if (scheme == "orthogonal") {
-      s = init::orthogonal(w, gen);
-    } else if (scheme == "zeros") {
-      s = init::zeros(w);
-    } else if (scheme.rfind("normal:", 0) == 0) {
-      const std::string text = scheme.substr(7);
-      double std = -1;
-      if (!ParseWhole(text, &std) || std < 0) {
-        return InvalidArgument("--init '" + scheme + "': '" + text +
-                               "' is not a standard deviation (a number >= 0)");
-      }
-      s = init::normal(w, gen, 0.0, std);
-    } else {
-      return InvalidArgument(
-          "--init '" + scheme +
-          "' is not one of default, kaiming, xavier, orthogonal, "
-          "zeros, normal:STD");
+    switch (scheme.kind) {
+      case InitScheme::kDefault:
+        break;
+      case InitScheme::kKaiming:
+        BALLAST_RETURN_IF_ERROR(init::kaiming_normal(
+            w, gen, 0.0, init::FanMode::kFanIn, init::Nonlinearity::kRelu));
+        break;
+      case InitScheme::kXavier:
+        BALLAST_RETURN_IF_ERROR(init::xavier_uniform(w, gen));
+        break;
+      case InitScheme::kOrthogonal:
+        BALLAST_RETURN_IF_ERROR(init::orthogonal(w, gen));
+        break;
+      case InitScheme::kZeros:
+        BALLAST_RETURN_IF_ERROR(init::zeros(w));
+        break;
+      case InitScheme::kNormal:
+        BALLAST_RETURN_IF_ERROR(init::normal(w, gen, 0.0, scheme.std));
+        break;
     }
-    BALLAST_RETURN_IF_ERROR(s);
     if (n.params.count("bias"))
       BALLAST_RETURN_IF_ERROR(init::zeros(n.params["bias"]));
   }
@@ -169,16 +196,32 @@ std::string ScheduleText(const LrSchedule& s) {
 // --data: "fashion-mnist", a directory of IDX files, or any regular file,
 // read as CSV.
 Result<TrainTest> LoadData(const TrainCli& o) {
+  namespace fs = std::filesystem;
   std::error_code ec;
-  if (o.data != "fashion-mnist" && !std::filesystem::exists(o.data, ec)) {
+  if (o.data == "fashion-mnist" || fs::is_directory(o.data, ec)) {
+    return LoadIdxDirectory(o.data);
+  }
+  if (!fs::exists(o.data, ec)) {
     return NotFound("--data '" + o.data +
                     "' does not exist (expected fashion-mnist, a directory of "
                     "IDX files or a CSV file)");
   }
-  if (!std::filesystem::is_regular_file(o.data, ec)) {
-    return LoadIdxDirectory(o.data);
+  if (!fs::is_regular_file(o.data, ec)) {
+    // A pipe could be read once, but not again to resume the run.
+    return InvalidArgument("--data '" + o.data +
+                           "' is neither a regular file (CSV) nor a "
+                           "directory (IDX files)");
   }
   BALLAST_ASSIGN_OR_RETURN(Dataset all, ReadCsv(o.data, o.label_column));
+  if (!all.header.empty()) {
+    std::fprintf(
+        stderr,
+        "ballast train: note: '%s' line 1 is taken as a header and "
+        "skipped: '%s'\n",
+        o.data.c_str(),
+        (all.header.size() > 60 ? all.header.substr(0, 57) + "..." : all.header)
+            .c_str());
+  }
   // The last 10% of the rows (at least one) are the test set.
   const int64_t test_rows = std::max<int64_t>(1, all.rows / 10);
   if (all.rows - test_rows < 2) {
@@ -194,6 +237,23 @@ Result<TrainTest> LoadData(const TrainCli& o) {
   tt.train.labels.assign(all.labels.begin(),
                          all.labels.begin() + tt.train.rows);
   tt.test.labels.assign(all.labels.begin() + tt.train.rows, all.labels.end());
+  // A file sorted by label leaves the test rows one or two classes.
+  std::vector<bool> in_train(size_t(all.classes)), in_test(size_t(all.classes));
+  for (int32_t l : tt.train.labels) in_train[size_t(l)] = true;
+  for (int32_t l : tt.test.labels) in_test[size_t(l)] = true;
+  const auto count = [](const std::vector<bool>& v) {
+    return std::count(v.begin(), v.end(), true);
+  };
+  if (count(in_test) < count(in_train) && tt.test.rows >= all.classes) {
+    std::fprintf(stderr,
+                 "ballast train: warning: the test rows (the last %lld of "
+                 "'%s') hold %lld of the %lld classes of the training rows; "
+                 "is the file sorted by label? Shuffle its lines for a test "
+                 "accuracy that means something\n",
+                 static_cast<long long>(tt.test.rows), o.data.c_str(),
+                 static_cast<long long>(count(in_test)),
+                 static_cast<long long>(count(in_train)));
+  }
   return tt;
 }
 
@@ -241,20 +301,6 @@ std::string FirstNonFinite(const Graph& g) {
 }
 
 // Creates --checkpoint-dir (and its parents) or says why it cannot.
-Status MakeCheckpointDir(const std::string& dir) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec || !fs::is_directory(dir)) {
-    return IoError("--checkpoint-dir '" + dir + "' cannot be created: " +
-                   (ec ? ec.message() : "a file of that name exists"));
-  }
-  if (::access(dir.c_str(), W_OK | X_OK) != 0) {
-    return IoError("--checkpoint-dir '" + dir + "' is not writable");
-  }
-  return Status::Ok();
-}
-
 // --log, --json and --plot from the epochs that completed. Returns the first
 // failure; later ones are printed, as every report is attempted.
 Status WriteReports(const TrainCli& o, const std::vector<EpochLog>& logs,
@@ -295,9 +341,11 @@ Status WriteReports(const TrainCli& o, const std::vector<EpochLog>& logs,
     std::vector<double> loss, acc;
     for (const EpochLog& l : logs)
       loss.push_back(l.train_loss), acc.push_back(l.test_acc);
+    // A resumed run's reports start at the epoch after its checkpoint's.
     write(o.plot, LinePlotSvg("training: " + o.arch, "epoch",
                               {{"train loss", loss, false},
-                               {"test accuracy", acc, true}}));
+                               {"test accuracy", acc, true}},
+                              logs.empty() ? 1 : logs.front().epoch));
   }
   return first;
 }
@@ -306,11 +354,20 @@ Status RunTrain(TrainCli o) {
   // The flags as given, then a checkpoint to resume from: it fixes most.
   BALLAST_RETURN_IF_ERROR(CheckRanges(o));
   Model ck;
+  int first_epoch = 0;  // the epochs a --resume checkpoint has trained
   if (!o.resume.empty()) {
     BALLAST_ASSIGN_OR_RETURN(ck, LoadModel(o.resume));
     BALLAST_RETURN_IF_ERROR(TakeCheckpointFlags(ck, o));
     BALLAST_RETURN_IF_ERROR(CheckRanges(o).WithContext(
         "--resume '" + o.resume + "' records a value out of range: "));
+    auto it = ck.graph.metadata.find("train.epoch");
+    if (it != ck.graph.metadata.end()) {
+      if (!ParseWhole(it->second, &first_epoch) || first_epoch < 0) {
+        return DataLoss("--resume '" + o.resume +
+                        "': metadata train.epoch = '" + it->second +
+                        "' is not an epoch count");
+      }
+    }
   }
   if (!o.given.count("--lr") && !o.recorded.count("--lr") &&
       o.optimizer != "sgd") {
@@ -318,6 +375,7 @@ Status RunTrain(TrainCli o) {
   }
   BALLAST_ASSIGN_OR_RETURN(const std::vector<int64_t> widths,
                            ParseArch(o.arch));
+  BALLAST_ASSIGN_OR_RETURN(const InitScheme init, ParseInit(o.init));
   BALLAST_ASSIGN_OR_RETURN(const LrSchedule schedule, Schedule(o));
   const std::pair<const char*, const std::string*> outputs[] = {
       {"--out", &o.out},
@@ -325,10 +383,18 @@ Status RunTrain(TrainCli o) {
       {"--json", &o.json},
       {"--plot", &o.plot}};
   // The checkpoint directory first: the other outputs may go into it.
+  CheckpointDir checkpoint_dir;
   if (!o.checkpoint_dir.empty()) {
-    BALLAST_RETURN_IF_ERROR(MakeCheckpointDir(o.checkpoint_dir));
+    BALLAST_RETURN_IF_ERROR(checkpoint_dir.Make(o.checkpoint_dir));
+    BALLAST_RETURN_IF_ERROR(CheckWritable(
+        "--checkpoint-dir", CheckpointPath(o.checkpoint_dir, first_epoch + 1)));
     BALLAST_RETURN_IF_ERROR(
-        CheckWritable("--checkpoint-dir", o.checkpoint_dir + "/epoch-1.blst"));
+        CheckNoOtherRun(o.checkpoint_dir, o.resume, first_epoch, o.epochs));
+  }
+  if (o.out.empty() && o.checkpoint_dir.empty()) {
+    std::fprintf(stderr,
+                 "ballast train: note: without --out or --checkpoint-dir this "
+                 "run saves nothing\n");
   }
   for (const auto& [flag, path] : outputs) {
     if (!path->empty()) BALLAST_RETURN_IF_ERROR(CheckWritable(flag, *path));
@@ -394,18 +460,9 @@ Status RunTrain(TrainCli o) {
   }
 
   std::unique_ptr<Trainer> trainer;
-  int first_epoch = 0;
   std::string last_checkpoint;  // the newest checkpoint on disk, if any
   if (!o.resume.empty()) {
     BALLAST_ASSIGN_OR_RETURN(trainer, Trainer::Resume(ck, to));
-    auto it = ck.graph.metadata.find("train.epoch");
-    if (it != ck.graph.metadata.end()) {
-      if (!ParseWhole(it->second, &first_epoch) || first_epoch < 0) {
-        return DataLoss("--resume '" + o.resume +
-                        "': metadata train.epoch = '" + it->second +
-                        "' is not an epoch count");
-      }
-    }
     last_checkpoint = o.resume;
     fmt::print("resumed from {} after epoch {}\n", o.resume, first_epoch);
     if (first_epoch >= o.epochs) {
@@ -427,9 +484,10 @@ Status RunTrain(TrainCli o) {
     }
     net.Linear(widths.back());
     BALLAST_ASSIGN_OR_RETURN(Graph g, net.Build());
-    BALLAST_RETURN_IF_ERROR(ApplyInit(g, o.init, o.seed));
+    BALLAST_RETURN_IF_ERROR(ApplyInit(g, init, o.seed));
     BALLAST_ASSIGN_OR_RETURN(trainer, Trainer::Create(g, to));
   }
+  checkpoint_dir.Keep();  // the run starts
   const bool tty = ::isatty(STDOUT_FILENO);
   fmt::print(
       "training {} on {} ({} train / {} test rows), batch {}, {} lr {}{}, {} "
@@ -569,9 +627,9 @@ Status RunTrain(TrainCli o) {
       std::map<std::string, std::string> meta = recorded_metadata;
       meta["train.epoch"] = std::to_string(epoch + 1);
       Model ck = trainer->Checkpoint(meta);
-      const std::string path =
-          o.checkpoint_dir + "/epoch-" + std::to_string(epoch + 1) + ".blst";
-      BALLAST_RETURN_IF_ERROR(SaveModel(ck, path));
+      const std::string path = CheckpointPath(o.checkpoint_dir, epoch + 1);
+      BALLAST_RETURN_IF_ERROR(SaveModel(ck, path).WithContext(
+          "epoch " + std::to_string(epoch + 1) + ": " + kept()));
       last_checkpoint = path;
     }
     return Status::Ok();
@@ -581,7 +639,10 @@ Status RunTrain(TrainCli o) {
   for (int epoch = first_epoch; epoch < o.epochs && status.ok(); ++epoch) {
     status = train_epoch(epoch);
   }
-  if (status.ok() && !o.out.empty()) {
+  // Every epoch trained, its weights finite: the model is saved even when
+  // the last checkpoint could not be.
+  const bool trained = int(logs.size()) == std::max(0, o.epochs - first_epoch);
+  if (trained && !o.out.empty()) {
     Model m;
     m.graph = trainer->CurrentGraph();
     char created[32];
@@ -596,8 +657,13 @@ Status RunTrain(TrainCli o) {
         {"output_names", "logits"},
         {"input_mean", norm_mean},
         {"input_std", norm_std}};
-    status = SaveModel(m, o.out);
-    if (status.ok()) fmt::print("saved {}\n", o.out);
+    Status saved = SaveModel(m, o.out);
+    if (saved.ok()) fmt::print("saved {}\n", o.out);
+    if (status.ok()) {
+      status = saved;
+    } else if (!saved.ok()) {
+      std::fprintf(stderr, "ballast train: %s\n", saved.ToString().c_str());
+    }
   }
   fmt::print("total train time {:.2f} s\n", total_seconds);
   if (o.profile) PrintProfile(trainer->Profile());

@@ -323,11 +323,6 @@ Status TakeCheckpointFlags(const Model& ck, TrainCli& o) {
     outputs += fmt::format("{}{} {}", outputs.empty() ? "" : ", ", flag, *path);
   }
   if (!outputs.empty()) fmt::print("the run's outputs: {}\n", outputs);
-  if (o.out.empty() && o.checkpoint_dir.empty()) {
-    std::fprintf(stderr,
-                 "ballast train: note: without --out or --checkpoint-dir this "
-                 "run saves nothing\n");
-  }
   if (!unrecorded.empty()) {
     std::string names;
     for (const std::string& f : unrecorded)

@@ -124,4 +124,52 @@ test -f inf_ck/epoch-2.blst && fail "a checkpoint was written from bad weights"
 cp ok.csv DATA.TXT
 b train --data DATA.TXT --label-column -1 --arch 4-8-3 --batch 16 --epochs 1 > /dev/null ||
   fail "a CSV file named DATA.TXT was not read"
+# A checkpoint directory holding another run's checkpoints is refused before anything is trained
+# or overwritten; a resume may write its own run's later checkpoints again, not another's.
+cp sgd/epoch-1.blst sgd_epoch1.copy
+expect_error "a new run into a used --checkpoint-dir" "--checkpoint-dir 'sgd' already holds checkpoints of another run \\(epoch-1.blst\\).*--resume sgd/epoch-1.blst" \
+  train "${common[@]}" --epochs 1 --seed 5 --checkpoint-dir sgd
+cmp -s sgd/epoch-1.blst sgd_epoch1.copy || fail "a refused run overwrote sgd/epoch-1.blst"
+mkdir -p other_ck && cp step/epoch-2.blst other_ck/
+expect_error "a resume into another run's checkpoints" "--checkpoint-dir 'other_ck' already holds checkpoints of another run \\(epoch-2.blst\\)" \
+  train --resume sgd/epoch-1.blst --epochs 2 --checkpoint-dir other_ck
+# A run refused before it trains leaves no directory of its own behind.
+expect_error "--init foo" "--init 'foo' is not one of" \
+  train "${common[@]}" --epochs 1 --init foo --checkpoint-dir refused_ck/sub
+[[ -e refused_ck ]] && fail "a refused run left its --checkpoint-dir behind"
+expect_error "missing data" "--data 'missing.csv' does not exist" \
+  train --data missing.csv --epochs 1 --checkpoint-dir refused_ck
+[[ -e refused_ck ]] && fail "a run without data left its --checkpoint-dir behind"
+# A checkpoint that cannot be written stops the run naming the last good one; when every epoch
+# trained, --out is saved all the same. (epoch-2.blst is a directory here: nothing can replace it.)
+mkdir -p blocked_ck/epoch-2.blst
+expect_error "an unwritable checkpoint" "epoch 2: the last good checkpoint, 'blocked_ck/epoch-1.blst', is kept; .*blocked_ck/epoch-2.blst" \
+  train "${common[@]}" --epochs 2 --checkpoint-dir blocked_ck --out blocked.blst
+grep -q "^saved blocked.blst" out.txt && test -f blocked.blst ||
+  fail "the trained model was not saved after its last checkpoint failed"
+# --data that is neither a file nor a directory; "fashion-mnist" is the data set even beside a
+# file of that name.
+expect_error "--data from a pipe" "--data '/dev/fd/[0-9]+' is neither a regular file \\(CSV\\) nor a directory" \
+  train --data <(cat ok.csv) --label-column -1 --arch 4-8-3 --batch 16 --epochs 1
+cp ok.csv fashion-mnist
+BALLAST_FASHION_MNIST_DIR=$PWD/no_such_dir expect_error "fashion-mnist beside a file of that name" \
+  "no_such_dir/train-images-idx3-ubyte\\[.gz\\]' does not exist" train --data fashion-mnist --epochs 1
+# A header line is said to be skipped; a CSV sorted by label gets a warning about its test rows.
+{ echo "NA,a,b,c,label"; cat ok.csv; } > header.csv
+b train --data header.csv --label-column -1 --arch 4-8-3 --batch 16 --epochs 1 > /dev/null 2> err.txt ||
+  fail "a CSV with a header was refused"
+grep -q "'header.csv' line 1 is taken as a header and skipped: 'NA,a,b,c,label'" err.txt ||
+  fail "no note of the skipped header: $(cat err.txt)"
+sort -t, -k5,5n ok.csv > sorted.csv
+b train --data sorted.csv --label-column -1 --arch 4-8-3 --batch 16 --epochs 1 > /dev/null 2> err.txt
+grep -q "the test rows (the last 6 of 'sorted.csv') hold 1 of the 3 classes" err.txt ||
+  fail "no warning for a CSV sorted by label: $(cat err.txt)"
+b train "${common[@]}" --epochs 1 > /dev/null 2> err.txt
+grep -q "without --out or --checkpoint-dir this run saves nothing" err.txt ||
+  fail "a run that saves nothing does not say so"
+# The plot of a resumed run starts at its first epoch, and a one-epoch plot shows its points.
+b train --resume step/epoch-1.blst --plot resumed.svg > /dev/null || fail "resume with --plot failed"
+grep -q 'middle">2</text>' resumed.svg && ! grep -q 'middle">1</text>' resumed.svg ||
+  fail "the resumed run's plot does not start at epoch 2"
+[[ $(grep -c '<circle' resumed.svg) -eq 4 ]] || fail "the plot's points have no markers"
 finish "train error cases"
