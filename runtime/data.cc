@@ -133,6 +133,10 @@ Result<std::vector<int64_t>> IdxHeader(const std::vector<uint8_t>& b,
   return dims;
 }
 
+// The most classes a CSV's labels may name (an output layer that wide is
+// already past what this runtime is for).
+constexpr int64_t kMaxClasses = 1000000;
+
 }  // namespace
 
 Result<Dataset> ReadIdx(const std::string& images_path,
@@ -180,11 +184,6 @@ Result<Dataset> ReadIdx(const std::string& images_path,
   return d;
 }
 
-// The most classes a CSV's labels may name (an output layer that wide is
-// already past what this runtime is for).
-constexpr int64_t kMaxClasses = 1000000;
-constexpr std::string_view kUtf8Bom = "\xEF\xBB\xBF";
-
 Result<Dataset> ReadCsv(const std::string& path, int label_column) {
   std::ifstream f(path);
   if (!f) return NotFound("data file '" + path + "' cannot be opened");
@@ -194,8 +193,7 @@ Result<Dataset> ReadCsv(const std::string& path, int label_column) {
   while (std::getline(f, line)) {
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.pop_back();
-    // A UTF-8 byte order mark (Excel's "CSV UTF-8") is no part of a cell.
-    if (line_no == 1 && line.starts_with(kUtf8Bom)) line.erase(0, 3);
+    if (line_no == 1) StripUtf8Bom(line);
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
     std::vector<float> values;
     std::vector<std::string> cells;

@@ -59,6 +59,13 @@ bool ParseWhole(std::string_view text, T* out) {
   return true;
 }
 
+// Removes a UTF-8 byte order mark (Excel's "CSV UTF-8" writes one) from the
+// start of a file's first line: it is no part of the first cell.
+inline void StripUtf8Bom(std::string& first_line) {
+  constexpr std::string_view kBom = "\xEF\xBB\xBF";
+  if (first_line.starts_with(kBom)) first_line.erase(0, kBom.size());
+}
+
 // Whether `cell` is a name rather than a number with a typo: it does not
 // start like a number ("label", not "3a" or "nan").
 inline bool LooksLikeName(std::string_view cell) {

@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <string_view>
 #include <system_error>
+#include <vector>
 
 #include "runtime/number_text.h"
 
@@ -17,26 +19,29 @@ std::string CheckpointPath(const std::string& dir, int epoch) {
 }
 
 CheckpointDir::~CheckpointDir() {
+  // Innermost first; a directory that is not empty (or gone) stays.
   std::error_code ec;
-  for (const std::string& d : made_) {
-    if (!fs::remove(d, ec)) break;  // not empty (or gone): keep the rest
-  }
+  for (const fs::path& d : made_) fs::remove(d, ec);
 }
 
 Status CheckpointDir::Make(const std::string& dir) {
+  // One level at a time, as given (".." and symlinks resolve as the system
+  // resolves them), noting each directory this call made.
   std::error_code ec;
-  std::vector<std::string> missing;
-  for (fs::path p = fs::absolute(dir, ec).lexically_normal();
-       !ec && !p.empty() && !fs::exists(p, ec); p = p.parent_path()) {
-    if (p.has_filename()) missing.push_back(p.string());
-    if (p == p.parent_path()) break;
+  fs::path prefix;
+  for (const fs::path& part : fs::path(dir)) {
+    prefix /= part;
+    if (part.empty() || part == "." || part == ".." || prefix == "/") continue;
+    if (fs::create_directory(prefix, ec)) {
+      made_.insert(made_.begin(), prefix);
+    } else if (ec) {
+      break;
+    }
   }
-  fs::create_directories(dir, ec);
   if (ec || !fs::is_directory(dir)) {
     return IoError("--checkpoint-dir '" + dir + "' cannot be created: " +
                    (ec ? ec.message() : "a file of that name exists"));
   }
-  made_ = std::move(missing);
   if (::access(dir.c_str(), W_OK | X_OK) != 0) {
     return IoError("--checkpoint-dir '" + dir + "' is not writable");
   }
@@ -44,19 +49,26 @@ Status CheckpointDir::Make(const std::string& dir) {
 }
 
 Status CheckNoOtherRun(const std::string& dir, const std::string& resume,
-                       int resumed_epoch, int epochs) {
+                       const std::string& run_dir, int resumed_epoch,
+                       int epochs) {
   std::error_code ec;
   if (!resume.empty()) {
-    const fs::path own = fs::path(resume).parent_path();
-    if (fs::equivalent(own.empty() ? "." : own, dir, ec)) return Status::Ok();
+    // The resumed checkpoint's directory (a symlink's target's), or the one
+    // its run wrote checkpoints to: the same run's.
+    const fs::path own = fs::canonical(resume, ec).parent_path();
+    for (const fs::path& d : {own, fs::path(run_dir)}) {
+      std::error_code eq_ec;
+      if (!d.empty() && fs::equivalent(d, dir, eq_ec)) return Status::Ok();
+    }
   }
   std::vector<int> found;
-  for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();
+  fs::directory_iterator it(dir, ec);
+  for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename().string();
     std::error_code type_ec;
-    if (!e.is_regular_file(type_ec)) continue;
     int epoch = 0;
-    if (!name.starts_with("epoch-") || !name.ends_with(".blst") ||
+    if (!it->is_regular_file(type_ec) || !name.starts_with("epoch-") ||
+        !name.ends_with(".blst") ||
         !ParseWhole(std::string_view(name).substr(6, name.size() - 11),
                     &epoch) ||
         epoch < 1) {
@@ -78,11 +90,15 @@ Status CheckNoOtherRun(const std::string& dir, const std::string& resume,
                                               found.front(), found.back());
   return FailedPrecondition(fmt::format(
       "--checkpoint-dir '{}' already holds checkpoints of another run ({}), "
-      "which this run would overwrite: give another directory{}",
+      "which this run would overwrite: {}",
       dir, which,
-      resume.empty() ? fmt::format(", or continue that run with --resume {}",
-                                   CheckpointPath(dir, found.back()))
-                     : std::string()));
+      resume.empty()
+          ? fmt::format("give another directory, remove them, or continue "
+                        "that run with --resume {}",
+                        CheckpointPath(dir, found.back()))
+          : fmt::format("give another directory{}",
+                        run_dir.empty() ? std::string()
+                                        : " or the run's own, " + run_dir)));
 }
 
 }  // namespace ballast::cli

@@ -4,6 +4,7 @@
 #ifndef BALLAST_TOOLS_CHECKPOINT_DIR_H_
 #define BALLAST_TOOLS_CHECKPOINT_DIR_H_
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -28,16 +29,18 @@ class CheckpointDir {
   void Keep() { made_.clear(); }
 
  private:
-  std::vector<std::string> made_;  // innermost first
+  std::vector<std::filesystem::path> made_;  // innermost first
 };
 
 // Refuses a checkpoint directory that holds a checkpoint this run would
 // overwrite: for a new run (`resume` empty) any epoch-E.blst; for a resumed
 // run, those past its checkpoint's `resumed_epoch` up to `epochs`, unless
-// the directory is the resumed checkpoint's own (the same run's later
-// checkpoints, which continuing it writes again).
+// the directory is the resumed checkpoint's own or `run_dir`, the one its
+// run wrote checkpoints to (the same run's later checkpoints, which
+// continuing it writes again).
 Status CheckNoOtherRun(const std::string& dir, const std::string& resume,
-                       int resumed_epoch, int epochs);
+                       const std::string& run_dir, int resumed_epoch,
+                       int epochs);
 
 }  // namespace ballast::cli
 

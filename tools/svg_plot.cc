@@ -13,6 +13,9 @@ std::string Tick(double v, bool log_scale) {
   return log_scale ? fmt::format("1e{:.0f}", v) : fmt::format("{:.3g}", v);
 }
 
+// Past this many points a series is a line alone: markers would crowd it.
+constexpr size_t kMaxMarkedPoints = 30;
+
 }  // namespace
 
 std::string LinePlotSvg(const std::string& title, const std::string& x_label,
@@ -107,6 +110,7 @@ std::string LinePlotSvg(const std::string& title, const std::string& x_label,
       if (s.log_scale) v = std::log10(v);
       const double x = px(i), y = T + plot_h * (1 - (v - lo) / (hi - lo));
       points += fmt::format("{:.1f},{:.1f} ", x, y);
+      if (s.y.size() > kMaxMarkedPoints) continue;
       markers += fmt::format(
           "<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\" fill=\"{}\"/>\n", x, y,
           color);

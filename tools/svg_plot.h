@@ -16,7 +16,8 @@ struct PlotSeries {
   bool log_scale = false;
 };
 
-// Each point has a marker as well, so that a one-point series shows.
+// The points of a series of up to 30 have markers as well, so that a
+// one-point series shows.
 std::string LinePlotSvg(const std::string& title, const std::string& x_label,
                         const std::vector<PlotSeries>& series,
                         int64_t first_x = 1);

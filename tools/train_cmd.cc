@@ -60,7 +60,7 @@ struct EpochLog {
 struct InitScheme {
   enum Kind { kDefault, kKaiming, kXavier, kOrthogonal, kZeros, kNormal };
   Kind kind = kDefault;
-  double std = 0;  // kNormal
+  double stddev = 0;  // kNormal
 };
 
 Result<InitScheme> ParseInit(const std::string& scheme) {
@@ -76,7 +76,7 @@ Result<InitScheme> ParseInit(const std::string& scheme) {
   if (scheme.starts_with("normal:")) {
     const std::string text = scheme.substr(7);
     InitScheme s{InitScheme::kNormal, -1};
-    if (!ParseWhole(text, &s.std) || s.std < 0) {
+    if (!ParseWhole(text, &s.stddev) || s.stddev < 0) {
       return InvalidArgument("--init '" + scheme + "': '" + text +
                              "' is not a standard deviation (a number >= 0)");
     }
@@ -112,7 +112,7 @@ Status ApplyInit(Graph& g, const InitScheme& scheme, uint64_t seed) {
         BALLAST_RETURN_IF_ERROR(init::zeros(w));
         break;
       case InitScheme::kNormal:
-        BALLAST_RETURN_IF_ERROR(init::normal(w, gen, 0.0, scheme.std));
+        BALLAST_RETURN_IF_ERROR(init::normal(w, gen, 0.0, scheme.stddev));
         break;
     }
     if (n.params.count("bias"))
@@ -193,6 +193,44 @@ std::string ScheduleText(const LrSchedule& s) {
   return text;
 }
 
+// `text` cut to at most `max_bytes` bytes with "..." (not inside a UTF-8
+// character).
+std::string Abbreviated(const std::string& text, size_t max_bytes) {
+  if (text.size() <= max_bytes) return text;
+  size_t n = max_bytes - 3;
+  while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n;
+  return text.substr(0, n) + "...";
+}
+
+// A CSV sorted by label leaves its test rows (the last 10%) one or two
+// classes, and a test accuracy that means nothing: warns when a class that
+// the training rows' shares would put at least 5 times among the test rows
+// has none there.
+void WarnOfMissingTestClasses(const TrainTest& tt, const std::string& path) {
+  std::vector<int64_t> in_train(size_t(tt.train.classes)),
+      in_test(size_t(tt.train.classes));
+  for (int32_t l : tt.train.labels) ++in_train[size_t(l)];
+  for (int32_t l : tt.test.labels) ++in_test[size_t(l)];
+  std::string missing;
+  int64_t n = 0;
+  for (size_t c = 0; c < in_train.size(); ++c) {
+    const double expected =
+        double(in_train[c]) * double(tt.test.rows) / double(tt.train.rows);
+    if (in_test[c] == 0 && expected >= 5) {
+      if (++n <= 5) missing += fmt::format("{}{}", n > 1 ? ", " : "", c);
+    }
+  }
+  if (n == 0) return;
+  std::fprintf(stderr,
+               "ballast train: warning: the test rows (the last %lld of '%s') "
+               "hold no row of class%s %s%s, which the training rows' shares "
+               "would put there; is the file sorted by label? Shuffle its "
+               "lines for a test accuracy that means something\n",
+               static_cast<long long>(tt.test.rows), path.c_str(),
+               n > 1 ? "es" : "", missing.c_str(),
+               n > 5 ? fmt::format(" and {} more", n - 5).c_str() : "");
+}
+
 // --data: "fashion-mnist", a directory of IDX files, or any regular file,
 // read as CSV.
 Result<TrainTest> LoadData(const TrainCli& o) {
@@ -214,13 +252,10 @@ Result<TrainTest> LoadData(const TrainCli& o) {
   }
   BALLAST_ASSIGN_OR_RETURN(Dataset all, ReadCsv(o.data, o.label_column));
   if (!all.header.empty()) {
-    std::fprintf(
-        stderr,
-        "ballast train: note: '%s' line 1 is taken as a header and "
-        "skipped: '%s'\n",
-        o.data.c_str(),
-        (all.header.size() > 60 ? all.header.substr(0, 57) + "..." : all.header)
-            .c_str());
+    std::fprintf(stderr,
+                 "ballast train: note: '%s' starts with a header line, "
+                 "skipped: '%s'\n",
+                 o.data.c_str(), Abbreviated(all.header, 60).c_str());
   }
   // The last 10% of the rows (at least one) are the test set.
   const int64_t test_rows = std::max<int64_t>(1, all.rows / 10);
@@ -237,23 +272,7 @@ Result<TrainTest> LoadData(const TrainCli& o) {
   tt.train.labels.assign(all.labels.begin(),
                          all.labels.begin() + tt.train.rows);
   tt.test.labels.assign(all.labels.begin() + tt.train.rows, all.labels.end());
-  // A file sorted by label leaves the test rows one or two classes.
-  std::vector<bool> in_train(size_t(all.classes)), in_test(size_t(all.classes));
-  for (int32_t l : tt.train.labels) in_train[size_t(l)] = true;
-  for (int32_t l : tt.test.labels) in_test[size_t(l)] = true;
-  const auto count = [](const std::vector<bool>& v) {
-    return std::count(v.begin(), v.end(), true);
-  };
-  if (count(in_test) < count(in_train) && tt.test.rows >= all.classes) {
-    std::fprintf(stderr,
-                 "ballast train: warning: the test rows (the last %lld of "
-                 "'%s') hold %lld of the %lld classes of the training rows; "
-                 "is the file sorted by label? Shuffle its lines for a test "
-                 "accuracy that means something\n",
-                 static_cast<long long>(tt.test.rows), o.data.c_str(),
-                 static_cast<long long>(count(in_test)),
-                 static_cast<long long>(count(in_train)));
-  }
+  WarnOfMissingTestClasses(tt, o.data);
   return tt;
 }
 
@@ -300,7 +319,6 @@ std::string FirstNonFinite(const Graph& g) {
   return "";
 }
 
-// Creates --checkpoint-dir (and its parents) or says why it cannot.
 // --log, --json and --plot from the epochs that completed. Returns the first
 // failure; later ones are printed, as every report is attempted.
 Status WriteReports(const TrainCli& o, const std::vector<EpochLog>& logs,
@@ -388,13 +406,11 @@ Status RunTrain(TrainCli o) {
     BALLAST_RETURN_IF_ERROR(checkpoint_dir.Make(o.checkpoint_dir));
     BALLAST_RETURN_IF_ERROR(CheckWritable(
         "--checkpoint-dir", CheckpointPath(o.checkpoint_dir, first_epoch + 1)));
-    BALLAST_RETURN_IF_ERROR(
-        CheckNoOtherRun(o.checkpoint_dir, o.resume, first_epoch, o.epochs));
-  }
-  if (o.out.empty() && o.checkpoint_dir.empty()) {
-    std::fprintf(stderr,
-                 "ballast train: note: without --out or --checkpoint-dir this "
-                 "run saves nothing\n");
+    const auto run_dir = ck.graph.metadata.find("train.checkpoint_dir");
+    BALLAST_RETURN_IF_ERROR(CheckNoOtherRun(
+        o.checkpoint_dir, o.resume,
+        run_dir != ck.graph.metadata.end() ? run_dir->second : "", first_epoch,
+        o.epochs));
   }
   for (const auto& [flag, path] : outputs) {
     if (!path->empty()) BALLAST_RETURN_IF_ERROR(CheckWritable(flag, *path));
@@ -487,7 +503,12 @@ Status RunTrain(TrainCli o) {
     BALLAST_RETURN_IF_ERROR(ApplyInit(g, init, o.seed));
     BALLAST_ASSIGN_OR_RETURN(trainer, Trainer::Create(g, to));
   }
-  checkpoint_dir.Keep();  // the run starts
+  if (first_epoch < o.epochs) checkpoint_dir.Keep();  // the run starts
+  if (o.out.empty() && o.checkpoint_dir.empty()) {
+    std::fprintf(stderr,
+                 "ballast train: note: without --out or --checkpoint-dir this "
+                 "run saves no model\n");
+  }
   const bool tty = ::isatty(STDOUT_FILENO);
   fmt::print(
       "training {} on {} ({} train / {} test rows), batch {}, {} lr {}{}, {} "
@@ -628,8 +649,15 @@ Status RunTrain(TrainCli o) {
       meta["train.epoch"] = std::to_string(epoch + 1);
       Model ck = trainer->Checkpoint(meta);
       const std::string path = CheckpointPath(o.checkpoint_dir, epoch + 1);
-      BALLAST_RETURN_IF_ERROR(SaveModel(ck, path).WithContext(
-          "epoch " + std::to_string(epoch + 1) + ": " + kept()));
+      const Status saved = SaveModel(ck, path);
+      if (!saved.ok()) {
+        return saved.WithContext(
+            "epoch " + std::to_string(epoch + 1) + ": " + kept() +
+            (epoch + 1 < o.epochs && !last_checkpoint.empty()
+                 ? "continue with: " + ContinueCommand(o, last_checkpoint) +
+                       "; "
+                 : ""));
+      }
       last_checkpoint = path;
     }
     return Status::Ok();
