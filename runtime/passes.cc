@@ -38,6 +38,20 @@ Result<Graph> FoldBatchNorm(const Graph& graph) {
     }
     const bool affine = next->GetBool("affine", true);
     const Tensor& b = node.Param("bias");
+    // (Create validates first; a graph passed here directly may not be.)
+    for (const auto& [tensor, what] :
+         {std::pair{&b, "linear '" + node.name + "' bias"},
+          std::pair{&next->Param("weight"),
+                    "batchnorm '" + next->name + "' weight (gamma)"},
+          std::pair{&next->Param("bias"),
+                    "batchnorm '" + next->name + "' bias (beta)"}}) {
+      const bool needed = tensor != &b && affine;
+      if ((needed || !tensor->empty()) && tensor->numel() != N) {
+        return InvalidArgument("fold: " + what + " has " +
+                               std::to_string(tensor->numel()) +
+                               " values for " + std::to_string(N) + " outputs");
+      }
+    }
     Node folded;
     folded.name = node.name;
     folded.op = "linear";
@@ -88,9 +102,45 @@ Result<Graph> DropDropout(const Graph& graph) {
       out.nodes.push_back(node);
   }
   if (out.nodes.empty()) {
+    if (graph.nodes.empty()) {
+      return InvalidArgument("drop_dropout: the graph has no nodes");
+    }
     // A graph of only identities still needs one node to copy through.
     out.nodes.push_back(graph.nodes.front());
   }
+  return out;
+}
+
+Result<Graph> FoldInputNormalization(const Graph& graph, double mean,
+                                     double std) {
+  if (graph.nodes.empty() || graph.nodes.front().op != "linear") {
+    return InvalidArgument(
+        "fold input normalization: the first node is not a linear");
+  }
+  if (!std::isfinite(mean) || !std::isfinite(std) || !(std > 0)) {
+    return InvalidArgument(
+        "fold input normalization: mean " + std::to_string(mean) + " and std " +
+        std::to_string(std) + " are not finite with std > 0");
+  }
+  const Node& node = graph.nodes.front();
+  const Tensor& w = node.Param("weight");
+  const Tensor& b = node.Param("bias");
+  if (w.rank() != 2 || w.dim(1) != graph.input_features ||
+      (!b.empty() && b.numel() != w.dim(0))) {
+    return InvalidArgument("fold input normalization: node '" + node.name +
+                           "' has weight " + w.shape().ToString() +
+                           " and bias " + b.shape().ToString() + " for " +
+                           std::to_string(graph.input_features) + " inputs");
+  }
+  const int64_t N = w.dim(0), K = w.dim(1);
+  Graph out = graph;
+  Node& folded = out.nodes.front();
+  folded.attrs["bias"] = true;
+  folded.params["weight"] = Tensor::Zeros({N, K});
+  folded.params["bias"] = Tensor::Zeros({N});
+  ref::fold_input_normalization(w.data(), b.empty() ? nullptr : b.data(), mean,
+                                std, K, N, folded.params["weight"].data(),
+                                folded.params["bias"].data());
   return out;
 }
 

@@ -6,8 +6,13 @@
 #include <cstring>
 #include <mutex>
 #include <new>
+#include <optional>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "runtime/number_text.h"
 
 namespace ballast {
 
@@ -40,7 +45,34 @@ namespace {
 // nodes; one per concurrent Run.
 struct Workspace {
   std::vector<float> a, b;
+  std::vector<float> x;  // the normalized input, when it is not folded
 };
+
+// The input normalization in a graph's metadata, if any (ballast train
+// writes input_mean and input_std into models and checkpoints).
+Result<std::optional<std::pair<double, double>>> InputNormalization(
+    const Graph& g) {
+  const auto mean = g.metadata.find("input_mean"),
+             stddev = g.metadata.find("input_std");
+  const bool has_mean = mean != g.metadata.end(),
+             has_std = stddev != g.metadata.end();
+  if (!has_mean && !has_std) return std::optional<std::pair<double, double>>();
+  if (has_mean != has_std) {
+    return InvalidArgument(std::string("model metadata: input_") +
+                           (has_mean ? "mean" : "std") + " without input_" +
+                           (has_mean ? "std" : "mean") +
+                           ": the input normalization is incomplete");
+  }
+  double mu = 0, sd = 0;
+  if (!ParseWhole(mean->second, &mu) || !ParseWhole(stddev->second, &sd) ||
+      !(sd > 0)) {
+    return InvalidArgument("model metadata: input_mean = '" + mean->second +
+                           "', input_std = '" + stddev->second +
+                           "' are not a usable normalization (finite numbers, "
+                           "input_std > 0)");
+  }
+  return std::optional<std::pair<double, double>>({mu, sd});
+}
 
 }  // namespace
 
@@ -51,6 +83,8 @@ struct InferenceSession::Impl {
   std::vector<std::unique_ptr<OpKernel>> kernels;
   int64_t in_features = 0, out_features = 0, widest = 0;
   bool batch_dependent = false;
+  // Normalization applied to each input row (not folded): x ← (x − mean)/std.
+  std::optional<std::pair<double, double>> normalize;
   mutable std::mutex pool_mu;
   mutable std::vector<std::unique_ptr<Workspace>> pool;
 
@@ -66,6 +100,7 @@ struct InferenceSession::Impl {
     auto ws = std::make_unique<Workspace>();
     ws->a.resize(size_t(options.max_batch * widest));
     ws->b.resize(size_t(options.max_batch * widest));
+    if (normalize) ws->x.resize(size_t(options.max_batch * in_features));
     return ws;
   }
   void Release(std::unique_ptr<Workspace> ws) const {
@@ -76,6 +111,14 @@ struct InferenceSession::Impl {
   // rows <= max_batch.
   Status RunChunk(const float* x, int64_t rows, float* y, Workspace& ws) const {
     const float* in = x;
+    if (normalize) {
+      // As `ballast train` normalized its data.
+      const auto [mu, sd] = *normalize;
+      for (int64_t i = 0; i < rows * in_features; ++i) {
+        ws.x[size_t(i)] = float((double(x[i]) - mu) / sd);
+      }
+      in = ws.x.data();
+    }
     for (size_t i = 0; i < kernels.size(); ++i) {
       const bool last = i + 1 == kernels.size();
       float* out = last ? y : (in == ws.a.data() ? ws.b.data() : ws.a.data());
@@ -149,6 +192,19 @@ Result<std::unique_ptr<InferenceSession>> InferenceSession::Create(
   impl->options = options;
   Graph g = graph;
   for (Node& n : g.nodes) BALLAST_RETURN_IF_ERROR(reg.ApplyDefaults(n));
+  if (options.normalize_input) {
+    BALLAST_ASSIGN_OR_RETURN(const auto norm, InputNormalization(graph));
+    if (norm && options.fold_input_normalization && !g.nodes.empty() &&
+        g.nodes.front().op == "linear") {
+      BALLAST_ASSIGN_OR_RETURN(
+          g, FoldInputNormalization(g, norm->first, norm->second));
+    } else {
+      impl->normalize = norm;
+    }
+    // Applied, one way or the other.
+    g.metadata.erase("input_mean");
+    g.metadata.erase("input_std");
+  }
   if (options.fold_batchnorm) {
     BALLAST_ASSIGN_OR_RETURN(g, FoldBatchNorm(g));
   }
@@ -159,6 +215,18 @@ Result<std::unique_ptr<InferenceSession>> InferenceSession::Create(
     BALLAST_ASSIGN_OR_RETURN(g, DropDropout(g));
   }
   BALLAST_ASSIGN_OR_RETURN(std::vector<int64_t> widths, g.Validate(reg));
+  // Tensors copy shallowly: a parameter no pass replaced still shares the
+  // caller's storage, which a kernel reading the graph (ref) would see
+  // change. The session owns its own.
+  std::set<const float*> callers;
+  for (const Node& n : graph.nodes) {
+    for (const auto& [name, t] : n.params) callers.insert(t.data());
+  }
+  for (Node& n : g.nodes) {
+    for (auto& [name, t] : n.params) {
+      if (!t.empty() && callers.count(t.data())) t = t.Clone();
+    }
+  }
   impl->graph = std::move(g);
   impl->in_features = impl->graph.input_features;
   impl->out_features = widths.back();

@@ -67,6 +67,7 @@ SessionOptions Reference() {
   SessionOptions o;
   o.backend = Backend::kRef;
   o.fold_batchnorm = o.fuse = o.drop_dropout = false;
+  o.fold_input_normalization = false;
   return o;
 }
 
@@ -180,6 +181,118 @@ TEST(PassesTest, FoldHandlesNoBiasAndNoAffineAndSkipsBatchStatistics) {
   Result<Graph> folded = FoldBatchNorm(g);
   ASSERT_TRUE(folded.ok());
   EXPECT_EQ(folded->nodes.size(), g.nodes.size());
+}
+
+TEST(PassesTest, RefuseBadGraphsInsteadOfCrashing) {
+  EXPECT_FALSE(DropDropout(Graph{}).ok());
+  Graph g = BookMlp(3);
+  g.nodes[1].params["weight"] = Tensor::Zeros({1});  // gamma of 256
+  Result<Graph> folded = FoldBatchNorm(g);
+  ASSERT_FALSE(folded.ok());
+  EXPECT_NE(folded.status().message().find(
+                "weight (gamma) has 1 values for 256 outputs"),
+            std::string::npos)
+      << folded.status().ToString();
+  g = BookMlp(3);
+  g.nodes[1].params.erase("bias");  // an affine BN without beta
+  EXPECT_FALSE(FoldBatchNorm(g).ok());
+  EXPECT_FALSE(FoldInputNormalization(BookMlp(), 0.5, 0.0).ok());
+  Sequential net(6, 1);
+  net.BatchNorm1d().Linear(3);
+  EXPECT_FALSE(FoldInputNormalization(*net.Build(), 0.5, 2.0).ok());
+}
+
+// `ballast train` records the normalization it trained with in the model's
+// metadata; a session applies it, folded into the first Linear or row by row,
+// so that C++ and `ballast run` give the same answers.
+TEST(SessionTest, AppliesTheInputNormalizationTheModelRecords) {
+  const double mu = 0.2860402, sd = 0.3530239;  // Fashion-MNIST's
+  const auto normalized = [&](std::vector<float> x) {
+    for (float& v : x) v = float((double(v) - mu) / sd);
+    return x;
+  };
+  std::vector<float> x(size_t(5 * 784));
+  Generator(9).FillUniform(x, 0.0, 1.0);  // pixels
+  Graph plain = BookMlp(7);
+  const auto want = RunSession(plain, Reference(), normalized(x), 5);
+  Graph g = plain;
+  g.metadata["input_mean"] = "0.2860402";
+  g.metadata["input_std"] = "0.3530239";
+  // Row by row: the bits of normalizing first.
+  EXPECT_EQ(RunSession(g, Reference(), x, 5), want);
+  for (Backend backend : {Backend::kHwy, Backend::kOnednn, Backend::kRef}) {
+    for (bool passes : {false, true}) {
+      for (bool fold : {false, true}) {
+        SessionOptions opt;
+        opt.backend = backend;
+        opt.fold_batchnorm = opt.fuse = opt.drop_dropout = passes;
+        opt.fold_input_normalization = fold;
+        Result<std::unique_ptr<InferenceSession>> s =
+            InferenceSession::Create(g, opt);
+        ASSERT_TRUE(s.ok()) << s.status().ToString();
+        // Applied once: the optimized graph no longer asks for it.
+        EXPECT_EQ((*s)->optimized_graph().metadata.count("input_mean"), 0u);
+        const auto got = RunSession(g, opt, x, 5);
+        ASSERT_EQ(got.size(), want.size());
+        for (size_t i = 0; i < got.size(); ++i) {
+          ASSERT_NEAR(got[i], want[i], Close(want[i]))
+              << "backend " << int(backend) << " passes " << passes << " fold "
+              << fold << " output " << i;
+        }
+      }
+    }
+  }
+  // Turned off, the input goes in as it is.
+  SessionOptions off = Reference();
+  off.normalize_input = false;
+  EXPECT_EQ(RunSession(g, off, x, 5), RunSession(plain, Reference(), x, 5));
+  // A first node that is no Linear: row by row, whatever the option says.
+  Sequential net(784, 4);
+  net.ReLU().Linear(10);
+  Graph relu_first = *net.Build();
+  const auto want_relu = RunSession(relu_first, Reference(), normalized(x), 5);
+  relu_first.metadata = g.metadata;
+  SessionOptions fold = Reference();
+  fold.fold_input_normalization = true;
+  EXPECT_EQ(RunSession(relu_first, fold, x, 5), want_relu);
+  // An unusable normalization is an error naming the keys.
+  g.metadata["input_std"] = "0";
+  Result<std::unique_ptr<InferenceSession>> bad = InferenceSession::Create(g);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("not a usable normalization"),
+            std::string::npos);
+  g.metadata.erase("input_std");
+  bad = InferenceSession::Create(g);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("input_mean without input_std"),
+            std::string::npos);
+}
+
+// A session is immutable: changing the caller's graph afterwards (tensors
+// share storage when copied) changes none of its answers, on any backend.
+TEST(SessionTest, OwnsItsWeights) {
+  for (Backend backend : {Backend::kHwy, Backend::kOnednn, Backend::kRef}) {
+    for (bool passes : {false, true}) {
+      Graph g = BookMlp(3);
+      SessionOptions opt;
+      opt.backend = backend;
+      opt.fold_batchnorm = opt.fuse = opt.drop_dropout = passes;
+      Result<std::unique_ptr<InferenceSession>> s =
+          InferenceSession::Create(g, opt);
+      ASSERT_TRUE(s.ok()) << s.status().ToString();
+      const auto x = RandomInput(4, 784, 8);
+      std::vector<float> before(40), after(40);
+      ASSERT_TRUE((*s)->Run(x.data(), 4, before.data()).ok());
+      for (Node& n : g.nodes) {
+        for (auto& [name, t] : n.params) {
+          for (float& v : t.span()) v = 0;
+        }
+      }
+      ASSERT_TRUE((*s)->Run(x.data(), 4, after.data()).ok());
+      EXPECT_EQ(before, after)
+          << "backend " << int(backend) << " passes " << passes;
+    }
+  }
 }
 
 class SessionTest : public ::testing::TestWithParam<

@@ -75,34 +75,17 @@ struct RunOptions {
   bool no_fuse = false, strict = false;
 };
 
-// Applies the input normalization stored in the metadata, if any:
-// x ← (x − input_mean)/input_std.
-Status Normalize(const Graph& g, Array2D& x) {
-  auto mean = g.metadata.find("input_mean"), std = g.metadata.find("input_std");
-  const bool has_mean = mean != g.metadata.end(),
-             has_std = std != g.metadata.end();
-  if (!has_mean && !has_std) return Status::Ok();
-  if (has_mean != has_std) {
-    return InvalidArgument(std::string("model metadata: input_") +
-                           (has_mean ? "mean" : "std") + " without input_" +
-                           (has_mean ? "std" : "mean") +
-                           ": the input normalization is incomplete");
-  }
-  double mu = 0, sd = 0;
-  if (!ParseWhole(mean->second, &mu) || !ParseWhole(std->second, &sd) ||
-      !(sd > 0)) {
-    return InvalidArgument("model metadata: input_mean = '" + mean->second +
-                           "', input_std = '" + std->second +
-                           "' are not a usable normalization (finite numbers, "
-                           "input_std > 0)");
-  }
-  for (float& v : x.values) v = float((v - mu) / sd);
-  return Status::Ok();
-}
-
 Status RunRun(const RunOptions& o) {
   LoadOptions lo;
   lo.strict = o.strict;
+  // The output's type and place first: a long run then fails on nothing.
+  if (!o.output.empty()) {
+    if (!o.output.ends_with(".npy") && !o.output.ends_with(".csv")) {
+      return InvalidArgument("--output '" + o.output +
+                             "': unknown output type; use .npy or .csv");
+    }
+    BALLAST_RETURN_IF_ERROR(CheckWritable("--output", o.output));
+  }
   BALLAST_ASSIGN_OR_RETURN(const Model m, LoadModel(o.model, lo));
   for (const std::string& w : m.warnings) {
     std::fprintf(stderr, "warning: %s\n", w.c_str());
@@ -115,7 +98,7 @@ Status RunRun(const RunOptions& o) {
                            "model expects " +
                            std::to_string(m.graph.input_features));
   }
-  BALLAST_RETURN_IF_ERROR(Normalize(m.graph, x));
+  // (The session applies the input normalization the metadata holds.)
   SessionOptions so;
   so.threads = o.threads;
   BALLAST_ASSIGN_OR_RETURN(so.backend, ParseBackend(o.backend));

@@ -7,7 +7,9 @@
 // max_batch rows. The session is immutable afterwards:
 // - Run may be called from many threads at once; each call takes a
 //   workspace from a pool (a new one is allocated only when more calls run
-//   concurrently than ever before), so the steady state allocates nothing.
+//   concurrently than ever before), so the steady state allocates nothing
+//   on the hwy and ref backends. (oneDNN's allocates its argument maps and
+//   memory objects on every call: 26 allocations for the book's MLP.)
 // - BatchNorm always normalizes with its running statistics (folded into the
 //   weights when the pass is on): a session has no training mode to forget
 //   to leave. (BatchNorm with track_running_stats = false uses the batch's
@@ -40,6 +42,12 @@ struct SessionOptions {
   bool fold_batchnorm = true;  // pass: BN into the preceding Linear
   bool fuse = true;            // pass: Linear + activation in one kernel
   bool drop_dropout = true;    // pass: remove Dropout and Identity
+  // The input normalization a model's metadata holds (input_mean and
+  // input_std, as `ballast train` writes them): x ← (x − mean)/std before
+  // the first node. Folded into the first node's weights when it is a Linear
+  // (fold_input_normalization), else applied to each row as it comes in.
+  bool normalize_input = true;
+  bool fold_input_normalization = true;  // pass: into the first Linear
   int64_t max_batch = 256;
   const Registry* registry = nullptr;  // nullptr: Registry::Builtin()
 };
@@ -84,6 +92,12 @@ Result<Graph> FoldBatchNorm(const Graph& graph);
 Result<Graph> FuseActivations(const Graph& graph);
 // Removes dropout and identity nodes.
 Result<Graph> DropDropout(const Graph& graph);
+
+// Input normalization x ← (x − mean)/std folded into the graph's first node,
+// a linear: W' = W/std, b' = b − (mean/std)·W·1. An error if the first node
+// is not a linear.
+Result<Graph> FoldInputNormalization(const Graph& graph, double mean,
+                                     double std);
 
 }  // namespace ballast
 

@@ -31,6 +31,22 @@ void fold_batchnorm(const T* w, const T* b, const T* gamma, const T* beta,
   }
 }
 
+// Input normalization into the Linear that reads it: (x − mean)/std · Wᵀ + b
+// = x·W'ᵀ + b' with W' = W/std and b' = b − (mean/std)·Σ_k W[n, k]. Computed
+// in double, rounded once. w [N, K], b [N] or nullptr → w_out, b_out.
+template <typename T>
+void fold_input_normalization(const T* w, const T* b, double mean, double std,
+                              int64_t K, int64_t N, T* w_out, T* b_out) {
+  for (int64_t n = 0; n < N; ++n) {
+    double row_sum = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      row_sum += double(w[n * K + k]);
+      w_out[n * K + k] = T(double(w[n * K + k]) / std);
+    }
+    b_out[n] = T((b ? double(b[n]) : 0.0) - mean / std * row_sum);
+  }
+}
+
 }  // namespace ballast::ref
 
 #endif  // BALLAST_OPS_REF_FOLD_H_
