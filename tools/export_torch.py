@@ -73,7 +73,9 @@ def _leaves(module, path):
     if isinstance(module, (nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.LeakyReLU, nn.Tanh,
                            nn.Sigmoid, nn.Dropout, nn.Identity, nn.Flatten)):
         return [(path, module)]
-    children = list(module.named_children())
+    # Every use of a child, as the forward pass makes it: named_children()
+    # lists a module used twice (one nn.ReLU() shared, tied weights) once.
+    children = [(name, child) for name, child in module._modules.items() if child is not None]
     if not children:
         raise ExportError(f"module '{path or '<root>'}' of type {type(module).__name__} is not "
                           "supported by ballast (supported: Linear, BatchNorm1d, ReLU, LeakyReLU, "

@@ -42,6 +42,10 @@ def models():
     yield "bn_first_and_last", nn.Sequential(
         nn.BatchNorm1d(31), nn.Linear(31, 33), nn.BatchNorm1d(33, eps=1e-2), nn.ReLU(),
         nn.Linear(33, 7, bias=False), nn.BatchNorm1d(7, affine=False)), True
+    # One ReLU and one Linear (tied weights) used twice each: every use is a node.
+    act, tied = nn.ReLU(), nn.Linear(8, 8)
+    yield "shared_modules", nn.Sequential(nn.Linear(10, 8), act, tied, act, tied, nn.Linear(8, 3),
+                                          act), True
     # BatchNorm without running statistics normalizes with the batch's own, in eval too.
     yield "batch_statistics", nn.Sequential(
         nn.Linear(20, 12), nn.BatchNorm1d(12, track_running_stats=False), nn.ReLU(),
