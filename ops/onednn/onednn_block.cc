@@ -43,7 +43,7 @@ constexpr const char* kEvalOp = "onednn eval block";
 constexpr const char* kTrainOp = "onednn train block";
 
 // Primitive sets kept per object; the least recently used goes first.
-constexpr size_t kMaxCachedShapes = 8;
+constexpr size_t kMaxCachedShapes = 64;
 
 using dnnl::memory;
 using tag = memory::format_tag;

@@ -30,7 +30,9 @@
 //             backward_weights (dW, db).
 //
 // Primitives are created on first use for each (batch size M, threads) pair
-// and cached (a small LRU map); creation and every later run reuse them.
+// and cached (an LRU map of 64 shapes, so that a server cycling through
+// many batch sizes does not rebuild them on every call); creation and every
+// later run reuse them.
 //
 // Threads. This oneDNN is built on the OpenMP runtime (libgomp, shared with
 // ballast's own kernels) and sizes its parallel work and its scratchpad by
