@@ -130,11 +130,11 @@ Result<Array2D> ParseCsv(const std::string& path, const std::string& data) {
   std::stringstream lines(data);
   std::string line;
   int64_t line_no = 0;
+  std::string header;  // a first line taken as a header
   while (std::getline(lines, line)) {
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.pop_back();
-    // A UTF-8 byte order mark (Excel's "CSV UTF-8") is no part of a cell.
-    if (line_no == 1 && line.starts_with("\xEF\xBB\xBF")) line.erase(0, 3);
+    if (line_no == 1) StripUtf8Bom(line);
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
     std::vector<std::string> cells;
     std::vector<float> values;
@@ -156,6 +156,7 @@ Result<Array2D> ParseCsv(const std::string& path, const std::string& data) {
         std::ranges::none_of(
             parsed, [](CellNumber p) { return p == CellNumber::kOk; })) {
       a.cols = int64_t(cells.size());
+      header = line;
       continue;
     }
     const int64_t cols = int64_t(cells.size());
@@ -183,7 +184,16 @@ Result<Array2D> ParseCsv(const std::string& path, const std::string& data) {
     }
     ++a.rows;
   }
-  if (a.rows == 0) return InvalidArgument("'" + path + "' holds no rows");
+  if (a.rows == 0) {
+    return InvalidArgument(
+        "'" + path + "' holds no rows" +
+        (header.empty()
+             ? std::string()
+             : " (its one line holds no number, so it was taken "
+               "for a header: '" +
+                   header.substr(0, 40) + (header.size() > 40 ? "...'" : "'") +
+                   "; cells are numbers separated by ',')"));
+  }
   return a;
 }
 

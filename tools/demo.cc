@@ -4,6 +4,7 @@
 // mode updates the running statistics; evaluation mode reads them only.
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -89,12 +90,15 @@ Result<Tensor> BlockForward(StandardBlock& b, const Tensor& x, bool training,
   return y;
 }
 
-std::string Head(const Tensor& t, int count) {
+// The first `count` of the first `of` values of t ("..." if some are left
+// out); `of` < 0: all of t.
+std::string Head(const Tensor& t, int count, int64_t of = -1) {
+  const int64_t n = of < 0 ? t.numel() : std::min(of, t.numel());
   std::string s = "[";
-  for (int i = 0; i < count && i < t.numel(); ++i) {
+  for (int i = 0; i < count && i < n; ++i) {
     s += fmt::format("{}{:.4f}", i ? ", " : "", t.data()[i]);
   }
-  return s + (t.numel() > count ? ", ...]" : "]");
+  return s + (n > count ? ", ...]" : "]");
 }
 
 Status RunDemo(const DemoOptions& opt) {
@@ -142,8 +146,10 @@ Status RunDemo(const DemoOptions& opt) {
       "  (evaluation mode normalizes with the running statistics and "
       "leaves them {})\n",
       unchanged ? "unchanged" : "CHANGED - this is a bug");
-  fmt::print("\noutput logits, row 0, train mode: {}\n", Head(train_out, 10));
-  fmt::print("output logits, row 0, eval mode:  {}\n", Head(eval_out, 10));
+  fmt::print("\noutput logits, row 0, train mode: {}\n",
+             Head(train_out, 10, train_out.dim(1)));
+  fmt::print("output logits, row 0, eval mode:  {}\n",
+             Head(eval_out, 10, eval_out.dim(1)));
   return unchanged ? Status::Ok()
                    : Internal("evaluation forward changed running_mean");
 }

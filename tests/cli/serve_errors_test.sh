@@ -25,6 +25,12 @@ cmp -s y_ok.csv y_header.csv || fail "run with a header line gave other outputs"
 { printf '\xef\xbb\xbf'; cat ok.csv; } > bom.csv
 b run m.blst --input bom.csv > y_bom.csv || fail "run refused a byte order mark"
 cmp -s y_ok.csv y_bom.csv || fail "run with a byte order mark gave other outputs"
+printf '1;2;3;4\n' > semicolons.csv
+expect_error "a CSV of semicolons" "holds no rows \\(its one line holds no number, so it was taken for a header: '1;2;3;4'" \
+  run m.blst --input semicolons.csv
+# An output run cannot write is found before the model runs.
+expect_error "--output of an unknown type" "--output 'y.txt': unknown output type" \
+  run m.blst --input ok.csv --output y.txt
 printf '1,x,2,3\n' > typo.csv
 expect_error "a first line with a typo" "'typo.csv' line 1 column 2: 'x' is not a number" \
   run m.blst --input typo.csv
