@@ -384,6 +384,9 @@ Result<EvalResult> Trainer::Evaluate(const float* x, const int32_t* labels,
   SessionOptions so;
   so.threads = impl_->opt.threads;
   so.max_batch = std::clamp<int64_t>(rows, 1, 1024);
+  // The rows come as Step takes them: a checkpoint's input_mean/input_std
+  // (which a resumed trainer's graph carries) are for `ballast run`.
+  so.normalize_input = false;
   impl_->SyncGraph();
   BALLAST_ASSIGN_OR_RETURN(auto session,
                            InferenceSession::Create(impl_->graph, so));

@@ -142,6 +142,8 @@ class Trainer {
   // them); for tests and gradient checks.
   Result<StepResult> ComputeGradients(const float* x, const int32_t* labels,
                                       const float* targets, int64_t batch);
+  // Loss and accuracy in evaluation mode on rows as Step takes them (no input
+  // normalization from the graph's metadata is applied).
   Result<EvalResult> Evaluate(const float* x, const int32_t* labels,
                               int64_t rows) const;
 

@@ -29,7 +29,11 @@ run_ballast train "${common[@]}" --checkpoint-dir "$work/ck" --out "$work/straig
 test -f "$work/ck/epoch-1.blst" && test -f "$work/ck/epoch-3.blst"
 run_ballast info "$work/ck/epoch-1.blst" --verify > "$work/info.txt"
 grep -q "training checkpoint" "$work/info.txt"
-run_ballast train "${common[@]}" --resume "$work/ck/epoch-1.blst" --out "$work/resumed.blst" >/dev/null
+run_ballast train "${common[@]}" --resume "$work/ck/epoch-1.blst" --out "$work/resumed.blst" \
+  --log "$work/resumed.csv" >/dev/null
+# The resumed epochs' losses and test accuracies are those of the uninterrupted run (its trainer
+# evaluates the rows it is given, already normalized, whatever the checkpoint's metadata holds).
+cmp <(tail -n +3 "$work/straight.csv" | cut -d, -f1,3-) <(tail -n +2 "$work/resumed.csv" | cut -d, -f1,3-)
 head -n 20 "$work/data.csv" | cut -d, -f2- > "$work/x.csv"
 run_ballast run "$work/straight.blst" --input "$work/x.csv" > "$work/y_straight.csv"
 run_ballast run "$work/resumed.blst" --input "$work/x.csv" > "$work/y_resumed.csv"
