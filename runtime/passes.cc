@@ -39,13 +39,19 @@ Result<Graph> FoldBatchNorm(const Graph& graph) {
     const bool affine = next->GetBool("affine", true);
     const Tensor& b = node.Param("bias");
     // (Create validates first; a graph passed here directly may not be.)
-    for (const auto& [tensor, what] :
-         {std::pair{&b, "linear '" + node.name + "' bias"},
-          std::pair{&next->Param("weight"),
-                    "batchnorm '" + next->name + "' weight (gamma)"},
-          std::pair{&next->Param("bias"),
-                    "batchnorm '" + next->name + "' bias (beta)"}}) {
-      const bool needed = tensor != &b && affine;
+    // (Param gives one shared empty tensor for any missing parameter.)
+    struct Checked {
+      const Tensor* tensor;
+      bool needed;
+      std::string what;
+    };
+    for (const Checked& c :
+         {Checked{&b, false, "linear '" + node.name + "' bias"},
+          Checked{&next->Param("weight"), affine,
+                  "batchnorm '" + next->name + "' weight (gamma)"},
+          Checked{&next->Param("bias"), affine,
+                  "batchnorm '" + next->name + "' bias (beta)"}}) {
+      const auto& [tensor, needed, what] = c;
       if ((needed || !tensor->empty()) && tensor->numel() != N) {
         return InvalidArgument("fold: " + what + " has " +
                                std::to_string(tensor->numel()) +
@@ -113,16 +119,23 @@ Result<Graph> DropDropout(const Graph& graph) {
 
 Result<Graph> FoldInputNormalization(const Graph& graph, double mean,
                                      double std) {
-  if (graph.nodes.empty() || graph.nodes.front().op != "linear") {
+  // Identities and dropouts (at inference) pass the input on unchanged.
+  size_t first = 0;
+  while (first < graph.nodes.size() && (graph.nodes[first].op == "identity" ||
+                                        graph.nodes[first].op == "dropout")) {
+    ++first;
+  }
+  if (first == graph.nodes.size() || graph.nodes[first].op != "linear") {
     return InvalidArgument(
-        "fold input normalization: the first node is not a linear");
+        "fold input normalization: the first node (past identities and "
+        "dropouts) is not a linear");
   }
   if (!std::isfinite(mean) || !std::isfinite(std) || !(std > 0)) {
     return InvalidArgument(
         "fold input normalization: mean " + std::to_string(mean) + " and std " +
         std::to_string(std) + " are not finite with std > 0");
   }
-  const Node& node = graph.nodes.front();
+  const Node& node = graph.nodes[first];
   const Tensor& w = node.Param("weight");
   const Tensor& b = node.Param("bias");
   if (w.rank() != 2 || w.dim(1) != graph.input_features ||
@@ -134,7 +147,7 @@ Result<Graph> FoldInputNormalization(const Graph& graph, double mean,
   }
   const int64_t N = w.dim(0), K = w.dim(1);
   Graph out = graph;
-  Node& folded = out.nodes.front();
+  Node& folded = out.nodes[first];
   folded.attrs["bias"] = true;
   folded.params["weight"] = Tensor::Zeros({N, K});
   folded.params["bias"] = Tensor::Zeros({N});

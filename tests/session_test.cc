@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <iomanip>
+#include <sstream>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -69,6 +72,13 @@ SessionOptions Reference() {
   o.fold_batchnorm = o.fuse = o.drop_dropout = false;
   o.fold_input_normalization = false;
   return o;
+}
+
+// A double as text that reads back as the same value.
+std::string Text(double v) {
+  std::ostringstream out;
+  out << std::setprecision(17) << v;
+  return out.str();
 }
 
 // Evaluation outputs of O(1) logits through three layers: float rounding
@@ -196,6 +206,13 @@ TEST(PassesTest, RefuseBadGraphsInsteadOfCrashing) {
   g = BookMlp(3);
   g.nodes[1].params.erase("bias");  // an affine BN without beta
   EXPECT_FALSE(FoldBatchNorm(g).ok());
+  // The same after a Linear without bias (a missing parameter of either
+  // node is the same empty tensor).
+  Sequential no_bias(6, 1);
+  no_bias.Linear(4, /*bias=*/false).BatchNorm1d().ReLU().Linear(2);
+  g = *no_bias.Build();
+  g.nodes[1].params.erase("weight");
+  EXPECT_FALSE(FoldBatchNorm(g).ok());
   EXPECT_FALSE(FoldInputNormalization(BookMlp(), 0.5, 0.0).ok());
   Sequential net(6, 1);
   net.BatchNorm1d().Linear(3);
@@ -242,10 +259,46 @@ TEST(SessionTest, AppliesTheInputNormalizationTheModelRecords) {
       }
     }
   }
+  // With the fold on, the first Linear's weights are what changed.
+  SessionOptions folding;
+  folding.fold_batchnorm = folding.fuse = folding.drop_dropout = false;
+  Result<std::unique_ptr<InferenceSession>> folded =
+      InferenceSession::Create(g, folding);
+  ASSERT_TRUE(folded.ok());
+  EXPECT_EQ((*folded)->optimized_graph().nodes[0].Param("weight").data()[0],
+            float(double(plain.nodes[0].Param("weight").data()[0]) / sd));
   // Turned off, the input goes in as it is.
   SessionOptions off = Reference();
   off.normalize_input = false;
   EXPECT_EQ(RunSession(g, off, x, 5), RunSession(plain, Reference(), x, 5));
+  // A first Linear without bias, behind an identity, takes the fold too; so
+  // does a mean far from 0 against its std, which is applied per value
+  // instead (the fold would lose digits to the bias's cancellation).
+  for (const auto& [mean, stddev] :
+       {std::pair{0.2860402, 0.3530239}, std::pair{100.0, 1.0}}) {
+    Sequential behind(784, 6);
+    behind.Identity().Linear(256, /*bias=*/false).ReLU().Linear(10);
+    Graph b = *behind.Build();
+    std::vector<float> raw(x.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+      raw[i] = float(mean + stddev * (double(x[i]) - mu) / sd);
+    }
+    std::vector<float> normal(raw.size());
+    for (size_t i = 0; i < raw.size(); ++i) {
+      normal[i] = float((double(raw[i]) - mean) / stddev);
+    }
+    const auto want_b = RunSession(b, Reference(), normal, 5);
+    b.metadata["input_mean"] = Text(mean);
+    b.metadata["input_std"] = Text(stddev);
+    SessionOptions opt;  // every pass, hwy
+    const auto got = RunSession(b, opt, raw, 5);
+    ASSERT_EQ(got.size(), want_b.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      ASSERT_NEAR(got[i], want_b[i],
+                  1e-5 * std::max(1.0f, std::fabs(want_b[i])))
+          << "mean " << mean << " output " << i;
+    }
+  }
   // A first node that is no Linear: row by row, whatever the option says.
   Sequential net(784, 4);
   net.ReLU().Linear(10);
@@ -256,7 +309,7 @@ TEST(SessionTest, AppliesTheInputNormalizationTheModelRecords) {
   fold.fold_input_normalization = true;
   EXPECT_EQ(RunSession(relu_first, fold, x, 5), want_relu);
   // An unusable normalization is an error naming the keys.
-  g.metadata["input_std"] = "0";
+  g.metadata["input_std"] = Text(0.0);
   Result<std::unique_ptr<InferenceSession>> bad = InferenceSession::Create(g);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("not a usable normalization"),

@@ -123,6 +123,38 @@ def _node(path, m, params):
     return name, op[type(m)], {}, []
 
 
+def _check_order(module, leaves, in_features):
+    """Refuses an export whose layers, applied once each in order, do not compute what the module
+    does in eval mode: a forward that calls its children in another order, skips one, or calls
+    one registered under two names once."""
+    params = list(module.parameters())
+    dtype = params[0].dtype if params else torch.float32
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            x = torch.randn(8, in_features, generator=torch.Generator().manual_seed(0), dtype=dtype)
+            try:
+                want = module(x)
+            except Exception as e:  # noqa: BLE001: any failure of the user's forward
+                raise ExportError(f"cannot check the export: the module's forward failed on a "
+                                  f"[8, {in_features}] batch: {e}") from e
+            got = x
+            try:
+                for _, m in leaves:
+                    got = m(got)
+            except RuntimeError:  # shapes that do not chain
+                got = None
+    finally:
+        module.train(was_training)
+    if got is None or got.shape != want.shape or not torch.allclose(
+            got, want, rtol=1e-4, atol=1e-5, equal_nan=True):
+        raise ExportError("the module's forward does not apply its layers once each in the order "
+                          f"they are registered ({', '.join(p or '<root>' for p, _ in leaves)}), "
+                          "so the exported graph would compute something else; use an "
+                          "nn.Sequential that lists each use")
+
+
 def serialize(module, description="", input_names="input", output_names="output"):
     """The .blst bytes of `module`."""
     leaves = _leaves(module, "")
@@ -136,6 +168,7 @@ def serialize(module, description="", input_names="input", output_names="output"
             break
         if n[1] == "batchnorm1d":
             in_features = n[2]["num_features"]
+    _check_order(module, leaves, in_features)
 
     metadata = {
         "producer": f"export_torch.py (torch {torch.__version__})",

@@ -140,6 +140,7 @@ Status RunFold(const FoldOptions& o) {
   SessionOptions so;
   so.backend = Backend::kRef;
   so.fold_batchnorm = so.fuse = so.drop_dropout = false;
+  so.normalize_input = false;  // the same on both sides; kept in the output
   so.max_batch = o.rows;
   BALLAST_ASSIGN_OR_RETURN(auto before, InferenceSession::Create(m.graph, so));
   BALLAST_ASSIGN_OR_RETURN(auto after, InferenceSession::Create(folded, so));

@@ -1,8 +1,9 @@
 // InferenceSession: serve a model on the CPU.
 //
 // Built from a Graph and options: the graph is validated, the inference
-// passes run (fold BatchNorm into the Linear before it, fuse Linear with
-// its activation, drop Dropout), a kernel is chosen for every node from the
+// passes run (fold the model's input normalization into its first Linear,
+// fold BatchNorm into the Linear before it, fuse Linear with its
+// activation, drop Dropout), a kernel is chosen for every node from the
 // registry, weights are packed once, and activation buffers are planned for
 // max_batch rows. The session is immutable afterwards:
 // - Run may be called from many threads at once; each call takes a
@@ -44,8 +45,10 @@ struct SessionOptions {
   bool drop_dropout = true;    // pass: remove Dropout and Identity
   // The input normalization a model's metadata holds (input_mean and
   // input_std, as `ballast train` writes them): x ← (x − mean)/std before
-  // the first node. Folded into the first node's weights when it is a Linear
-  // (fold_input_normalization), else applied to each row as it comes in.
+  // the first node. Folded into the first Linear's weights when nothing but
+  // identities and dropouts come before it and |mean|/std <= 4
+  // (fold_input_normalization; the folded bias cancels a share of the sums
+  // that grows with |mean|/std), else applied to each value as it comes in.
   bool normalize_input = true;
   bool fold_input_normalization = true;  // pass: into the first Linear
   int64_t max_batch = 256;
@@ -93,9 +96,9 @@ Result<Graph> FuseActivations(const Graph& graph);
 // Removes dropout and identity nodes.
 Result<Graph> DropDropout(const Graph& graph);
 
-// Input normalization x ← (x − mean)/std folded into the graph's first node,
-// a linear: W' = W/std, b' = b − (mean/std)·W·1. An error if the first node
-// is not a linear.
+// Input normalization x ← (x − mean)/std folded into the graph's first
+// linear: W' = W/std, b' = b − (mean/std)·W·1. An error if another node than
+// identities and dropouts comes before it.
 Result<Graph> FoldInputNormalization(const Graph& graph, double mean,
                                      double std);
 

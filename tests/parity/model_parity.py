@@ -128,6 +128,34 @@ def main():
         ok = "'1.0'" in str(e) and "Conv1d" in str(e)
         print(f"{'ok  ' if ok else 'FAIL'} unsupported module refused: {e}")
         failures += 0 if ok else 1
+    # A forward that is not its layers once each in order is refused: a layer registered under
+    # two names and called once, and layers called in another order than registered.
+    class Aliased(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+            self.head = self.fc
+
+        def forward(self, x):
+            return self.head(x)
+
+    class Reordered(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.a(self.b(x))
+
+    for bad in (Aliased(), Reordered()):
+        try:
+            export(bad, os.path.join(work, "bad.blst"))
+            print(f"FAIL: {type(bad).__name__} was exported")
+            failures += 1
+        except ExportError as e:
+            ok = "does not apply its layers once each" in str(e)
+            print(f"{'ok  ' if ok else 'FAIL'} {type(bad).__name__} refused: {e}")
+            failures += 0 if ok else 1
     print(f"{'all passed' if failures == 0 else f'{failures} failed'}")
     return 1 if failures else 0
 
