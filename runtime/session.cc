@@ -271,11 +271,12 @@ Result<std::unique_ptr<InferenceSession>> InferenceSession::Create(
   const double memory =
       double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
   const auto too_large = [&](const std::string& why) {
-    return OutOfRange(
-        "session: two activation buffers of max_batch × widest layer = " +
-        std::to_string(options.max_batch) + " × " +
-        std::to_string(impl->widest) + " floats " + why +
-        "; lower max_batch or check the model's widths");
+    return OutOfRange(std::string("session: ") +
+                      (impl->normalize ? "the normalized input and " : "") +
+                      "two activation buffers of max_batch × widest layer = " +
+                      std::to_string(options.max_batch) + " × " +
+                      std::to_string(impl->widest) + " floats " + why +
+                      "; lower max_batch or check the model's widths");
   };
   if (memory > 0 && bytes > memory) {
     return too_large("need " + std::to_string(int64_t(bytes / (1 << 30))) +

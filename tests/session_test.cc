@@ -292,6 +292,16 @@ TEST(SessionTest, AppliesTheInputNormalizationTheModelRecords) {
     b.metadata["input_std"] = Text(stddev);
     SessionOptions opt;  // every pass, hwy
     const auto got = RunSession(b, opt, raw, 5);
+    // Folded at Fashion-MNIST's statistics, not at mean/std = 100.
+    SessionOptions no_other_pass = Reference();
+    no_other_pass.fold_input_normalization = true;
+    Result<std::unique_ptr<InferenceSession>> s =
+        InferenceSession::Create(b, no_other_pass);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    const float w = b.nodes[1].Param("weight").data()[0];
+    EXPECT_EQ((*s)->optimized_graph().nodes[1].Param("weight").data()[0],
+              mean < 1 ? float(double(w) / stddev) : w)
+        << "mean " << mean;
     ASSERT_EQ(got.size(), want_b.size());
     for (size_t i = 0; i < got.size(); ++i) {
       ASSERT_NEAR(got[i], want_b[i],

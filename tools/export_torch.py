@@ -19,6 +19,7 @@ path. The model is exported as it is (BatchNorm running statistics included); ba
 into the weights when it loads the model for inference.
 """
 import argparse
+import copy
 import struct
 import sys
 import time
@@ -123,30 +124,29 @@ def _node(path, m, params):
     return name, op[type(m)], {}, []
 
 
-def _check_order(module, leaves, in_features):
+def _check_order(module, in_features):
     """Refuses an export whose layers, applied once each in order, do not compute what the module
     does in eval mode: a forward that calls its children in another order, skips one, or calls
-    one registered under two names once."""
-    params = list(module.parameters())
-    dtype = params[0].dtype if params else torch.float32
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            x = torch.randn(8, in_features, generator=torch.Generator().manual_seed(0), dtype=dtype)
-            try:
-                want = module(x)
-            except Exception as e:  # noqa: BLE001: any failure of the user's forward
-                raise ExportError(f"cannot check the export: the module's forward failed on a "
-                                  f"[8, {in_features}] batch: {e}") from e
-            got = x
-            try:
-                for _, m in leaves:
-                    got = m(got)
-            except RuntimeError:  # shapes that do not chain
-                got = None
-    finally:
-        module.train(was_training)
+    one registered under two names once. Runs on a float32 CPU copy in eval mode (what is
+    exported), so the module itself, its modes and its running statistics stay as they were."""
+    twin = copy.deepcopy(module).float().cpu().eval()
+    leaves = _leaves(twin, "")
+    with torch.no_grad():
+        x = torch.randn(8, in_features, generator=torch.Generator().manual_seed(0))
+        try:
+            want = twin(x.clone())  # (a first layer may work in place)
+        except Exception as e:  # noqa: BLE001: any failure of the user's forward
+            raise ExportError(f"cannot check the export: the module's forward failed on a "
+                              f"[8, {in_features}] batch: {type(e).__name__}: {e}") from e
+        if not isinstance(want, torch.Tensor):
+            raise ExportError(f"the module's forward returns a {type(want).__name__}, not one "
+                              "tensor")
+        got = x.clone()
+        try:
+            for _, m in leaves:
+                got = m(got)
+        except RuntimeError:  # shapes that do not chain
+            got = None
     if got is None or got.shape != want.shape or not torch.allclose(
             got, want, rtol=1e-4, atol=1e-5, equal_nan=True):
         raise ExportError("the module's forward does not apply its layers once each in the order "
@@ -168,7 +168,7 @@ def serialize(module, description="", input_names="input", output_names="output"
             break
         if n[1] == "batchnorm1d":
             in_features = n[2]["num_features"]
-    _check_order(module, leaves, in_features)
+    _check_order(module, in_features)
 
     metadata = {
         "producer": f"export_torch.py (torch {torch.__version__})",
