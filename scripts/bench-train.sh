@@ -15,6 +15,8 @@ ballast=build/tools/ballast
 [ -f "$peer" ] || { echo "bench-train.sh: no PyTorch peer script at $peer (set PEER)" >&2; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# Runs here save nothing on purpose: `ballast train`'s note saying so is left out of stderr.
+drop_no_model_note() { grep -v 'saves no model' >&2 || true; }
 # Give the peer OpenBLAS's best kernel. OpenBLAS 0.3.21 names the CPUs it knows; on one it does not
 # (a newer Xeon, say) it falls back to its generic SSE3 kernel ("Prescott"), 4-5x slower than its
 # AVX-512 one. Then pick the kernel by the CPU's flags, as OPENBLAS_CORETYPE allows.
@@ -41,7 +43,7 @@ for r in $(seq "$rounds"); do
   cpu_times() { awk '/^cpu[0-9]+ /{print $2+$3+$4+$5+$6+$7+$8+$9, $9}' /proc/stat 2>/dev/null; }
   for t in 1 2; do
     [ "$t" = 2 ] && before=$(roof) && cpu_times > "$tmp/cpu0"
-    "$ballast" train --epochs 5 --threads "$t" |
+    "$ballast" train --epochs 5 --threads "$t" 2> >(drop_no_model_note) |
       sed -n 's/^epoch .*test acc \([0-9.]*\)%, \([0-9.]*\) s,.*/\2 \1/p' >> "$tmp/ballast$t"
   done
   steal=$(cpu_times | paste -d' ' "$tmp/cpu0" - |
