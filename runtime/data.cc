@@ -123,7 +123,14 @@ Result<std::vector<int64_t>> IdxHeader(const std::vector<uint8_t>& b,
   uint64_t total = 1;
   for (int i = 0; i < rank; ++i) {
     dims.push_back(BigEndian32(b.data() + 4 + 4 * i));
-    total *= uint64_t(dims.back());
+    // (A product past 2^64 would wrap and could match the file's size.)
+    if (__builtin_mul_overflow(total, uint64_t(dims.back()), &total) ||
+        total > b.size()) {
+      return DataLoss("'" + path +
+                      "': IDX header's dimensions promise more "
+                      "data than the file holds (" +
+                      std::to_string(b.size()) + " bytes)");
+    }
   }
   if (b.size() != size_t(4 + 4 * rank) + total) {
     return DataLoss("'" + path + "': header promises " + std::to_string(total) +
@@ -387,6 +394,7 @@ Status GatherBatch(const Dataset& d, std::span<const int64_t> rows, float* x,
 }
 
 std::vector<int64_t> EpochOrder(int64_t n, uint64_t seed, int64_t epoch) {
+  if (n <= 0) return {};
   std::vector<int64_t> order(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) order[size_t(i)] = i;
   // Fisher-Yates with draws from the (seed, epoch) stream.

@@ -1,5 +1,7 @@
 #include "ballast/trainer.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -68,19 +70,31 @@ struct Trainer::Impl {
     for (Param* p : params) SyncToGraph(*p);
   }
 
+  // What the loss will read, checked before the forward pass changes any
+  // state (running statistics, the dropout stream).
+  Status CheckStepInputs(const float* x, const int32_t* labels,
+                         const float* targets, int64_t M) const {
+    if (!x) return InvalidArgument("train: the input x is null");
+    if (opt.loss != LossKind::kCrossEntropy) {
+      return targets ? Status::Ok()
+                     : InvalidArgument("train: the MSE loss needs targets");
+    }
+    if (!labels) return InvalidArgument("train: cross-entropy needs labels");
+    for (int64_t m = 0; m < M; ++m) {
+      if (labels[m] < 0 || labels[m] >= out) {
+        return OutOfRange("train: label " + std::to_string(labels[m]) +
+                          " at row " + std::to_string(m) + " is outside [0, " +
+                          std::to_string(out) + ")");
+      }
+    }
+    return Status::Ok();
+  }
+
   Status Loss(const float* y, const int32_t* labels, const float* targets,
               int64_t M, float* dy, StepResult& r) {
     const int64_t C = out;
     double total = 0;
     if (opt.loss == LossKind::kCrossEntropy) {
-      if (!labels) return InvalidArgument("train: cross-entropy needs labels");
-      for (int64_t m = 0; m < M; ++m) {
-        if (labels[m] < 0 || labels[m] >= C) {
-          return OutOfRange("train: label " + std::to_string(labels[m]) +
-                            " at row " + std::to_string(m) +
-                            " is outside [0, " + std::to_string(C) + ")");
-        }
-      }
       const double eps = opt.label_smoothing;
       // Rows in parallel, each row's loss kept, then summed in row order:
       // the same bits on any thread count.
@@ -159,6 +173,7 @@ struct Trainer::Impl {
           std::to_string(opt.max_batch) +
           " (BatchNorm needs more than 1 value per channel)");
     }
+    BALLAST_RETURN_IF_ERROR(CheckStepInputs(x, labels, targets, M));
     const float* in_ptr = x;
     for (size_t i = 0; i < layers.size(); ++i) {
       BALLAST_RETURN_IF_ERROR(Timed(3 * i, [&] {
@@ -237,6 +252,10 @@ struct Trainer::Impl {
 Trainer::Trainer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Trainer::~Trainer() = default;
 
+// The most threads a trainer takes (as `ballast train --threads`): a team
+// past what the machine can start would end the process inside libgomp.
+constexpr int kMaxTrainerThreads = 1024;
+
 // The fewest outputs of a layer whose input gradient is masked (see
 // TrainerOptions::masked_input_grad).
 constexpr int64_t kMaskedInputGradMinOutputs = 64;
@@ -247,9 +266,10 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(
     return InvalidArgument("train: max_batch = " +
                            std::to_string(options.max_batch) + " must be >= 2");
   }
-  if (options.threads < 1) {
-    return InvalidArgument("train: threads = " +
-                           std::to_string(options.threads) + " must be >= 1");
+  if (options.threads < 1 || options.threads > kMaxTrainerThreads) {
+    return InvalidArgument(
+        "train: threads = " + std::to_string(options.threads) +
+        " must be in [1, " + std::to_string(kMaxTrainerThreads) + "]");
   }
   const OptimizerOptions& o = options.optimizer;
   if (!(o.lr >= 0) || !(o.momentum >= 0) || !(o.weight_decay >= 0) ||
@@ -273,6 +293,33 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(
   }
   BALLAST_ASSIGN_OR_RETURN(const std::vector<int64_t> widths,
                            graph.Validate(Registry::Builtin()));
+  // Every buffer is max_batch × a width: refused before their sizes
+  // overflow or pass the machine's memory.
+  const int64_t widest_layer = std::max(
+      graph.input_features, *std::max_element(widths.begin(), widths.end()));
+  const double buffer_bytes =
+      double(options.max_batch) * double(widest_layer) * sizeof(float);
+  const double memory =
+      double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
+  if (memory > 0 && buffer_bytes > memory) {
+    return OutOfRange(
+        "train: max_batch = " + std::to_string(options.max_batch) +
+        " rows of " + std::to_string(widest_layer) +
+        " floats need more than the machine's memory for one "
+        "buffer; lower max_batch");
+  }
+  try {
+    return CreateChecked(graph, options, widths);
+  } catch (const std::bad_alloc&) {
+    return OutOfRange("train: the buffers for max_batch = " +
+                      std::to_string(options.max_batch) +
+                      " rows cannot be allocated; lower max_batch");
+  }
+}
+
+Result<std::unique_ptr<Trainer>> Trainer::CreateChecked(
+    const Graph& graph, const TrainerOptions& options,
+    const std::vector<int64_t>& widths) {
   auto impl = std::make_unique<Impl>(options);
   impl->graph = graph;
   for (Node& n : impl->graph.nodes) {
@@ -381,6 +428,12 @@ Graph Trainer::CurrentGraph() const {
 
 Result<EvalResult> Trainer::Evaluate(const float* x, const int32_t* labels,
                                      int64_t rows) const {
+  if (rows < 1 || !x || !labels) {
+    return InvalidArgument("evaluate: " + std::to_string(rows) +
+                           " rows at x = " + (x ? "data" : "null") +
+                           ", labels = " + (labels ? "data" : "null") +
+                           "; needs rows >= 1 and both");
+  }
   SessionOptions so;
   so.threads = impl_->opt.threads;
   so.max_batch = std::clamp<int64_t>(rows, 1, 1024);
@@ -427,7 +480,14 @@ std::map<std::string, Tensor> Trainer::Gradients() const {
   return out;
 }
 
-void Trainer::set_lr(double lr) { impl_->opt.optimizer.lr = lr; }
+Status Trainer::set_lr(double lr) {
+  if (!(lr >= 0) || !std::isfinite(lr)) {
+    return InvalidArgument("train: learning rate " + std::to_string(lr) +
+                           " must be finite and >= 0");
+  }
+  impl_->opt.optimizer.lr = lr;
+  return Status::Ok();
+}
 double Trainer::lr() const { return impl_->opt.optimizer.lr; }
 int64_t Trainer::step() const { return impl_->step; }
 std::vector<PhaseTime> Trainer::Profile() const { return impl_->profile; }
@@ -460,6 +520,8 @@ Model Trainer::Checkpoint(
   m.graph.metadata["trainer.lr"] = std::string(lr, lr_end);
   m.graph.metadata["trainer.optimizer"] =
       OptimizerName(impl_->opt.optimizer.kind);
+  // The layers (and so the numbering of the batch counts below) follow it.
+  m.graph.metadata["trainer.fuse"] = impl_->opt.fuse ? "1" : "0";
   for (size_t i = 0; i < impl_->layers.size(); ++i) {
     if (int64_t* nb = impl_->layers[i]->num_batches()) {
       m.graph.metadata["trainer.num_batches." + std::to_string(i)] =
@@ -524,6 +586,16 @@ Result<std::unique_ptr<Trainer>> Trainer::Resume(
         "resume: the checkpoint holds the state of optimizer " +
         (named != ck.graph.metadata.end() ? named->second : state) +
         ", which " + OptimizerName(kind) + " cannot continue");
+  }
+  const auto fused = ck.graph.metadata.find("trainer.fuse");
+  if (fused != ck.graph.metadata.end() &&
+      (fused->second == "1") != options.fuse) {
+    return InvalidArgument(
+        std::string("resume: the checkpoint was trained with "
+                    "TrainerOptions::fuse = ") +
+        (fused->second == "1" ? "true" : "false") +
+        "; resume it with the same (its layers, and the state they keep, "
+        "follow it)");
   }
   BALLAST_ASSIGN_OR_RETURN(const uint64_t step, get("trainer.step"));
   BALLAST_ASSIGN_OR_RETURN(const uint64_t seed, get("trainer.rng_seed"));

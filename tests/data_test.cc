@@ -265,6 +265,15 @@ TEST(DataTest, ReadsAPlainIdxDirectory) {
   EXPECT_EQ(d->train.labels, (std::vector<int32_t>{2, 0, 1}));
   EXPECT_EQ(d->test.labels, (std::vector<int32_t>{1, 2}));
   EXPECT_EQ(d->test.x[7], 1.0f);
+  // Dimensions whose product wraps past 2^64 to the file's 0 data bytes
+  // (65536^4) are damage, not an empty data set of 2^48 features per row.
+  write("train-images-idx3-ubyte", {65536, 65536, 65536, 65536}, {});
+  write("train-labels-idx1-ubyte", {65536}, std::vector<unsigned char>(65536));
+  d = LoadIdxDirectory(dir.string());
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("promise more data than the file holds"),
+            std::string::npos)
+      << d.status().ToString();
   std::filesystem::remove_all(dir);
 }
 
@@ -292,6 +301,8 @@ TEST(DataTest, EpochOrderIsASeededPermutation) {
   std::vector<int64_t> sorted = a;
   std::sort(sorted.begin(), sorted.end());
   for (int64_t i = 0; i < 1000; ++i) ASSERT_EQ(sorted[size_t(i)], i);
+  EXPECT_TRUE(EpochOrder(0, 3, 0).empty());
+  EXPECT_TRUE(EpochOrder(-1, 3, 0).empty());
 }
 
 TEST(DataTest, GatherBatchCopiesTheChosenRowsOnAnyThreadCount) {

@@ -526,6 +526,16 @@ TEST(TrainerTest, ResumingWithAnotherOptimizerIsAnError) {
   // Adam and AdamW keep the same state, as in PyTorch.
   opt.optimizer.kind = OptimizerKind::kAdamW;
   EXPECT_TRUE(Trainer::Resume(adam, opt).ok());
+  // Unfused layers keep their state otherwise than fused ones: named, not
+  // mistaken for a damaged file.
+  opt.fuse = false;
+  auto unfused = Trainer::Resume(adam, opt);
+  ASSERT_FALSE(unfused.ok());
+  EXPECT_NE(unfused.status().message().find(
+                "trained with TrainerOptions::fuse = true"),
+            std::string::npos)
+      << unfused.status().ToString();
+  opt.fuse = true;
   // Without the name (an older checkpoint) the buffers tell.
   Model old = adam;
   old.graph.metadata.erase("trainer.optimizer");
@@ -667,6 +677,40 @@ TEST(TrainerTest, RejectsBadBatchesLabelsAndOptions) {
   opt = {};
   opt.optimizer.nesterov = true;  // without momentum
   EXPECT_FALSE(Trainer::Create(Mlp(6, 3, 0.0, 1), opt).ok());
+  // Sizes and team sizes past the machine are errors, not crashes.
+  opt = {};
+  opt.max_batch = int64_t{1} << 60;  // × 32 floats wraps to 0
+  EXPECT_FALSE(Trainer::Create(Mlp(6, 3, 0.0, 1), opt).ok());
+  opt = {};
+  opt.threads = 1 << 30;
+  EXPECT_FALSE(Trainer::Create(Mlp(6, 3, 0.0, 1), opt).ok());
+  // Null pointers, and rows to evaluate, are checked.
+  EXPECT_FALSE((*t)->Step(nullptr, p.y.data(), nullptr, 8).ok());
+  EXPECT_FALSE((*t)->Evaluate(p.x.data(), nullptr, 8).ok());
+  EXPECT_FALSE((*t)->Evaluate(p.x.data(), p.y.data(), 0).ok());
+  // A rate the options would refuse is refused later too, and kept out.
+  EXPECT_FALSE((*t)->set_lr(std::nan("")).ok());
+  EXPECT_FALSE((*t)->set_lr(-0.1).ok());
+  EXPECT_EQ((*t)->lr(), TrainerOptions{}.optimizer.lr);
+}
+
+// A step refused for its labels or pointers changes nothing: the next steps
+// give the bits of a trainer that never saw it.
+TEST(TrainerTest, ARefusedStepLeavesTheTrainerAsItWas) {
+  const Problem p = MakeProblem(64, 6, 3, 9);
+  const Graph g = Mlp(6, 3, 0.5, 1);
+  auto refused = Trainer::Create(g, {});
+  auto clean = Trainer::Create(g, {});
+  ASSERT_TRUE(refused.ok() && clean.ok());
+  std::vector<int32_t> bad = p.y;
+  bad[5] = 3;  // == the output width
+  EXPECT_FALSE((*refused)->Step(p.x.data(), bad.data(), nullptr, 32).ok());
+  EXPECT_FALSE((*refused)->Step(p.x.data(), nullptr, nullptr, 32).ok());
+  for (int step = 0; step < 3; ++step) {
+    ASSERT_TRUE((*refused)->Step(p.x.data(), p.y.data(), nullptr, 32).ok());
+    ASSERT_TRUE((*clean)->Step(p.x.data(), p.y.data(), nullptr, 32).ok());
+  }
+  ExpectBitIdentical((*refused)->CurrentGraph(), (*clean)->CurrentGraph());
 }
 
 TEST(TrainerTest, MseLossAndGradientClipping) {

@@ -550,7 +550,8 @@ Status RunTrain(TrainCli o) {
                      "', is kept; ";
   };
   const auto train_epoch = [&](int epoch) -> Status {
-    trainer->set_lr(ScheduledLr(o.lr, schedule, epoch));
+    BALLAST_RETURN_IF_ERROR(
+        trainer->set_lr(ScheduledLr(o.lr, schedule, epoch)));
     const std::vector<int64_t> order =
         EpochOrder(data.train.rows, o.seed, epoch);
     const int64_t batches =

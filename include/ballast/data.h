@@ -67,7 +67,8 @@ void GatherBatchRows(const Dataset& d, std::span<const int64_t> rows,
 
 // A permutation of [0, n) fixed by (seed, epoch): the same on every run and
 // thread count, so a run resumed at an epoch boundary sees the same order.
-std::vector<int64_t> EpochOrder(int64_t n, uint64_t seed, int64_t epoch);
+std::vector<int64_t> EpochOrder(int64_t n, uint64_t seed,
+                                int64_t epoch);  // n <= 0: empty
 
 }  // namespace ballast
 

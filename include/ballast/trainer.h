@@ -131,7 +131,11 @@ class Trainer {
   ~Trainer();
 
   // x [batch, in]; labels [batch] (cross-entropy) or targets [batch, out]
-  // (MSE, pass nullptr labels). 2 <= batch <= max_batch.
+  // (MSE, pass nullptr labels). 2 <= batch <= max_batch. Sizes, pointers and
+  // labels are checked before anything changes; a loss that comes out NaN or
+  // infinite is an error after the forward pass, which has already moved
+  // BatchNorm's running statistics with the batch (as a forward in train
+  // mode does in torch): continue from a checkpoint, not from this trainer.
   Result<StepResult> Step(const float* x, const int32_t* labels,
                           const float* targets, int64_t batch);
   // The same, with `side` done on the step's threads (see StepSideWork).
@@ -142,8 +146,10 @@ class Trainer {
   // them); for tests and gradient checks.
   Result<StepResult> ComputeGradients(const float* x, const int32_t* labels,
                                       const float* targets, int64_t batch);
-  // Loss and accuracy in evaluation mode on rows as Step takes them (no input
-  // normalization from the graph's metadata is applied).
+  // Cross-entropy loss and accuracy in evaluation mode on rows as Step takes
+  // them (no input normalization from the graph's metadata is applied; the
+  // loss is the plain cross-entropy whatever TrainerOptions::loss and
+  // label_smoothing say). rows >= 1.
   Result<EvalResult> Evaluate(const float* x, const int32_t* labels,
                               int64_t rows) const;
 
@@ -154,7 +160,8 @@ class Trainer {
   std::map<std::string, Tensor> Gradients() const;
   // The learning rate of the steps to come: for a schedule, ScheduledLr
   // (ballast/schedule.h) before each epoch.
-  void set_lr(double lr);
+  // An error (and no change) unless lr is finite and >= 0.
+  Status set_lr(double lr);
   double lr() const;
   int64_t step() const;
   // With TrainerOptions::profile: each layer's forward, backward and update
@@ -167,6 +174,10 @@ class Trainer {
  private:
   struct Impl;
   explicit Trainer(std::unique_ptr<Impl> impl);
+  // Create past its checks of the options and sizes.
+  static Result<std::unique_ptr<Trainer>> CreateChecked(
+      const Graph& graph, const TrainerOptions& options,
+      const std::vector<int64_t>& widths);
   std::unique_ptr<Impl> impl_;
 };
 
