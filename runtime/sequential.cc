@@ -1,3 +1,4 @@
+#include <cmath>
 #include <string>
 
 #include "ballast/init.h"
@@ -54,6 +55,16 @@ Sequential& Sequential::Linear(int64_t out_features, bool bias) {
 Sequential& Sequential::BatchNorm1d(double eps, std::optional<double> momentum,
                                     bool affine, bool track_running_stats) {
   if (!error_.ok()) return *this;
+  // (momentum -1 is how the graph spells torch's None: refused as a value.)
+  if (!(eps > 0) || !std::isfinite(eps) ||
+      (momentum && !(*momentum >= 0 && *momentum <= 1))) {
+    error_ = InvalidArgument(
+        "Sequential: BatchNorm1d(eps = " + std::to_string(eps) +
+        ", momentum = " +
+        (momentum ? std::to_string(*momentum) : std::string("None")) +
+        "): eps must be finite and > 0, momentum in [0, 1] or None");
+    return *this;
+  }
   Node& n = Add("batchnorm1d", BlockPrefix(in_block_));
   n.attrs["num_features"] = features_;
   n.attrs["eps"] = eps;
@@ -79,6 +90,11 @@ Sequential& Sequential::ReLU() {
   return *this;
 }
 Sequential& Sequential::LeakyReLU(double negative_slope) {
+  if (error_.ok() && !std::isfinite(negative_slope)) {
+    error_ = InvalidArgument("Sequential: LeakyReLU(negative_slope = " +
+                             std::to_string(negative_slope) +
+                             "): the slope must be finite");
+  }
   if (error_.ok()) {
     Add("leaky_relu", BlockPrefix(in_block_)).attrs["negative_slope"] =
         negative_slope;

@@ -104,6 +104,12 @@ TEST(SequentialTest, ReportsBadArgumentsAtBuild) {
   EXPECT_FALSE(Sequential(0).Linear(3).Build().ok());
   EXPECT_FALSE(Sequential(4).Linear(0).Build().ok());
   EXPECT_FALSE(Sequential(4).Dropout(1.5).Build().ok());
+  EXPECT_FALSE(Sequential(4).BatchNorm1d(-1.0).Build().ok());
+  EXPECT_FALSE(Sequential(4).BatchNorm1d(std::nan("")).Build().ok());
+  EXPECT_FALSE(Sequential(4).BatchNorm1d(1e-5, 2.0).Build().ok());
+  EXPECT_FALSE(Sequential(4).BatchNorm1d(1e-5, -0.5).Build().ok());
+  EXPECT_TRUE(Sequential(4).BatchNorm1d(1e-5, std::nullopt).Build().ok());
+  EXPECT_FALSE(Sequential(4).LeakyReLU(std::nan("")).Build().ok());
   Result<Graph> g = Sequential(4).StandardBlock(3, 0.1, "swish").Build();
   ASSERT_FALSE(g.ok());
   EXPECT_NE(g.status().message().find("'swish'"), std::string::npos);

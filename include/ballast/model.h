@@ -8,7 +8,9 @@
 // default) → Dropout(p). Parameters start as PyTorch's do: Linear weight
 // and bias U(±1/√in), BatchNorm γ = 1, β = 0, running mean 0, variance 1,
 // drawn from a Philox generator seeded with `seed`. A bad argument (width
-// 0, p outside [0, 1], an unknown activation) is reported by Build.
+// 0, p outside [0, 1], an unknown activation, a BatchNorm eps <= 0 or
+// momentum outside [0, 1] — std::nullopt is torch's None, the cumulative
+// average — a slope that is not finite) is reported by Build.
 #ifndef BALLAST_MODEL_H_
 #define BALLAST_MODEL_H_
 
