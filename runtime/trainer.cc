@@ -14,6 +14,7 @@
 #include "ballast/registry.h"
 #include "ballast/session.h"
 #include "ops/cache_aligned.h"
+#include "ops/ref/cross_entropy.h"
 #include "ops/tasks.h"
 #include "runtime/number_text.h"
 #include "runtime/optimizer.h"
@@ -80,14 +81,7 @@ struct Trainer::Impl {
                      : InvalidArgument("train: the MSE loss needs targets");
     }
     if (!labels) return InvalidArgument("train: cross-entropy needs labels");
-    for (int64_t m = 0; m < M; ++m) {
-      if (labels[m] < 0 || labels[m] >= out) {
-        return OutOfRange("train: label " + std::to_string(labels[m]) +
-                          " at row " + std::to_string(m) + " is outside [0, " +
-                          std::to_string(out) + ")");
-      }
-    }
-    return Status::Ok();
+    return ref::CheckLabels(labels, M, out).WithContext("train: ");
   }
 
   Status Loss(const float* y, const int32_t* labels, const float* targets,
