@@ -230,15 +230,27 @@ def serialize(module, description="", input_names="input", output_names="output"
 
 
 def export(module, path, description=""):
-    """Writes `module` to `path` (atomically: a temporary file renamed into place)."""
+    """Writes `module` to `path` as SaveModel does: a temporary file in the target's directory,
+    synced and renamed into place, then the directory synced, so that a crash leaves the old file
+    or the new one, never half of one."""
     import os
     data = serialize(module, description=description)
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    dir_fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
     return len(data)
 
 

@@ -15,6 +15,9 @@ namespace ballast::cli {
 // --lr when it is not given: SGD's is the book's recipe's, Adam's (and
 // AdamW's) torch.optim.Adam's default.
 inline constexpr double kSgdLr = 0.05, kAdamLr = 1e-3;
+// --weight-decay when it is not given: torch.optim.AdamW's default with
+// adamw (without it AdamW is Adam), none with sgd and adam (torch's too).
+inline constexpr double kAdamWDecay = 0.01;
 // --batch's range.
 inline constexpr int64_t kMinBatch = 2, kMaxBatch = 65536;
 // --epochs' range.

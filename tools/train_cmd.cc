@@ -179,6 +179,18 @@ Status CheckRanges(const TrainCli& o) {
   return Status::Ok();
 }
 
+// The optimizer's other settings as the first line printed names them
+// after its rate: SGD's momentum, and weight decay, where not zero.
+std::string OptimizerText(const TrainCli& o) {
+  std::string text;
+  if (o.optimizer == "sgd" && o.momentum > 0) {
+    text += fmt::format(" momentum {}", o.momentum);
+  }
+  if (o.weight_decay > 0)
+    text += fmt::format(" weight decay {}", o.weight_decay);
+  return text;
+}
+
 // The schedule as the first line printed names it: "" when constant.
 std::string ScheduleText(const LrSchedule& s) {
   std::string text;
@@ -391,6 +403,14 @@ Status RunTrain(TrainCli o) {
       o.optimizer != "sgd") {
     o.lr = kAdamLr;
   }
+  if (!o.given.count("--weight-decay") && !o.recorded.count("--weight-decay") &&
+      o.optimizer == "adamw") {
+    o.weight_decay = kAdamWDecay;
+  }
+  if (o.given.count("--momentum") && o.optimizer != "sgd") {
+    return InvalidArgument("--momentum is for --optimizer sgd; " + o.optimizer +
+                           " keeps torch's moments (betas 0.9, 0.999)");
+  }
   BALLAST_ASSIGN_OR_RETURN(const std::vector<int64_t> widths,
                            ParseArch(o.arch));
   BALLAST_ASSIGN_OR_RETURN(const InitScheme init, ParseInit(o.init));
@@ -511,10 +531,11 @@ Status RunTrain(TrainCli o) {
   }
   const bool tty = ::isatty(STDOUT_FILENO);
   fmt::print(
-      "training {} on {} ({} train / {} test rows), batch {}, {} lr {}{}, {} "
+      "training {} on {} ({} train / {} test rows), batch {}, {} lr {}{}{}, {} "
       "thread(s), {}\n",
       o.arch, o.data, data.train.rows, data.test.rows, o.batch, o.optimizer,
-      o.lr, ScheduleText(schedule), o.threads, o.no_fuse ? "unfused" : "fused");
+      o.lr, OptimizerText(o), ScheduleText(schedule), o.threads,
+      o.no_fuse ? "unfused" : "fused");
   std::vector<EpochLog> logs;
   // Whether the rate changes from epoch to epoch (then each epoch's line
   // names it).
@@ -742,10 +763,13 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
                 fmt::format("Learning rate (default: {} with sgd; {} with adam "
                             "and adamw, torch.optim.Adam's default)",
                             kSgdLr, kAdamLr));
-  c->add_option("--momentum", o->momentum, "SGD momentum")
+  c->add_option("--momentum", o->momentum,
+                "SGD's momentum (an error with adam and adamw)")
       ->capture_default_str();
-  c->add_option("--weight-decay", o->weight_decay, "Weight decay")
-      ->capture_default_str();
+  c->add_option("--weight-decay", o->weight_decay,
+                fmt::format("Weight decay (default: 0 with sgd and adam; {} "
+                            "with adamw, torch.optim.AdamW's default)",
+                            kAdamWDecay));
   c->add_option("--schedule", o->schedule,
                 "Learning rate per epoch: constant | step (x GAMMA every "
                 "STEP-SIZE epochs, StepLR) | cosine (to 0 after --epochs, "

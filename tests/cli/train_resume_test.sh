@@ -53,7 +53,7 @@ run_ballast train "${recipe[@]}" --checkpoint-dir "$work/ck_recipe" --out "$work
 cp "$work/recipe.blst" "$work/recipe_straight.blst"
 (cd / && run_ballast train --resume "$work/ck_recipe/epoch-2.blst" --out "$work/recipe_resumed.blst" \
   > "$work/recipe_resumed.txt")
-grep -q 'adam lr 0.001 cosine to 0 over 4 epochs with 1 epoch(s) of linear warmup' \
+grep -q 'adam lr 0.001 weight decay 0.02 cosine to 0 over 4 epochs with 1 epoch(s) of linear warmup' \
   "$work/recipe_resumed.txt"
 run_ballast run "$work/recipe_straight.blst" --input "$work/x.csv" > "$work/y_recipe.csv"
 run_ballast run "$work/recipe_resumed.blst" --input "$work/x.csv" > "$work/y_recipe_resumed.csv"
@@ -164,11 +164,29 @@ quick=(--data "$work/data.csv" --arch 8-16-2 --batch 32 --epochs 1 --seed 3)
 # (Into a file: grep -q in a pipe stops reading at its match, and the writer's SIGPIPE would fail
 # the pipeline.)
 run_ballast train "${quick[@]}" > "$work/sgd.txt"
-grep -q 'sgd lr 0.05,' "$work/sgd.txt"
+grep -q 'sgd lr 0.05 momentum 0.9,' "$work/sgd.txt"
 run_ballast train "${quick[@]}" --optimizer adam > "$work/adam.txt"
 grep -q 'adam lr 0.001,' "$work/adam.txt"
 run_ballast train "${quick[@]}" --optimizer adamw --lr 0.01 > "$work/adamw.txt"
-grep -q 'adamw lr 0.01,' "$work/adamw.txt"
+grep -q 'adamw lr 0.01 weight decay 0.01,' "$work/adamw.txt"
+# --weight-decay defaults to torch.optim.AdamW's 0.01 with adamw (with 0, AdamW is Adam), and to
+# 0 with sgd and adam; --momentum is SGD's alone.
+run_ballast train "${quick[@]}" --optimizer adamw --weight-decay 0 --out "$work/adamw0.blst" \
+  > "$work/adamw0.txt"
+grep -q 'adamw lr 0.001,' "$work/adamw0.txt"
+run_ballast train "${quick[@]}" --optimizer adam --out "$work/adam.blst" >/dev/null
+run_ballast run "$work/adamw0.blst" --input "$work/x.csv" > "$work/y_adamw0.csv"
+run_ballast run "$work/adam.blst" --input "$work/x.csv" > "$work/y_adam.csv"
+cmp "$work/y_adamw0.csv" "$work/y_adam.csv"
+run_ballast train "${quick[@]}" --optimizer adamw --out "$work/adamw.blst" >/dev/null
+run_ballast run "$work/adamw.blst" --input "$work/x.csv" > "$work/y_adamw.csv"
+if cmp -s "$work/y_adamw.csv" "$work/y_adam.csv"; then
+  echo "adamw's default weight decay changed nothing"; exit 1
+fi
+if run_ballast train "${quick[@]}" --optimizer adam --momentum 0.5 2>"$work/err.txt"; then
+  echo "--momentum was accepted with adam"; exit 1
+fi
+grep -q -- "--momentum is for --optimizer sgd" "$work/err.txt"
 # Bad input is an error naming the problem, and nothing already saved is lost.
 if run_ballast train --data "$work/missing.csv" --arch 8-2 --epochs 1 2>"$work/err.txt"; then
   echo "a missing data file was accepted"; exit 1
