@@ -451,8 +451,10 @@ HWY_NOINLINE void Tile(const TileCtx& c, int64_t m0, int64_t p, int64_t k0,
 // independent FMA chains; with an FMA latency of 4 cycles and two FMA units
 // it needs 8 to issue every cycle. Batch-1 serving ran at a quarter of the
 // FMA rate and at the same speed whether the weights came from L1, L2 or L3.
-// Each column still sums over k in order from zero, one FMA per k, as the
-// one-panel tile does: the same bits.
+// Each column still sums over k in order from zero, one FMA per k, in the
+// K blocks of the one-panel tile, each block's sums added to the earlier
+// blocks' as that tile adds them: the same bits, so that a row's outputs do
+// not depend on how many rows it runs with.
 #define BALLAST_WIDE_VEC(j, ...)                             \
   if constexpr (V > j) {                                     \
     const float* bj = bk + (j / kNV) * ps + (j % kNV) * L;   \
@@ -467,18 +469,23 @@ HWY_NOINLINE void Tile(const TileCtx& c, int64_t m0, int64_t p, int64_t k0,
                           (m0 + r) * c.ldy + (j % kNV) * L     \
                     : c.y + (m0 + r) * c.ldy + n0 + j * L)
 
-#define BALLAST_WIDE_STORE(r, j)                                      \
-  if constexpr (MR > r && V > j) {                                    \
-    float* yj = BALLAST_WIDE_Y(r, j);                                 \
-    c##r##j = ApplyEpilogue<E>(d, c##r##j, c, n0 + j * L, size_t(L)); \
-    if (!UpdatesWeight(E) || c.ep.store_grad) {                       \
-      hn::StoreU(c##r##j, d, yj);                                     \
-    }                                                                 \
-    UpdateAfterStore<E>(d, c, yj, c##r##j, size_t(L));                \
+#define BALLAST_WIDE_STORE(r, j)                                        \
+  if constexpr (MR > r && V > j) {                                      \
+    float* yj = BALLAST_WIDE_Y(r, j);                                   \
+    if (!first) c##r##j = hn::Add(c##r##j, hn::LoadU(d, yj));           \
+    if (last) {                                                         \
+      c##r##j = ApplyEpilogue<E>(d, c##r##j, c, n0 + j * L, size_t(L)); \
+    }                                                                   \
+    if (!UpdatesWeight(E) || c.ep.store_grad || !last) {                \
+      hn::StoreU(c##r##j, d, yj);                                       \
+    }                                                                   \
+    if (last) UpdateAfterStore<E>(d, c, yj, c##r##j, size_t(L));        \
   }
 
+// Over k in [k0, k0 + kc) (see Tile for `first` and `last`).
 template <int MR, Epilogue E>
-HWY_NOINLINE void WideTile(const TileCtx& c, int64_t m0, int64_t p) {
+HWY_NOINLINE void WideTile(const TileCtx& c, int64_t m0, int64_t p, int64_t k0,
+                           int64_t kc, bool first, bool last) {
   constexpr int V = int(kGemmWideChains) / MR;
   static_assert(MR * V == kGemmWideChains && V % kNV == 0);
   const DF d;
@@ -486,9 +493,9 @@ HWY_NOINLINE void WideTile(const TileCtx& c, int64_t m0, int64_t p) {
   const int64_t n0 = p * kNV * L;
   const int64_t ps = c.b.panel_stride;
   int64_t ld;
-  const float* b0 = c.b.Row(p, 0, &ld);
-  const float* a0 = c.a + m0 * c.a_rs;
-  const float* a1 = c.a + (m0 + (MR > 1 ? 1 : 0)) * c.a_rs;
+  const float* b0 = c.b.Row(p, k0, &ld);
+  const float* a0 = c.a + m0 * c.a_rs + k0 * c.a_cs;
+  const float* a1 = c.a + (m0 + (MR > 1 ? 1 : 0)) * c.a_rs + k0 * c.a_cs;
   VF c00 = hn::Zero(d), c01 = c00, c02 = c00, c03 = c00;
   VF c04 = c00, c05 = c00, c06 = c00, c07 = c00;
   VF c10 = c00, c11 = c00, c12 = c00, c13 = c00;
@@ -502,7 +509,7 @@ HWY_NOINLINE void WideTile(const TileCtx& c, int64_t m0, int64_t p) {
   BALLAST_WIDE_VEC(5)     \
   BALLAST_WIDE_VEC(6)     \
   BALLAST_WIDE_VEC(7)
-  for (int64_t k = 0; k < c.b.k; ++k) {
+  for (int64_t k = 0; k < kc; ++k) {
     const float* bk = b0 + k * ld;
     const VF a0v = hn::Set(d, a0[k * c.a_cs]);
     const VF a1v = hn::Set(d, a1[k * c.a_cs]);
@@ -678,21 +685,27 @@ void GemmUnit(TileCtx c, const GemmPlan& plan, const GemmRange& r,
     return;
   }
   if (plan.group > 1) {
-    // At most kGemmWideM rows and one K block: wide tiles over the unit's
-    // whole panels, the one-panel tile for the rest (a last, narrower panel).
+    // At most kGemmWideM rows: wide tiles over the unit's whole panels, the
+    // one-panel tile for the rest (a last, narrower panel), K in the blocks
+    // of the other rows' tiles.
     const int mr = int(r.m_end - r.m_begin);
     const int64_t g = kGemmWideChains / (mr * kNV);
     const int64_t whole = std::min(r.p_end, c.b.n / c.b.nr);
-    int64_t q = r.p;
-    for (; g > 1 && q + g <= whole; q += g) {
-      if (mr == 1) {
-        WideTile<1, E>(c, r.m_begin, q);
-      } else {
-        WideTile<2, E>(c, r.m_begin, q);
+    for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += plan.kc) {
+      const int64_t kc = std::min(plan.kc, K - k0);
+      const bool first = k0 == 0, last = k0 + kc >= K;
+      int64_t q = r.p;
+      for (; g > 1 && q + g <= whole; q += g) {
+        if (mr == 1) {
+          WideTile<1, E>(c, r.m_begin, q, k0, kc, first, last);
+        } else {
+          WideTile<2, E>(c, r.m_begin, q, k0, kc, first, last);
+        }
       }
-    }
-    for (; q < r.p_end; ++q) {
-      TileAnyRows<E>(c, mr, r.m_begin, q, 0, K, true, true, true);
+      for (; q < r.p_end; ++q) {
+        TileAnyRows<E>(c, mr, r.m_begin, q, k0, kc, first, last, true);
+      }
+      if (K == 0) break;
     }
     return;
   }

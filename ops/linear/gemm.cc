@@ -295,7 +295,7 @@ Status GemmPanels(const GemmArgs& args, const BPanels& b, Epilogue epilogue,
     // (it splits a long K into blocks whose sums it adds) or would not pay
     // (no whole group: one-row tiles of one panel over all of A).
     group = std::max<int64_t>(1, kGemmWideChains / vectors);
-    if ((a.m > kGemmSmallM && b.k > kc_max) || b.n / b.nr < group) {
+    if (b.k > kc_max || b.n / b.nr < group) {
       a.a_nonzeros = nullptr;
       group = 1;
     } else {

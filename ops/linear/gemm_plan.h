@@ -7,8 +7,7 @@
 
 namespace ballast::ops {
 
-inline constexpr int kGemmMR = 6;          // rows per register tile
-inline constexpr int64_t kGemmSmallM = 4;  // M <= this streams whole panels
+inline constexpr int kGemmMR = 6;  // rows per register tile
 // Accumulators of the wide tile, which computes one or two rows over several
 // panels at once: a one-row tile of one panel has only kNV independent FMA
 // chains, too few to hide the FMA latency (see WideTile in gemm-inl.h).
@@ -123,7 +122,9 @@ struct GemmPlan {
     // Never more threads than there are units.
     plan.threads = int(
         std::clamp<int64_t>(threads, 1, std::max<int64_t>(1, plan.units())));
-    if (m <= kGemmSmallM || k <= kc_max) {
+    // The same blocks for every M: a row's outputs do not depend on the
+    // rows it runs with (a session's chunks, a server's batches).
+    if (k <= kc_max) {
       plan.kc = std::max<int64_t>(k, 1);
     } else {
       // Equal K blocks no longer than kc_max, a multiple of 8.

@@ -604,7 +604,8 @@ TEST(GemmTest, WideTilesOfOneAndTwoRowsMatchOnePanelAtATimeBitForBit) {
     for (int threads : {1, 2}) {
       for (int64_t m : {1, 2}) {
         for (int64_t n : {4 * nr, 9 * nr + 5}) {
-          for (int64_t k : {1, 37, 300}) {
+          for (int64_t k :
+               {int64_t{1}, int64_t{37}, int64_t{300}, GemmKBlockMax() + 37}) {
             for (Epilogue e :
                  {Epilogue::kNone, Epilogue::kBias, Epilogue::kBiasRelu,
                   Epilogue::kBiasLeakyRelu, Epilogue::kScaleShift,
@@ -685,6 +686,48 @@ TEST(GemmTest, WideTilesOfOneAndTwoRowsMatchOnePanelAtATimeBitForBit) {
                   EXPECT_EQ(b.buf, ref.buf);
                 }
               }
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+// A row's outputs do not depend on how many rows a call computes: a
+// session's chunks and a server's batches give each row the bits it gets
+// alone. Every row count from the wide tiles' one and two rows to whole and
+// partial six-row tiles, K within one block and over several (each block's
+// sums added to the earlier ones' in every tile), 1 and 2 threads.
+TEST(GemmTest, EachRowGetsTheSameBitsWhateverTheRowsBesideIt) {
+  ForEachTarget([](const char*) {
+    const int64_t nr = GemmPanelWidth();
+    const int64_t kMaxRows = 20;
+    for (int64_t k : {int64_t{300}, 2 * GemmKBlockMax() + 37}) {
+      for (int64_t n : {4 * nr, 3 * nr + 5}) {
+        Generator g(uint64_t(k + n));
+        Buffer x(size_t(kMaxRows * k)), w(size_t(n * k)),
+            bias(static_cast<size_t>(n));
+        x.FillUniform(g), w.FillUniform(g), bias.FillUniform(g);
+        const PackedB packed = PackB(w.data(), k, n, 1, k);
+        for (Epilogue e : {Epilogue::kNone, Epilogue::kBiasRelu}) {
+          for (int threads : {1, 2}) {
+            SCOPED_TRACE(::testing::Message() << "K=" << k << " N=" << n
+                                              << " epilogue=" << EpilogueName(e)
+                                              << " threads=" << threads);
+            const auto run = [&](int64_t m) {
+              Buffer y(size_t(m * n));
+              EXPECT_TRUE(Gemm({x.data(), k, 1, m, y.data(), n, threads},
+                               packed, e, {bias.data()})
+                              .ok());
+              return y.ToVector();
+            };
+            const std::vector<float> all = run(kMaxRows);
+            for (int64_t m = 1; m < kMaxRows; ++m) {
+              const std::vector<float> some = run(m);
+              ASSERT_EQ(some,
+                        std::vector<float>(all.begin(), all.begin() + m * n))
+                  << "the first " << m << " rows";
             }
           }
         }
