@@ -334,6 +334,7 @@ Result<TrainTest> LoadIdxDirectory(const std::string& dir_in) {
 }
 
 Normalization ComputeNormalization(const Dataset& d) {
+  if (d.x.empty()) return {};
   double s = 0, ss = 0;
   for (float v : d.x) s += v;
   const double mean = s / double(d.x.size());
@@ -344,8 +345,14 @@ Normalization ComputeNormalization(const Dataset& d) {
   return {mean, std > 0 ? std : 1.0};
 }
 
-void ApplyNormalization(Dataset& d, const Normalization& n) {
+Status ApplyNormalization(Dataset& d, const Normalization& n) {
+  if (!std::isfinite(n.mean) || !std::isfinite(n.std) || !(n.std > 0)) {
+    return InvalidArgument("normalization: mean " + std::to_string(n.mean) +
+                           " and std " + std::to_string(n.std) +
+                           " need a finite mean and a finite std > 0");
+  }
   for (float& v : d.x) v = float((v - n.mean) / n.std);
+  return Status::Ok();
 }
 
 // Rows ahead whose lines GatherBatch fetches (see there).

@@ -5,6 +5,7 @@
 
 #include "ballast/init.h"
 #include "ballast/model.h"
+#include "ballast/session.h"
 #include "runtime/number_text.h"
 #include "runtime/train_layers.h"
 
@@ -146,6 +147,11 @@ Result<Diagnosis> Diagnose(const DiagnoseOptions& o) {
         std::to_string(o.width) + ", --batch " + std::to_string(o.batch) +
         ": need width >= 1, batch >= 2, and depth × width² and depth × batch "
         "× width each at most 2^28 floats (1 GiB)");
+  }
+  if (o.threads < 1 || o.threads > kMaxThreads) {
+    return InvalidArgument("diagnose: threads = " + std::to_string(o.threads) +
+                           " must be in [1, " + std::to_string(kMaxThreads) +
+                           "]");
   }
   std::string act;
   double slope = 0.01;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -53,8 +54,12 @@ std::string Errno() { return std::strerror(errno); }
 
 }  // namespace
 
-Result<std::vector<uint8_t>> SerializeModel(const Model& model) {
+Result<std::vector<uint8_t>> SerializeModel(const Model& model,
+                                            const Registry* registry) {
   const Graph& g = model.graph;
+  BALLAST_RETURN_IF_ERROR(g.Validate(registry ? *registry : Registry::Builtin())
+                              .status()
+                              .WithContext("save: "));
   std::vector<Entry> entries;
   io::Writer meta, graph;
   meta.U32(uint32_t(g.metadata.size()));
@@ -101,8 +106,8 @@ Result<std::vector<uint8_t>> SerializeModel(const Model& model) {
 
   io::Writer header;
   header.Raw(format::kMagic, sizeof(format::kMagic));
-  header.U16(model.version_major);
-  header.U16(model.version_minor);
+  header.U16(kFormatMajor);
+  header.U16(kFormatMinor);
   header.U32(model.checkpoint ? kFlagCheckpoint : 0u);
   header.U64(end);
   header.U64(meta_off), header.U64(meta.bytes().size());
@@ -141,10 +146,14 @@ Status WriteFileAtomically(const std::string& path,
   const fs::path dir = target.has_parent_path() ? target.parent_path() : ".";
   std::string name = target.filename().string();
   name.insert(name.begin(), '.');
-  name += ".tmp-" + std::to_string(getpid());
+  // A name of this call's own: saves from several threads (or processes)
+  // to one path each write their own file, and the last rename wins.
+  static std::atomic<uint64_t> saves{0};
+  name += ".tmp-" + std::to_string(getpid()) + "-" +
+          std::to_string(saves.fetch_add(1, std::memory_order_relaxed));
   const std::string tmp = (dir / name).string();
   const int fd =
-      ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) {
     return IoError("save '" + path + "': cannot create '" + tmp +
                    "': " + Errno());
@@ -184,9 +193,10 @@ Status WriteFileAtomically(const std::string& path,
   return Status::Ok();
 }
 
-Status SaveModel(const Model& model, const std::string& path) {
+Status SaveModel(const Model& model, const std::string& path,
+                 const Registry* registry) {
   BALLAST_ASSIGN_OR_RETURN(const std::vector<uint8_t> bytes,
-                           SerializeModel(model));
+                           SerializeModel(model, registry));
   return WriteFileAtomically(path, bytes);
 }
 

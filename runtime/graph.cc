@@ -64,6 +64,11 @@ Result<std::vector<int64_t>> Graph::Validate(const Registry& registry) const {
                              "' is used twice");
     }
     BALLAST_ASSIGN_OR_RETURN(features, registry.InferNode(node, features));
+    if (features < 1) {
+      return InvalidArgument("graph: node '" + node.name + "' (op '" + node.op +
+                             "') gives " + std::to_string(features) +
+                             " output features; a layer needs at least 1");
+    }
     widths.push_back(features);
   }
   return widths;

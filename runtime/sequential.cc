@@ -3,6 +3,7 @@
 
 #include "ballast/init.h"
 #include "ballast/model.h"
+#include "runtime/memory.h"
 
 namespace ballast {
 
@@ -42,11 +43,17 @@ Sequential& Sequential::Linear(int64_t out_features, bool bias) {
   n.attrs["in_features"] = features_;
   n.attrs["out_features"] = out_features;
   n.attrs["bias"] = bias;
-  Tensor w = Tensor::Zeros({out_features, features_});
+  const std::string what = "Sequential: Linear(" + std::to_string(features_) +
+                           ", " + std::to_string(out_features) + ") weight";
+  Result<Tensor> w = ZerosWithinMemory({out_features, features_}, what);
+  if (!w.ok()) {
+    error_ = w.status();
+    return *this;
+  }
   Tensor b = bias ? Tensor::Zeros({out_features}) : Tensor();
-  Status s = init::linear_default(w, b, gen_);
+  Status s = init::linear_default(*w, b, gen_);
   if (!s.ok()) error_ = s;
-  n.params["weight"] = w;
+  n.params["weight"] = *w;
   if (bias) n.params["bias"] = b;
   features_ = out_features;
   return *this;
@@ -151,7 +158,13 @@ Result<Graph> Sequential::Build() const {
   if (graph_.nodes.empty()) {
     return InvalidArgument("Sequential: no layers were added");
   }
-  return graph_;
+  // Each graph its own weights: training or changing one leaves the
+  // Sequential and the other graphs built from it as they were.
+  Graph g = graph_;
+  for (Node& n : g.nodes) {
+    for (auto& [name, t] : n.params) t = t.Clone();
+  }
+  return g;
 }
 
 }  // namespace ballast

@@ -1,7 +1,5 @@
 #include "ballast/session.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -13,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "runtime/memory.h"
 #include "runtime/number_text.h"
 
 namespace ballast {
@@ -176,6 +175,11 @@ Result<std::pair<std::unique_ptr<OpKernel>, std::string>> ChooseKernel(
   for (const KernelSpec* k : order) {
     if (k->supports && !k->supports(node, ctx)) continue;
     Result<std::unique_ptr<OpKernel>> made = k->create(node, ctx);
+    if (made.ok() && *made == nullptr) {
+      return Internal("node '" + node.name + "': the " + k->backend +
+                      " kernel of op '" + node.op +
+                      "' was created as a null pointer");
+    }
     if (made.ok()) return std::make_pair(std::move(*made), k->backend);
     last_error = made.status();
   }
@@ -195,9 +199,10 @@ Result<std::unique_ptr<InferenceSession>> InferenceSession::Create(
     const Graph& graph, const SessionOptions& options) {
   const Registry& reg =
       options.registry ? *options.registry : Registry::Builtin();
-  if (options.threads < 1) {
-    return InvalidArgument("session: threads = " +
-                           std::to_string(options.threads) + " must be >= 1");
+  if (options.threads < 1 || options.threads > kMaxThreads) {
+    return InvalidArgument(
+        "session: threads = " + std::to_string(options.threads) +
+        " must be in [1, " + std::to_string(kMaxThreads) + "]");
   }
   if (options.max_batch < 1) {
     return InvalidArgument("session: max_batch = " +
@@ -255,8 +260,18 @@ Result<std::unique_ptr<InferenceSession>> InferenceSession::Create(
       impl->batch_dependent = true;
     }
     const KernelContext ctx{in, widths[i], options.max_batch, options.threads};
-    BALLAST_ASSIGN_OR_RETURN(auto chosen,
-                             ChooseKernel(reg, node, ctx, options.backend));
+    Result<std::pair<std::unique_ptr<OpKernel>, std::string>> chosen_or =
+        Internal("unset");
+    try {
+      chosen_or = ChooseKernel(reg, node, ctx, options.backend);
+    } catch (const std::bad_alloc&) {
+      return OutOfRange("session: node '" + node.name +
+                        "': its kernel's memory (packed weights, buffers for "
+                        "max_batch = " +
+                        std::to_string(options.max_batch) +
+                        " rows) cannot be allocated");
+    }
+    BALLAST_ASSIGN_OR_RETURN(auto chosen, std::move(chosen_or));
     impl->kernels.push_back(std::move(chosen.first));
     impl->plan.push_back({node.name, node.op, chosen.second, in, widths[i]});
     impl->widest = std::max(impl->widest, widths[i]);
@@ -268,8 +283,7 @@ Result<std::unique_ptr<InferenceSession>> InferenceSession::Create(
   const double bytes = (2.0 * double(impl->widest) +
                         (impl->normalize ? double(impl->in_features) : 0.0)) *
                        double(options.max_batch) * sizeof(float);
-  const double memory =
-      double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
+  const double memory = MachineMemoryBytes();
   const auto too_large = [&](const std::string& why) {
     return OutOfRange(std::string("session: ") +
                       (impl->normalize ? "the normalized input and " : "") +
@@ -301,6 +315,20 @@ Status InferenceSession::Run(const float* input, int64_t batch,
   if (batch == 0) return Status::Ok();
   if (input == nullptr || output == nullptr) {
     return InvalidArgument("session: input and output must not be null");
+  }
+  // The kernels read a chunk's input while they write its output (and the
+  // next chunk's input lies past this one's output): in place would be
+  // wrong answers, not an error.
+  const auto begin_in = reinterpret_cast<uintptr_t>(input);
+  const auto begin_out = reinterpret_cast<uintptr_t>(output);
+  const uintptr_t end_in =
+      begin_in + uintptr_t(batch) * uintptr_t(m.in_features) * sizeof(float);
+  const uintptr_t end_out =
+      begin_out + uintptr_t(batch) * uintptr_t(m.out_features) * sizeof(float);
+  if (begin_in < end_out && begin_out < end_in) {
+    return InvalidArgument(
+        "session: the output overlaps the input; Run cannot work in place, "
+        "give it a separate output buffer");
   }
   if (batch > m.options.max_batch && m.batch_dependent) {
     return InvalidArgument(

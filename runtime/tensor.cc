@@ -1,10 +1,11 @@
 #include "ballast/tensor.h"
 
-#include <cassert>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace ballast {
 
@@ -25,11 +26,10 @@ size_t DTypeSize(DType dtype) {
 }
 
 Shape::Shape(std::initializer_list<int64_t> dims) {
-  assert(dims.size() <= size_t(kMaxRank) && "Shape: rank above 4");
-  for (int64_t d : dims) {
-    assert(d >= 0 && "Shape: negative dimension");
-    dims_[size_t(rank_++)] = d;
-  }
+  Result<Shape> made =
+      Make(std::span<const int64_t>(dims.begin(), dims.size()));
+  if (!made.ok()) throw std::invalid_argument(made.status().message());
+  *this = *made;
 }
 
 Result<Shape> Shape::Make(std::span<const int64_t> dims) {
@@ -96,6 +96,22 @@ Tensor Tensor::Zeros(const Shape& shape, DType dtype) {
   t.storage_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
   t.data_ = p;
   return t;
+}
+
+Tensor::Tensor(Tensor&& other) noexcept
+    : storage_(std::move(other.storage_)),
+      data_(std::exchange(other.data_, nullptr)),
+      shape_(std::exchange(other.shape_, Shape())),
+      dtype_(other.dtype_) {}
+
+Tensor& Tensor::operator=(Tensor&& other) noexcept {
+  if (this != &other) {
+    storage_ = std::move(other.storage_);
+    data_ = std::exchange(other.data_, nullptr);
+    shape_ = std::exchange(other.shape_, Shape());
+    dtype_ = other.dtype_;
+  }
+  return *this;
 }
 
 Tensor Tensor::Full(const Shape& shape, float value) {

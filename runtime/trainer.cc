@@ -1,12 +1,11 @@
 #include "ballast/trainer.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,6 +15,7 @@
 #include "ops/cache_aligned.h"
 #include "ops/ref/cross_entropy.h"
 #include "ops/tasks.h"
+#include "runtime/memory.h"
 #include "runtime/number_text.h"
 #include "runtime/optimizer.h"
 #include "runtime/train_layers.h"
@@ -67,9 +67,12 @@ struct Trainer::Impl {
   Impl(const TrainerOptions& o) : opt(o), rng(o.seed) {}
 
   // Brings the graph's tensors up to date with the params kept in panels.
+  // The const calls that read the graph (Evaluate, CurrentGraph, Checkpoint)
+  // hold graph_mutex from this until they have copied it.
   void SyncGraph() {
     for (Param* p : params) SyncToGraph(*p);
   }
+  std::mutex graph_mutex;
 
   // What the loss will read, checked before the forward pass changes any
   // state (running statistics, the dropout stream).
@@ -246,10 +249,6 @@ struct Trainer::Impl {
 Trainer::Trainer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Trainer::~Trainer() = default;
 
-// The most threads a trainer takes (as `ballast train --threads`): a team
-// past what the machine can start would end the process inside libgomp.
-constexpr int kMaxTrainerThreads = 1024;
-
 // The fewest outputs of a layer whose input gradient is masked (see
 // TrainerOptions::masked_input_grad).
 constexpr int64_t kMaskedInputGradMinOutputs = 64;
@@ -260,10 +259,10 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(
     return InvalidArgument("train: max_batch = " +
                            std::to_string(options.max_batch) + " must be >= 2");
   }
-  if (options.threads < 1 || options.threads > kMaxTrainerThreads) {
+  if (options.threads < 1 || options.threads > kMaxThreads) {
     return InvalidArgument(
         "train: threads = " + std::to_string(options.threads) +
-        " must be in [1, " + std::to_string(kMaxTrainerThreads) + "]");
+        " must be in [1, " + std::to_string(kMaxThreads) + "]");
   }
   const OptimizerOptions& o = options.optimizer;
   if (!(o.lr >= 0) || !(o.momentum >= 0) || !(o.weight_decay >= 0) ||
@@ -293,8 +292,7 @@ Result<std::unique_ptr<Trainer>> Trainer::Create(
       graph.input_features, *std::max_element(widths.begin(), widths.end()));
   const double buffer_bytes =
       double(options.max_batch) * double(widest_layer) * sizeof(float);
-  const double memory =
-      double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
+  const double memory = MachineMemoryBytes();
   if (memory > 0 && buffer_bytes > memory) {
     return OutOfRange(
         "train: max_batch = " + std::to_string(options.max_batch) +
@@ -412,6 +410,7 @@ Result<StepResult> Trainer::Step(const float* x, const int32_t* labels,
 }
 
 Graph Trainer::CurrentGraph() const {
+  std::lock_guard<std::mutex> lock(impl_->graph_mutex);
   impl_->SyncGraph();
   Graph g = impl_->graph;
   for (Node& n : g.nodes) {
@@ -431,12 +430,22 @@ Result<EvalResult> Trainer::Evaluate(const float* x, const int32_t* labels,
   SessionOptions so;
   so.threads = impl_->opt.threads;
   so.max_batch = std::clamp<int64_t>(rows, 1, 1024);
+  // A BatchNorm without running statistics normalizes with the batch's: all
+  // rows in one batch, as torch's model(x) in eval mode, not in chunks.
+  for (const Node& n : impl_->graph.nodes) {
+    const OpSchema* schema = Registry::Builtin().FindOp(n.op);
+    if (schema && schema->batch_dependent && schema->batch_dependent(n)) {
+      so.max_batch = rows;
+    }
+  }
   // The rows come as Step takes them: a checkpoint's input_mean/input_std
   // (which a resumed trainer's graph carries) are for `ballast run`.
   so.normalize_input = false;
+  std::unique_lock<std::mutex> lock(impl_->graph_mutex);
   impl_->SyncGraph();
   BALLAST_ASSIGN_OR_RETURN(auto session,
                            InferenceSession::Create(impl_->graph, so));
+  lock.unlock();
   const int64_t C = session->output_features();
   std::vector<float> y(size_t(so.max_batch * C));
   double loss = 0;

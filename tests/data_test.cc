@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -291,6 +292,24 @@ TEST(DataTest, ReadsDebiansFashionMnist) {
   const Normalization n = ComputeNormalization(d->train);
   EXPECT_NEAR(n.mean, 0.2860, 1e-3);  // Fashion-MNIST's well-known statistics
   EXPECT_NEAR(n.std, 0.3530, 1e-3);
+}
+
+TEST(DataTest, NormalizationRefusesWhatWouldPoisonTheData) {
+  Dataset d;
+  EXPECT_EQ(ComputeNormalization(d).mean, 0.0);  // no values: no NaN
+  EXPECT_EQ(ComputeNormalization(d).std, 1.0);
+  d.x = {2.0f, 2.0f, 2.0f};
+  d.rows = 3, d.features = 1;
+  EXPECT_EQ(ComputeNormalization(d).std, 1.0);  // all alike
+  for (const Normalization bad :
+       {Normalization{0.0, 0.0}, Normalization{0.0, -1.0},
+        Normalization{0.0, std::nan("")}, Normalization{INFINITY, 1.0}}) {
+    const Status s = ApplyNormalization(d, bad);
+    EXPECT_FALSE(s.ok()) << bad.mean << " " << bad.std;
+    EXPECT_EQ(d.x, (std::vector<float>{2.0f, 2.0f, 2.0f}));
+  }
+  ASSERT_TRUE(ApplyNormalization(d, {1.0, 2.0}).ok());
+  EXPECT_EQ(d.x, (std::vector<float>{0.5f, 0.5f, 0.5f}));
 }
 
 TEST(DataTest, EpochOrderIsASeededPermutation) {

@@ -3,10 +3,14 @@
 #include <gtest/gtest.h>
 #include <xxhash.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <thread>
 #include <vector>
 
 #include "ballast/model.h"
@@ -308,18 +312,91 @@ TEST(FormatTest, NanWeightsWarnOrFailWhenStrict) {
   EXPECT_NE(r.status().message().find("NaN"), std::string::npos);
 }
 
+// A file written by another program (or one with ops of its own) can hold
+// a graph this reader refuses. SaveModel validates before writing, so such
+// files are made here with a registry that knows the op, or by editing an
+// attribute behind a fixed checksum.
 TEST(FormatTest, UnknownOpAndShapeMismatchAreGraphErrors) {
   Model m = SmallModel();
   m.graph.nodes[2].op = "gelu";
-  Result<Model> r = ParseModel(Bytes(m));
+  Registry with_gelu = Registry::WithBuiltins();
+  ASSERT_TRUE(with_gelu
+                  .RegisterOp({"gelu",
+                               "",
+                               {},
+                               {},
+                               [](const Node&, int64_t in) -> Result<int64_t> {
+                                 return in;
+                               },
+                               nullptr})
+                  .ok());
+  Result<std::vector<uint8_t>> gelu = SerializeModel(m, &with_gelu);
+  ASSERT_TRUE(gelu.ok()) << gelu.status().ToString();
+  Result<Model> r = ParseModel(*gelu);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("unknown op 'gelu'"), std::string::npos);
-  m = SmallModel();
-  m.graph.nodes[4].params["weight"] = Tensor::Zeros({3, 4});
-  r = ParseModel(Bytes(m));
+  LoadOptions opt;
+  opt.registry = &with_gelu;
+  EXPECT_TRUE(ParseModel(*gelu, opt).ok());
+  // linear4's in_features 5 → 4: its [3, 5] weight no longer fits.
+  std::vector<uint8_t> b = Bytes(SmallModel());
+  const std::string key = "in_features";
+  auto at = b.begin();
+  for (int i = 0; i < 2; ++i) {
+    at = std::search(at + 1, b.end(), key.begin(), key.end());
+    ASSERT_NE(at, b.end());
+  }
+  uint8_t* value = &*at + key.size() + 1;  // past the name and the type byte
+  int64_t in = 0;
+  std::memcpy(&in, value, 8);
+  ASSERT_EQ(in, 5);
+  in = 4;
+  std::memcpy(value, &in, 8);
+  FixHeaderChecksum(b);
+  r = ParseModel(b);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("node 'linear4'"), std::string::npos)
       << r.status().message();
+}
+
+// SaveModel writes only what LoadModel reads back: an invalid graph is an
+// error naming it, and the header holds this writer's version whatever the
+// Model says it was read with.
+TEST(FormatTest, SaveRefusesInvalidGraphsAndWritesItsOwnVersion) {
+  Model m = SmallModel();
+  m.graph.nodes[4].params["weight"] = Tensor::Zeros({3, 4});
+  Result<std::vector<uint8_t>> b = SerializeModel(m);
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(b.status().message().find("save: "), std::string::npos);
+  EXPECT_NE(b.status().message().find("linear4"), std::string::npos)
+      << b.status().ToString();
+  m = SmallModel();
+  m.version_major = 0;
+  m.version_minor = 7;
+  Result<Model> back = ParseModel(Bytes(m));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->version_major, kFormatMajor);
+  EXPECT_EQ(back->version_minor, kFormatMinor);
+}
+
+// Threads saving to one path each write a temporary file of their own: every
+// save succeeds and the file is always a whole model.
+TEST(FormatTest, ConcurrentSavesToOnePathAllSucceed) {
+  const fs::path path = TempPath("concurrent.blst");
+  const Model a = SmallModel(1), b = SmallModel(2);
+  std::atomic<int> failed{0};
+  auto saver = [&](const Model& m) {
+    for (int i = 0; i < 50; ++i) failed += !SaveModel(m, path).ok();
+  };
+  std::thread t1(saver, std::cref(a)), t2(saver, std::cref(b));
+  t1.join(), t2.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_TRUE(LoadModel(path).ok());
+  for (const auto& entry : fs::directory_iterator(path.parent_path())) {
+    EXPECT_EQ(entry.path().string().find(".concurrent.blst.tmp"),
+              std::string::npos);
+  }
+  fs::remove(path);
 }
 
 TEST(FormatTest, MissingFileIsNotFoundNamingThePath) {

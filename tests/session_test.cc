@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <iomanip>
 #include <sstream>
@@ -433,8 +434,71 @@ TEST(SessionTest, RowsAreIndependentSoBatchStatisticsAreNeverUsed) {
   for (int r = 0; r < 16; ++r) {
     ASSERT_TRUE((*s)->Run(x.data() + r * 784, 1, row.data()).ok());
     for (int j = 0; j < 10; ++j) {
-      EXPECT_NEAR(row[size_t(j)], batch[size_t(r * 10 + j)], 1e-5);
+      EXPECT_EQ(row[size_t(j)], batch[size_t(r * 10 + j)]) << r << ", " << j;
     }
+  }
+}
+
+// A row's outputs are the same bits whatever it runs with: alone, in a
+// batch, or in max_batch chunks with a short last one. Inputs long enough
+// that the GEMM splits K into blocks (the wide and short tiles once summed
+// it in one, and a two-row last chunk came out differently).
+TEST(SessionTest, ARowGetsTheSameBitsInAnyBatchAndAnyChunks) {
+  Sequential net(3000, 4);
+  net.StandardBlock(64, 0.5).Linear(10);
+  Graph g = *net.Build();
+  Randomize(g, 5);
+  const int64_t rows = 258;
+  const auto x = RandomInput(rows, 3000, 6);
+  for (Backend backend : {Backend::kHwy, Backend::kRef}) {
+    for (int threads : {1, 2}) {
+      SessionOptions opt;
+      opt.backend = backend;
+      opt.threads = threads;
+      opt.max_batch = 512;
+      const std::vector<float> whole = RunSession(g, opt, x, rows);
+      opt.max_batch = 256;  // chunks of 256 and 2
+      EXPECT_EQ(RunSession(g, opt, x, rows), whole);
+      opt.max_batch = 3;
+      EXPECT_EQ(RunSession(g, opt, x, rows), whole);
+      auto s = InferenceSession::Create(g, opt);
+      ASSERT_TRUE(s.ok());
+      std::vector<float> row(10);
+      for (int64_t r : {0, 1, 100, 257}) {
+        ASSERT_TRUE((*s)->Run(x.data() + r * 3000, 1, row.data()).ok());
+        EXPECT_EQ(row, std::vector<float>(whole.begin() + r * 10,
+                                          whole.begin() + r * 10 + 10))
+            << "row " << r << " alone, backend " << BackendName(backend) << ", "
+            << threads << " thread(s)";
+      }
+    }
+  }
+}
+
+// The kernels read a chunk's input while they write its output: Run in
+// place is refused, not answered wrongly, on every backend and however
+// the buffers overlap.
+TEST(SessionTest, RunRefusesAnOutputOverlappingTheInput) {
+  Sequential net(64, 1);
+  net.Linear(64).ReLU();
+  const Graph g = *net.Build();
+  std::vector<Backend> backends = {Backend::kHwy, Backend::kRef};
+  if (ops_onednn_available()) backends.push_back(Backend::kOnednn);
+  for (Backend backend : backends) {
+    SessionOptions opt;
+    opt.backend = backend;
+    auto s = InferenceSession::Create(g, opt);
+    ASSERT_TRUE(s.ok());
+    std::vector<float> buf = RandomInput(9, 64, 2);
+    for (size_t offset : {size_t{0}, size_t{64}, size_t{100}}) {
+      const Status st = (*s)->Run(buf.data(), 4, buf.data() + offset);
+      ASSERT_FALSE(st.ok()) << "offset " << offset;
+      EXPECT_NE(st.message().find("overlaps the input"), std::string::npos)
+          << st.ToString();
+    }
+    std::vector<float> before = buf;
+    EXPECT_TRUE((*s)->Run(buf.data(), 4, buf.data() + 4 * 64).ok());
+    EXPECT_TRUE(std::equal(buf.begin(), buf.begin() + 4 * 64, before.begin()));
   }
 }
 
@@ -467,6 +531,8 @@ TEST(SessionTest, RejectsBadOptionsAndInputs) {
   Graph g = BookMlp();
   SessionOptions opt;
   opt.threads = 0;
+  EXPECT_FALSE(InferenceSession::Create(g, opt).ok());
+  opt.threads = kMaxThreads + 1;  // a team libgomp could not start
   EXPECT_FALSE(InferenceSession::Create(g, opt).ok());
   opt = {};
   opt.max_batch = 0;
@@ -605,6 +671,73 @@ TEST(RegistryTest, UsersRegisterTheirOwnOpAndRunIt) {
   ASSERT_TRUE((*plain)->Run(x.data(), 1, base.data()).ok());
   for (int j = 0; j < 3; ++j)
     EXPECT_FLOAT_EQ(y[size_t(j)], 3 * base[size_t(j)]);
+}
+
+// A user's op that infers no width, or whose kernel comes out null, is an
+// error at Create, not a crash at Run.
+TEST(RegistryTest, AUsersOpWithoutWidthOrKernelIsRefused) {
+  for (int mode : {0, 1}) {
+    Registry reg = Registry::WithBuiltins();
+    ASSERT_TRUE(
+        reg.RegisterOp({"odd",
+                        "a broken op",
+                        {},
+                        {},
+                        [mode](const Node&, int64_t in) -> Result<int64_t> {
+                          return mode == 0 ? int64_t{-3} : in;
+                        },
+                        nullptr})
+            .ok());
+    ASSERT_TRUE(
+        reg.RegisterKernel("odd", {"ref", nullptr,
+                                   [](const Node&, const KernelContext&)
+                                       -> Result<std::unique_ptr<OpKernel>> {
+                                     return std::unique_ptr<OpKernel>();
+                                   }})
+            .ok());
+    Sequential net(4, 1);
+    net.Linear(3);
+    Graph g = *net.Build();
+    Node odd;
+    odd.name = "odd";
+    odd.op = "odd";
+    g.nodes.push_back(odd);
+    SessionOptions opt;
+    opt.registry = &reg;
+    auto s = InferenceSession::Create(g, opt);
+    ASSERT_FALSE(s.ok()) << "mode " << mode;
+    EXPECT_NE(s.status().message().find(mode == 0 ? "gives -3 output features"
+                                                  : "null pointer"),
+              std::string::npos)
+        << s.status().ToString();
+  }
+}
+
+// Widths past the machine are Build's error, not an abort in Create; and
+// every graph a Sequential builds has weights of its own.
+TEST(SequentialTest, RefusesWeightsPastTheMachineAndBuildsIndependentGraphs) {
+  Sequential huge(int64_t{1} << 32, 1);
+  huge.Linear(int64_t{1} << 32, false);
+  Result<Graph> g = huge.Build();
+  ASSERT_FALSE(g.ok());
+  EXPECT_NE(g.status().message().find("Linear(4294967296, 4294967296)"),
+            std::string::npos)
+      << g.status().ToString();
+  Sequential big(int64_t{1} << 24, 1);
+  big.Linear(int64_t{1} << 24);  // 1 PiB
+  g = big.Build();
+  ASSERT_FALSE(g.ok());
+  EXPECT_NE(g.status().message().find("more than the machine's memory"),
+            std::string::npos)
+      << g.status().ToString();
+
+  Sequential net(4, 1);
+  net.Linear(3);
+  Graph a = *net.Build(), b = *net.Build();
+  const float before = b.nodes[0].params["weight"].data()[0];
+  a.nodes[0].params["weight"].data()[0] = before + 1.0f;
+  EXPECT_EQ(b.nodes[0].params["weight"].data()[0], before);
+  EXPECT_EQ((*net.Build()).nodes[0].params["weight"].data()[0], before);
 }
 
 // 8 threads × 1000 runs on one session against serial results.

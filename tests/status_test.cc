@@ -35,5 +35,26 @@ TEST(StatusTest, AssignOrReturnPropagatesTheFirstError) {
   EXPECT_EQ(r.status().message(), "half: 3 is odd");
 }
 
+// An OK status holds no value: a Result made from one is an error, so that
+// ok() and status() agree and BALLAST_ASSIGN_OR_RETURN does not return
+// success from the middle of a function.
+Result<int> FromOkStatus() { return Status(); }
+Status UsesIt(bool* reached_the_end) {
+  BALLAST_ASSIGN_OR_RETURN(int v, FromOkStatus());
+  *reached_the_end = v >= 0;
+  return Status::Ok();
+}
+
+TEST(StatusTest, AResultFromAnOkStatusIsAnInternalError) {
+  const Result<int> r = FromOkStatus();
+  EXPECT_FALSE(r.ok());
+  EXPECT_FALSE(r.status().ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInternal);
+  bool reached = false;
+  const Status s = UsesIt(&reached);
+  EXPECT_FALSE(s.ok());
+  EXPECT_FALSE(reached);
+}
+
 }  // namespace
 }  // namespace ballast

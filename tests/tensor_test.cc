@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <stdexcept>
+#include <utility>
 #include <vector>
 
 namespace ballast {
@@ -56,6 +58,34 @@ TEST(TensorTest, ShapeMakeRejectsBadRanksAndDims) {
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->numel(), 120);
   EXPECT_EQ(r->ToString(), "[2, 3, 4, 5]");
+}
+
+// A literal shape out of bounds throws in every build (it once wrote past
+// its four dimensions when asserts were compiled out).
+TEST(TensorTest, LiteralShapesOutOfBoundsThrow) {
+  EXPECT_THROW(Shape({2, 3, 4, 5, 6}), std::invalid_argument);
+  EXPECT_THROW(Shape({3, -1}), std::invalid_argument);
+  EXPECT_THROW(Shape({int64_t{1} << 40, int64_t{1} << 40}),
+               std::invalid_argument);
+  EXPECT_EQ(Shape({2, 3, 4, 5}).numel(), 120);
+}
+
+TEST(TensorTest, AMovedFromTensorIsEmpty) {
+  Tensor a = Tensor::Full({4}, 1.0f);
+  const float* data = a.data();
+  Tensor b = std::move(a);
+  EXPECT_EQ(b.data(), data);
+  EXPECT_EQ(b.numel(), 4);
+  // NOLINTBEGIN(bugprone-use-after-move): what a moved-from tensor reports
+  EXPECT_TRUE(a.empty());
+  EXPECT_EQ(a.numel(), 0);
+  EXPECT_EQ(a.data(), nullptr);
+  EXPECT_EQ(a.rank(), 0);
+  Tensor c = Tensor::Full({2}, 3.0f);
+  c = std::move(b);
+  EXPECT_EQ(c.data(), data);
+  EXPECT_TRUE(b.empty());
+  // NOLINTEND(bugprone-use-after-move)
 }
 
 TEST(TensorTest, ShapeChecksNameTheTensorAndBothShapes) {

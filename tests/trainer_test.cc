@@ -5,12 +5,14 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "ballast/data.h"
 #include "ballast/format.h"
 #include "ballast/model.h"
+#include "ballast/session.h"
 #include "ops/ref/cross_entropy.h"
 #include "ops/ref/linear.h"
 #include "tests/kernel_tester.h"
@@ -692,6 +694,35 @@ TEST(TrainerTest, RejectsBadBatchesLabelsAndOptions) {
   EXPECT_FALSE((*t)->set_lr(std::nan("")).ok());
   EXPECT_FALSE((*t)->set_lr(-0.1).ok());
   EXPECT_EQ((*t)->lr(), TrainerOptions{}.optimizer.lr);
+}
+
+// A BatchNorm without running statistics normalizes with its batch's: the
+// evaluation takes every row as one batch (as torch's model(x) in eval
+// mode), whatever the count. In chunks of 1024, 1025 rows once left a last
+// chunk of one row, an error, and other counts other statistics.
+TEST(TrainerTest, EvaluateTakesBatchStatisticsOverEveryRow) {
+  const int64_t rows = 1025;
+  const Problem p = MakeProblem(rows, 6, 3, 4);
+  Sequential net(6, 2);
+  net.Linear(8).BatchNorm1d(1e-5, 0.1, true, /*track_running_stats=*/false);
+  net.ReLU().Linear(3);
+  const Graph g = *net.Build();
+  auto t = Trainer::Create(g, {});
+  ASSERT_TRUE(t.ok());
+  Result<EvalResult> e = (*t)->Evaluate(p.x.data(), p.y.data(), rows);
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  SessionOptions so;
+  so.max_batch = rows;
+  auto s = InferenceSession::Create(g, so);
+  ASSERT_TRUE(s.ok());
+  std::vector<float> z(size_t(rows * 3));
+  ASSERT_TRUE((*s)->Run(p.x.data(), rows, z.data()).ok());
+  int64_t correct = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* zr = z.data() + r * 3;
+    correct += std::max_element(zr, zr + 3) - zr == p.y[size_t(r)];
+  }
+  EXPECT_EQ(e->accuracy, double(correct) / double(rows));
 }
 
 // A step refused for its labels or pointers changes nothing: the next steps

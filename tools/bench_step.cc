@@ -134,7 +134,7 @@ Status RunBenchStep(const StepBenchOptions& o) {
                            " features; the book's MLP needs at least " +
                            std::to_string(kBatch) + " rows of 784");
   }
-  ApplyNormalization(d, ComputeNormalization(d));
+  BALLAST_RETURN_IF_ERROR(ApplyNormalization(d, ComputeNormalization(d)));
   std::unique_ptr<Trainer> trainers[2];
   BALLAST_ASSIGN_OR_RETURN(trainers[0], BookTrainer(1));
   BALLAST_ASSIGN_OR_RETURN(trainers[1], BookTrainer(o.threads));

@@ -471,8 +471,8 @@ Status RunTrain(TrainCli o) {
     BALLAST_RETURN_IF_ERROR(
         CheckResumedRows(ck, o, digest, norm_mean, norm_std));
   }
-  ApplyNormalization(data.train, norm);
-  ApplyNormalization(data.test, norm);
+  BALLAST_RETURN_IF_ERROR(ApplyNormalization(data.train, norm));
+  BALLAST_RETURN_IF_ERROR(ApplyNormalization(data.test, norm));
 
   TrainerOptions to;
   to.threads = o.threads;

@@ -46,12 +46,14 @@ struct TrainTest {
 Result<TrainTest> LoadIdxDirectory(const std::string& dir);
 
 // Mean and standard deviation over every value of the training rows (one
-// scalar each, as the book's recipe does), and x ← (x − mean)/std.
+// scalar each, as the book's recipe does; 0 and 1 for no values, std 1 for
+// values all alike), and x ← (x − mean)/std: an error, changing nothing,
+// for a mean that is not finite or a std that is not finite and positive.
 struct Normalization {
   double mean = 0.0, std = 1.0;
 };
 Normalization ComputeNormalization(const Dataset& d);
-void ApplyNormalization(Dataset& d, const Normalization& n);
+Status ApplyNormalization(Dataset& d, const Normalization& n);
 
 // Copies the examples `rows` (indices into d) into x [rows.size(), features]
 // and labels [rows.size()], on `threads` threads: the batch a training step

@@ -62,6 +62,8 @@ struct Model {
   Graph graph;                          // graph.metadata holds the metadata
   bool checkpoint = false;              // flag bit 0
   std::map<std::string, Tensor> extra;  // tensors outside the graph
+  // The version of the file it was read from; a save writes kFormatMajor
+  // and kFormatMinor whatever these hold.
   uint16_t version_major = kFormatMajor, version_minor = kFormatMinor;
   std::vector<std::string> warnings;  // e.g. NaN in a weight (not strict)
 };
@@ -82,10 +84,15 @@ Result<Model> ParseModel(std::span<const uint8_t> bytes,
                          const LoadOptions& opt = {},
                          std::shared_ptr<void> owner = nullptr);
 
-// The file's bytes for `model` (metadata from model.graph.metadata).
-Result<std::vector<uint8_t>> SerializeModel(const Model& model);
-// Serializes and writes atomically (temporary file, fsync, rename).
-Status SaveModel(const Model& model, const std::string& path);
+// The file's bytes for `model` (metadata from model.graph.metadata). The
+// graph is validated first against `registry` (nullptr: the builtin ops),
+// as LoadModel will: a graph it would refuse is not written.
+Result<std::vector<uint8_t>> SerializeModel(const Model& model,
+                                            const Registry* registry = nullptr);
+// Serializes and writes atomically (a temporary file of its own, fsync,
+// rename, fsync of the directory): a crash leaves the old file or the new.
+Status SaveModel(const Model& model, const std::string& path,
+                 const Registry* registry = nullptr);
 
 // Writes bytes atomically to `path` (used by SaveModel and checkpoints).
 Status WriteFileAtomically(const std::string& path,

@@ -37,8 +37,12 @@ enum class Backend { kAuto, kHwy, kOnednn, kRef };
 const char* BackendName(Backend b);
 Result<Backend> ParseBackend(const std::string& name);  // auto|hwy|onednn|ref
 
+// The most threads a session, a trainer or a diagnosis takes: a team past
+// what the machine can start would end the process inside libgomp.
+inline constexpr int kMaxThreads = 1024;
+
 struct SessionOptions {
-  int threads = 1;
+  int threads = 1;  // 1 to kMaxThreads
   Backend backend = Backend::kAuto;
   bool fold_batchnorm = true;  // pass: BN into the preceding Linear
   bool fuse = true;            // pass: Linear + activation in one kernel

@@ -85,10 +85,13 @@ inline Status Cancelled(std::string m) {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
-  Result(Status status) : v_(std::move(status)) {  // NOLINT
-    assert(!std::get<Status>(v_).ok() && "Result needs a value or an error");
-  }
+  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  // An OK status holds no value: it becomes an internal error, so that
+  // ok() and status() agree and BALLAST_ASSIGN_OR_RETURN passes it on.
+  Result(Status status)  // NOLINT
+      : v_(status.ok() ? Internal("a Result was made from an OK Status and "
+                                  "holds no value")
+                       : std::move(status)) {}
 
   bool ok() const { return std::holds_alternative<T>(v_); }
   Status status() const { return ok() ? Status() : std::get<Status>(v_); }

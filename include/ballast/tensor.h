@@ -32,8 +32,9 @@ inline constexpr size_t kTensorAlignment = 64;
 class Shape {
  public:
   Shape() = default;  // rank 0: a scalar with one element
-  // For literal shapes in code; asserts rank <= 4 and dims >= 0. Use Make()
-  // for shapes that come from users or files.
+  // For literal shapes in code: throws std::invalid_argument for a rank
+  // above 4, a negative dimension or an element count past 2^60. Use Make()
+  // for shapes that come from users or files (it returns those errors).
   Shape(std::initializer_list<int64_t> dims);
 
   static Result<Shape> Make(std::span<const int64_t> dims);
@@ -56,8 +57,14 @@ class Shape {
 class Tensor {
  public:
   Tensor() = default;  // empty: no storage, rank 0, numel() == 0
+  // Copies share the storage; a moved-from tensor is empty.
+  Tensor(const Tensor&) = default;
+  Tensor& operator=(const Tensor&) = default;
+  Tensor(Tensor&& other) noexcept;
+  Tensor& operator=(Tensor&& other) noexcept;
 
-  // Owning, zero-filled, 64-byte aligned.
+  // Owning, zero-filled, 64-byte aligned; throws std::bad_alloc when the
+  // memory cannot be had.
   static Tensor Zeros(const Shape& shape, DType dtype = DType::kF32);
   // Owning, every element `value`.
   static Tensor Full(const Shape& shape, float value);

@@ -149,7 +149,9 @@ class Trainer {
   // Cross-entropy loss and accuracy in evaluation mode on rows as Step takes
   // them (no input normalization from the graph's metadata is applied; the
   // loss is the plain cross-entropy whatever TrainerOptions::loss and
-  // label_smoothing say). rows >= 1.
+  // label_smoothing say). rows >= 1, in chunks of 1024 rows, or all at once
+  // where a BatchNorm has no running statistics (it normalizes with the
+  // batch's, as torch's model(x) does in eval mode).
   Result<EvalResult> Evaluate(const float* x, const int32_t* labels,
                               int64_t rows) const;
 
