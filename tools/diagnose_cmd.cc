@@ -160,8 +160,9 @@ void RegisterDiagnose(CLI::App& app, int& exit_code) {
   cmd->add_option("--batch", c->o.batch, "Rows of standard-normal input")
       ->capture_default_str();
   cmd->add_option("--init", c->o.init,
-                  "zeros | normal:STD | uniform:A | xavier | kaiming | default "
-                  "| orthogonal")
+                  "zeros | normal:STD | uniform:A | xavier (xavier_normal) | "
+                  "kaiming (kaiming_normal, fan_in) | default (torch's Linear "
+                  "init) | orthogonal")
       ->capture_default_str();
   cmd->add_option("--gain", c->gain, "Gain for xavier, kaiming and orthogonal");
   cmd->add_option("--act", c->o.act,
@@ -171,17 +172,31 @@ void RegisterDiagnose(CLI::App& app, int& exit_code) {
                 "BatchNorm1d (batch statistics) after every Linear");
   cmd->add_option("--seed", c->o.seed, "Seed")->capture_default_str();
   cmd->add_option("--threads", c->o.threads, "Threads")
-      ->check(CLI::Range(1, 1024));
-  cmd->add_option("--every", c->every, "Print every K-th layer");
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  cmd->add_option("--every", c->every,
+                  "Print every K-th layer (default: depth / 10, at least 1; "
+                  "the first and last always)");
   cmd->add_option("--json", c->json, "Write the per-layer statistics as JSON");
   cmd->add_option("--plot", c->plot,
                   "SVG of the activation std per layer (log scale)");
   cmd->add_flag("--compare", c->compare,
-                "Run the grid init × activation × BN, one table");
+                "Run the grid init × activation × BN, one table (its own "
+                "inits, activations and BN: not with --init, --act, --bn or "
+                "--gain)");
   cmd->callback([c, cmd, &exit_code] {
     if (cmd->count("--gain")) c->o.gain = c->gain;
     Status s = Status::Ok();
-    if (!c->json.empty()) s = CheckWritable("--json", c->json);
+    if (c->compare) {
+      for (const char* flag : {"--init", "--act", "--bn", "--gain"}) {
+        if (cmd->count(flag) && s.ok()) {
+          s = InvalidArgument(std::string(flag) +
+                              " sets one configuration; --compare runs its "
+                              "own grid of them");
+        }
+      }
+    }
+    if (s.ok() && !c->json.empty()) s = CheckWritable("--json", c->json);
     if (s.ok() && !c->plot.empty()) s = CheckWritable("--plot", c->plot);
     if (s.ok()) s = c->compare ? RunCompare(*c) : RunSingle(*c);
     if (!s.ok()) {

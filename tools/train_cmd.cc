@@ -361,6 +361,8 @@ Status WriteReports(const TrainCli& o, const std::vector<EpochLog>& logs,
       j["epochs"].push_back({{"epoch", l.epoch},
                              {"seconds", l.seconds},
                              {"train_loss", l.train_loss},
+                             {"train_accuracy", l.train_acc},
+                             {"test_loss", l.test_loss},
                              {"test_accuracy", l.test_acc},
                              {"lr", l.lr}});
     }
@@ -737,9 +739,12 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
                                    "Train an MLP of StandardBlocks (Linear -> "
                                    "BatchNorm1d -> ReLU -> Dropout)");
   c->add_option("--data", o->data,
-                "fashion-mnist (Debian's dataset-fashion-mnist), an IDX "
-                "directory, or a CSV file (any regular file; last 10% of "
-                "rows held out for test)")
+                "fashion-mnist (Debian's dataset-fashion-mnist, or the "
+                "directory $BALLAST_FASHION_MNIST_DIR names), an IDX "
+                "directory (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+                "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each plain "
+                "or .gz), or a CSV file (any regular file; last 10% of rows "
+                "held out for test)")
       ->capture_default_str();
   c->add_option("--label-column", o->label_column,
                 "CSV: column holding the class label, from 0 (negative: from "
@@ -747,15 +752,21 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   c->add_option("--arch", o->arch, "Widths, input to output")
       ->capture_default_str();
-  c->add_option("--dropout", o->dropout, "Dropout probability")
+  c->add_option("--dropout", o->dropout, "Dropout probability, in [0, 1]")
       ->capture_default_str();
   c->add_flag("--no-bn", o->no_bn,
               "Blocks without BatchNorm (Linear -> ReLU -> Dropout)");
   c->add_option("--init", o->init,
-                "default | kaiming | xavier | orthogonal | zeros | normal:STD")
+                "default (torch's Linear init) | kaiming (kaiming_normal, "
+                "fan_in, relu) | xavier (xavier_uniform) | orthogonal | zeros "
+                "| normal:STD; all but default zero the Linear biases")
       ->capture_default_str();
-  c->add_option("--epochs", o->epochs, "Epochs")->capture_default_str();
-  c->add_option("--batch", o->batch, "Batch size")->capture_default_str();
+  c->add_option("--epochs", o->epochs,
+                fmt::format("Epochs, 1 to {}", kMaxEpochs))
+      ->capture_default_str();
+  c->add_option("--batch", o->batch,
+                fmt::format("Batch size, {} to {}", kMinBatch, kMaxBatch))
+      ->capture_default_str();
   c->add_option("--optimizer", o->optimizer, "sgd | adam | adamw")
       ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
       ->capture_default_str();
@@ -789,7 +800,7 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
                 "Clip the global gradient norm to this (0: off)")
       ->capture_default_str();
   c->add_option("--label-smoothing", o->label_smoothing,
-                "Cross-entropy label smoothing")
+                "Cross-entropy label smoothing, in [0, 1]")
       ->capture_default_str();
   c->add_option("--seed", o->seed, "Seed (weights, shuffling, dropout)")
       ->capture_default_str();
@@ -814,16 +825,17 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
               "summation order changes the last bits)");
   c->add_option("--out", o->out, "Save the trained model (.blst)");
   c->add_option("--checkpoint-dir", o->checkpoint_dir,
-                "Write a checkpoint every epoch");
+                "Write DIR/epoch-E.blst after every epoch (made if missing; a "
+                "new run refuses a DIR that already holds checkpoints)");
   c->add_option(
       "--resume", o->resume,
       "Continue the run of a checkpoint (as --checkpoint-dir saves) "
       "with the flags it records: the network, data, batch, seed, "
       "optimizer, rates, schedule, epochs, loss, clipping, --no-fuse, "
-      "--dense-dx "
-      "and outputs. Given with another value they are an error, "
-      "except --data (if its rows are the run's), --out, "
-      "--checkpoint-dir, and --epochs (not under cosine)");
+      "--dense-dx, --out and --checkpoint-dir (not --log, --plot or "
+      "--json). Given with another value they are an error, except "
+      "--data (if its rows are the run's), --out, --checkpoint-dir, and "
+      "--epochs (not under cosine); --init is always an error");
   c->add_option("--log", o->log, "Per-epoch CSV log");
   c->add_option("--plot", o->plot, "SVG plot of loss and accuracy per epoch");
   c->add_option("--json", o->json, "Per-epoch JSON summary");

@@ -70,6 +70,7 @@ expect_error "resume from a folded model" "inference model, not a training check
 # diagnose: numbers that are not numbers, sizes past memory.
 expect_error "diagnose --init normal:abc" "--init 'normal:abc'" diagnose --init normal:abc --depth 2 --width 8
 expect_error "diagnose --width 10^6" "--width 1000000" diagnose --width 1000000 --depth 1 --batch 2
+expect_error "diagnose --compare --init" "--compare runs its own grid" diagnose --compare --init xavier --depth 2
 # Reports whose directory is missing are found before the benchmark runs.
 expect_error "bench --json in a missing directory" "--json 'missing/k.json': directory 'missing' does not exist" \
   bench mlp --quick --threads 1 --json missing/k.json
