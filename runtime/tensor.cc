@@ -26,10 +26,14 @@ size_t DTypeSize(DType dtype) {
 }
 
 Shape::Shape(std::initializer_list<int64_t> dims) {
-  Result<Shape> made =
-      Make(std::span<const int64_t>(dims.begin(), dims.size()));
-  if (!made.ok()) throw std::invalid_argument(made.status().message());
-  *this = *made;
+  // (Checking the values here would throw from the library's own literal
+  // shapes of a file's attributes, which it compares with CheckShape.)
+  if (dims.size() > size_t(kMaxRank)) {
+    throw std::invalid_argument("Shape: " + std::to_string(dims.size()) +
+                                " dimensions; tensors have at most " +
+                                std::to_string(kMaxRank));
+  }
+  for (int64_t d : dims) dims_[size_t(rank_++)] = d;
 }
 
 Result<Shape> Shape::Make(std::span<const int64_t> dims) {

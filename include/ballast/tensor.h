@@ -32,9 +32,10 @@ inline constexpr size_t kTensorAlignment = 64;
 class Shape {
  public:
   Shape() = default;  // rank 0: a scalar with one element
-  // For literal shapes in code: throws std::invalid_argument for a rank
-  // above 4, a negative dimension or an element count past 2^60. Use Make()
-  // for shapes that come from users or files (it returns those errors).
+  // For shapes written in code: throws std::invalid_argument for more than
+  // 4 dimensions (a literal's length, never data). The values are kept as
+  // given, to be compared (CheckShape) or checked: Make() returns an error
+  // for a negative dimension or an element count past 2^60.
   Shape(std::initializer_list<int64_t> dims);
 
   static Result<Shape> Make(std::span<const int64_t> dims);
