@@ -199,7 +199,8 @@ Result<Diagnosis> Diagnose(const DiagnoseOptions& o) {
 
   Diagnosis d;
   d.options = o;
-  bool symmetric = true;
+  // One unit per layer is trivially alike: symmetry needs two to compare.
+  bool symmetric = N > 1;
   for (int b = 0; b < o.depth; ++b) {
     const size_t lin = size_t(b * per_block),
                  last = lin + size_t(per_block) - 1;

@@ -147,13 +147,20 @@ Status WriteFileAtomically(const std::string& path,
   std::string name = target.filename().string();
   name.insert(name.begin(), '.');
   // A name of this call's own: saves from several threads (or processes)
-  // to one path each write their own file, and the last rename wins.
+  // to one path each write their own file, and the last rename wins. A name
+  // taken (a file a crash left, another process) moves on to the next.
   static std::atomic<uint64_t> saves{0};
-  name += ".tmp-" + std::to_string(getpid()) + "-" +
-          std::to_string(saves.fetch_add(1, std::memory_order_relaxed));
-  const std::string tmp = (dir / name).string();
-  const int fd =
-      ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  name += ".tmp-" + std::to_string(getpid()) + "-";
+  std::string tmp;
+  int fd = -1;
+  for (int attempt = 0; attempt < 100 && fd < 0; ++attempt) {
+    tmp =
+        (dir /
+         (name + std::to_string(saves.fetch_add(1, std::memory_order_relaxed))))
+            .string();
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0 && errno != EEXIST) break;
+  }
   if (fd < 0) {
     return IoError("save '" + path + "': cannot create '" + tmp +
                    "': " + Errno());

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "ballast/session.h"
+
 namespace ballast {
 namespace {
 
@@ -75,6 +77,21 @@ TEST(DiagnoseTest, DeadReluUnitsAndBadArguments) {
   o = {};
   o.depth = 0;
   EXPECT_FALSE(Diagnose(o).ok());
+  for (int threads : {0, -5, kMaxThreads + 1}) {
+    o = {};
+    o.threads = threads;
+    EXPECT_FALSE(Diagnose(o).ok()) << threads;
+  }
+}
+
+// One unit per layer has nothing to be symmetric with: a width-1 stack gets
+// the verdict of its statistics (it was always "symmetric").
+TEST(DiagnoseTest, OneUnitPerLayerIsNotSymmetric) {
+  DiagnoseOptions o;
+  o.width = 1, o.depth = 5, o.batch = 64, o.init = "kaiming";
+  const Result<Diagnosis> d = Diagnose(o);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_NE(d->verdict, Verdict::kSymmetric);
 }
 
 }  // namespace

@@ -380,7 +380,7 @@ TEST(FormatTest, SaveRefusesInvalidGraphsAndWritesItsOwnVersion) {
 }
 
 // Threads saving to one path each write a temporary file of their own: every
-// save succeeds and the file is always a whole model.
+// save succeeds, the file left is a whole model and no temporary file stays.
 TEST(FormatTest, ConcurrentSavesToOnePathAllSucceed) {
   const fs::path path = TempPath("concurrent.blst");
   const Model a = SmallModel(1), b = SmallModel(2);
@@ -424,6 +424,26 @@ TEST(FormatTest, AFailedSaveLeavesTheExistingFileIntact) {
   // No temporary files are left behind.
   for (const auto& entry : fs::directory_iterator(path.parent_path())) {
     EXPECT_EQ(entry.path().string().find(".keep.blst.tmp"), std::string::npos);
+  }
+  fs::remove(path);
+}
+
+// Temporary files a crashed save left (a process with the same pid, as in a
+// container) do not block the next saves: each takes the next free name.
+TEST(FormatTest, LeftoverTemporaryFilesDoNotBlockASave) {
+  const fs::path path = TempPath("leftover.blst");
+  std::vector<fs::path> leftovers;
+  for (int i = 0; i < 5; ++i) {
+    leftovers.push_back(path.parent_path() /
+                        ("." + path.filename().string() + ".tmp-" +
+                         std::to_string(::getpid()) + "-" + std::to_string(i)));
+    std::ofstream(leftovers.back()) << "half a model";
+  }
+  ASSERT_TRUE(SaveModel(SmallModel(), path).ok());
+  EXPECT_TRUE(LoadModel(path).ok());
+  for (const fs::path& p : leftovers) {
+    EXPECT_TRUE(fs::exists(p)) << p;  // not another save's to remove
+    fs::remove(p);
   }
   fs::remove(path);
 }

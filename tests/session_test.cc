@@ -12,6 +12,7 @@
 
 #include "ballast/model.h"
 #include "ballast/registry.h"
+#include "ops/linear/gemm.h"
 #include "ops/onednn/onednn_block.h"
 
 namespace ballast {
@@ -444,12 +445,14 @@ TEST(SessionTest, RowsAreIndependentSoBatchStatisticsAreNeverUsed) {
 // that the GEMM splits K into blocks (the wide and short tiles once summed
 // it in one, and a two-row last chunk came out differently).
 TEST(SessionTest, ARowGetsTheSameBitsInAnyBatchAndAnyChunks) {
-  Sequential net(3000, 4);
+  // Inputs over two K blocks and a bit on any machine (the blocks follow L2).
+  const int64_t in = 2 * ops::GemmKBlockMax() + 37;
+  Sequential net(in, 4);
   net.StandardBlock(64, 0.5).Linear(10);
   Graph g = *net.Build();
   Randomize(g, 5);
   const int64_t rows = 258;
-  const auto x = RandomInput(rows, 3000, 6);
+  const auto x = RandomInput(rows, in, 6);
   for (Backend backend : {Backend::kHwy, Backend::kRef}) {
     for (int threads : {1, 2}) {
       SessionOptions opt;
@@ -465,7 +468,7 @@ TEST(SessionTest, ARowGetsTheSameBitsInAnyBatchAndAnyChunks) {
       ASSERT_TRUE(s.ok());
       std::vector<float> row(10);
       for (int64_t r : {0, 1, 100, 257}) {
-        ASSERT_TRUE((*s)->Run(x.data() + r * 3000, 1, row.data()).ok());
+        ASSERT_TRUE((*s)->Run(x.data() + r * in, 1, row.data()).ok());
         EXPECT_EQ(row, std::vector<float>(whole.begin() + r * 10,
                                           whole.begin() + r * 10 + 10))
             << "row " << r << " alone, backend " << BackendName(backend) << ", "

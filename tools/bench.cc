@@ -333,7 +333,7 @@ void RegisterBench(CLI::App& app, int& exit_code) {
   kernels
       ->add_option("--threads", opt->threads,
                    "Only this thread count (default: 1 and 2)")
-      ->check(CLI::Range(1, 1024));
+      ->check(CLI::Range(1, kMaxThreads));
   kernels->add_option("--json", opt->json, "Also write the results as JSON");
   auto mlp_opt = std::make_shared<BenchOptions>();
   CLI::App* mlp = bench->add_subcommand(
@@ -343,7 +343,7 @@ void RegisterBench(CLI::App& app, int& exit_code) {
   mlp->add_flag("--quick", mlp_opt->quick, "Shorter timing");
   mlp->add_option("--threads", mlp_opt->threads,
                   "Only this thread count (default: 1 and 2)")
-      ->check(CLI::Range(1, 1024));
+      ->check(CLI::Range(1, kMaxThreads));
   mlp->add_option("--json", mlp_opt->json, "Also write the results as JSON");
   mlp->add_option(
       "--model", mlp_opt->model,
@@ -357,7 +357,7 @@ void RegisterBench(CLI::App& app, int& exit_code) {
       "cache line takes between two threads' cores and back");
   roof->add_option("--threads", roof_opt->threads,
                    "Threads of the second measurement (default: 2)")
-      ->check(CLI::Range(1, 1024));
+      ->check(CLI::Range(1, kMaxThreads));
   roof->add_option("--seconds", *roof_seconds,
                    "Seconds per measurement (default: 0.25)")
       ->check(CLI::Range(0.01, 60.0));

@@ -20,6 +20,7 @@
 
 #include "ballast/data.h"
 #include "ballast/model.h"
+#include "ballast/session.h"
 #include "ballast/trainer.h"
 #include "ops/roof/fma_roof.h"
 #include "ops/roof/round_trip.h"
@@ -229,7 +230,7 @@ void RegisterBenchStep(CLI::App& bench, int& exit_code) {
       "close cores, distant cores and one shared core");
   step->add_option("--threads", o->threads,
                    "Threads of the second trainer (default: 2)")
-      ->check(CLI::Range(1, 1024));
+      ->check(CLI::Range(1, kMaxThreads));
   step->add_option("--chunks", o->chunks, "Chunks (default: 30)")
       ->check(CLI::Range(1, 100000));
   step->add_option("--steps", o->steps,

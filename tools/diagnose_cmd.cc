@@ -10,6 +10,7 @@
 
 #include "ballast/diagnose.h"
 #include "ballast/format.h"
+#include "ballast/session.h"
 #include "tools/array_io.h"
 #include "tools/commands.h"
 #include "tools/svg_plot.h"
@@ -172,7 +173,7 @@ void RegisterDiagnose(CLI::App& app, int& exit_code) {
                 "BatchNorm1d (batch statistics) after every Linear");
   cmd->add_option("--seed", c->o.seed, "Seed")->capture_default_str();
   cmd->add_option("--threads", c->o.threads, "Threads")
-      ->check(CLI::Range(1, 1024))
+      ->check(CLI::Range(1, kMaxThreads))
       ->capture_default_str();
   cmd->add_option("--every", c->every,
                   "Print every K-th layer (default: depth / 10, at least 1; "

@@ -230,14 +230,17 @@ def serialize(module, description="", input_names="input", output_names="output"
 
 
 def export(module, path, description=""):
-    """Writes `module` to `path` as SaveModel does: a temporary file in the target's directory,
+    """Writes `module` to `path` atomically: a temporary file of its own in the target's directory,
     synced and renamed into place, then the directory synced, so that a crash leaves the old file
     or the new one, never half of one."""
     import os
+    import tempfile
     data = serialize(module, description=description)
-    tmp = f"{path}.tmp-{os.getpid()}"
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".tmp-")
     try:
-        with open(tmp, "wb") as f:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -246,7 +249,7 @@ def export(module, path, description=""):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-    dir_fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:

@@ -203,7 +203,7 @@ void RegisterModelCommands(CLI::App& app, int& exit_code) {
   cr->add_option("--output", run->output,
                  "Output file (.npy or .csv); stdout as CSV when absent");
   cr->add_option("--threads", run->threads, "Threads")
-      ->check(CLI::Range(1, 1024))
+      ->check(CLI::Range(1, kMaxThreads))
       ->capture_default_str();
   cr->add_option("--backend", run->backend, "auto | hwy | onednn | ref")
       ->check(CLI::IsMember({"auto", "hwy", "onednn", "ref"}))

@@ -24,6 +24,7 @@
 #include "ballast/init.h"
 #include "ballast/model.h"
 #include "ballast/schedule.h"
+#include "ballast/session.h"
 #include "ballast/trainer.h"
 #include "ballast/version.h"
 #include "ops/cache_aligned.h"
@@ -186,8 +187,9 @@ std::string OptimizerText(const TrainCli& o) {
   if (o.optimizer == "sgd" && o.momentum > 0) {
     text += fmt::format(" momentum {}", o.momentum);
   }
-  if (o.weight_decay > 0)
+  if (o.weight_decay > 0) {
     text += fmt::format(" weight decay {}", o.weight_decay);
+  }
   return text;
 }
 
@@ -808,7 +810,7 @@ void RegisterTrain(CLI::App& app, int& exit_code) {
                 "Threads (default: OpenMP's, OMP_NUM_THREADS or one per CPU "
                 "this process may run on; the results are the same bits on "
                 "any count)")
-      ->check(CLI::Range(1, 1024));
+      ->check(CLI::Range(1, kMaxThreads));
   c->add_flag("--profile", o->profile,
               "Time each layer's forward, backward and update; print the "
               "mean per step at the end (the next batch is then copied "

@@ -80,7 +80,9 @@ class InferenceSession {
   int64_t output_features() const;
   const SessionOptions& options() const;
   const std::vector<PlannedNode>& plan() const;
-  // The graph after the passes (what the kernels were built from).
+  // The graph after the passes (what the kernels were built from). Its
+  // tensors share the session's weights (tensors copy shallowly): read
+  // them, do not write them.
   const Graph& optimized_graph() const;
 
  private:

@@ -476,7 +476,7 @@ HWY_NOINLINE void Tile(const TileCtx& c, int64_t m0, int64_t p, int64_t k0,
     if (last) {                                                         \
       c##r##j = ApplyEpilogue<E>(d, c##r##j, c, n0 + j * L, size_t(L)); \
     }                                                                   \
-    if (!UpdatesWeight(E) || c.ep.store_grad || !last) {                \
+    if (!UpdatesWeight(E) || c.ep.store_grad || !(first && last)) {     \
       hn::StoreU(c##r##j, d, yj);                                       \
     }                                                                   \
     if (last) UpdateAfterStore<E>(d, c, yj, c##r##j, size_t(L));        \

@@ -10,10 +10,10 @@
 // The micro-kernel keeps MR rows × NR columns of accumulators in registers,
 // walks K in blocks of KC (a panel block takes at most a quarter of L2;
 // measured faster here than L1-sized blocks, whose C-tile reloads cost more),
-// and applies the epilogue on the last block. M <= 4 takes a small-M
-// path that streams each packed panel once over the whole K; M <= 2 computes
-// several panels per tile (the wide tile: enough accumulators to hide the
-// FMA latency), with the same bits.
+// and applies the epilogue on the last block. Every M walks the same
+// blocks, so a row's outputs do not depend on the rows beside it; M <= 2
+// computes several panels per tile (the wide tile: enough accumulators to
+// hide the FMA latency), with the same bits.
 //
 // Threads: the caller's count. The work is cut into units of one column
 // panel (or the panels of one wide tile) × one block of rows; each thread
@@ -88,8 +88,8 @@ struct EpilogueArgs {
   float* adam_m = nullptr;
   float* adam_v = nullptr;
   // kSgd, kAdam: false leaves Y (the gradient) unwritten when K fits one K
-  // block (a panel slice of up to a quarter of L2, or any K for M <= 4; over
-  // A's nonzeros, kSparseBlockBytes of B's rows), so a gradient that only
+  // block (a panel slice of up to a quarter of L2; over A's nonzeros,
+  // kSparseBlockBytes of B's rows), so a gradient that only
   // feeds the update costs no store: the first layer's weight-gradient
   // GEMM took 5-8% less time on one thread, 7-14% on two (AVX2). A longer
   // K still keeps its partial sums in Y.
