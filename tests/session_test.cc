@@ -630,6 +630,18 @@ class ScaleKernel : public OpKernel {
   int64_t width_;
 };
 
+// Linear(4 → 3), then a node of a user's op.
+Graph LinearThen(const std::string& op, const std::string& name) {
+  Sequential net(4, 1);
+  net.Linear(3);
+  Graph g = *net.Build();
+  Node n;
+  n.name = name;
+  n.op = op;
+  g.nodes.push_back(n);
+  return g;
+}
+
 TEST(RegistryTest, UsersRegisterTheirOwnOpAndRunIt) {
   Registry reg = Registry::WithBuiltins();
   ASSERT_TRUE(reg.RegisterOp({"scale",
@@ -653,14 +665,8 @@ TEST(RegistryTest, UsersRegisterTheirOwnOpAndRunIt) {
   EXPECT_FALSE(reg.RegisterOp({"scale", "", {}, {}, nullptr, nullptr}).ok());
   EXPECT_FALSE(reg.RegisterKernel("nope", {"ref", nullptr, nullptr}).ok());
 
-  Sequential net(4, 1);
-  net.Linear(3);
-  Graph g = *net.Build();
-  Node scale;
-  scale.name = "times3";
-  scale.op = "scale";
-  scale.attrs["factor"] = 3.0;
-  g.nodes.push_back(scale);
+  Graph g = LinearThen("scale", "times3");
+  g.nodes.back().attrs["factor"] = 3.0;
   EXPECT_FALSE(InferenceSession::Create(g).ok());  // builtin registry
   SessionOptions opt;
   opt.registry = &reg;
@@ -698,13 +704,7 @@ TEST(RegistryTest, AUsersOpWithoutWidthOrKernelIsRefused) {
                                      return std::unique_ptr<OpKernel>();
                                    }})
             .ok());
-    Sequential net(4, 1);
-    net.Linear(3);
-    Graph g = *net.Build();
-    Node odd;
-    odd.name = "odd";
-    odd.op = "odd";
-    g.nodes.push_back(odd);
+    const Graph g = LinearThen("odd", "odd");
     SessionOptions opt;
     opt.registry = &reg;
     auto s = InferenceSession::Create(g, opt);
