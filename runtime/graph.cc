@@ -79,6 +79,16 @@ Result<int64_t> Graph::OutputFeatures(const Registry& registry) const {
   return widths.back();
 }
 
+bool Graph::BatchDependent(const Registry& registry) const {
+  for (const Node& node : nodes) {
+    const OpSchema* schema = registry.FindOp(node.op);
+    if (schema && schema->batch_dependent && schema->batch_dependent(node)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 int64_t Graph::ParameterCount() const {
   int64_t n = 0;
   for (const Node& node : nodes) {

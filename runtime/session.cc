@@ -174,7 +174,16 @@ Result<std::pair<std::unique_ptr<OpKernel>, std::string>> ChooseKernel(
   Status last_error;
   for (const KernelSpec* k : order) {
     if (k->supports && !k->supports(node, ctx)) continue;
-    Result<std::unique_ptr<OpKernel>> made = k->create(node, ctx);
+    Result<std::unique_ptr<OpKernel>> made = Internal("not created");
+    try {
+      made = k->create(node, ctx);
+    } catch (const std::bad_alloc&) {
+      return OutOfRange("node '" + node.name + "': the " + k->backend +
+                        " kernel's memory (packed weights, buffers for "
+                        "max_batch = " +
+                        std::to_string(ctx.max_batch) +
+                        " rows) cannot be allocated");
+    }
     if (made.ok() && *made == nullptr) {
       return Internal("node '" + node.name + "': the " + k->backend +
                       " kernel of op '" + node.op +
@@ -253,25 +262,12 @@ Result<std::unique_ptr<InferenceSession>> InferenceSession::Create(
   impl->out_features = widths.back();
   int64_t in = impl->in_features;
   impl->widest = in;
+  impl->batch_dependent = impl->graph.BatchDependent(reg);
   for (size_t i = 0; i < impl->graph.nodes.size(); ++i) {
     const Node& node = impl->graph.nodes[i];
-    const OpSchema* schema = reg.FindOp(node.op);
-    if (schema->batch_dependent && schema->batch_dependent(node)) {
-      impl->batch_dependent = true;
-    }
     const KernelContext ctx{in, widths[i], options.max_batch, options.threads};
-    Result<std::pair<std::unique_ptr<OpKernel>, std::string>> chosen_or =
-        Internal("unset");
-    try {
-      chosen_or = ChooseKernel(reg, node, ctx, options.backend);
-    } catch (const std::bad_alloc&) {
-      return OutOfRange("session: node '" + node.name +
-                        "': its kernel's memory (packed weights, buffers for "
-                        "max_batch = " +
-                        std::to_string(options.max_batch) +
-                        " rows) cannot be allocated");
-    }
-    BALLAST_ASSIGN_OR_RETURN(auto chosen, std::move(chosen_or));
+    BALLAST_ASSIGN_OR_RETURN(auto chosen,
+                             ChooseKernel(reg, node, ctx, options.backend));
     impl->kernels.push_back(std::move(chosen.first));
     impl->plan.push_back({node.name, node.op, chosen.second, in, widths[i]});
     impl->widest = std::max(impl->widest, widths[i]);

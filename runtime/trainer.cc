@@ -432,12 +432,7 @@ Result<EvalResult> Trainer::Evaluate(const float* x, const int32_t* labels,
   so.max_batch = std::clamp<int64_t>(rows, 1, 1024);
   // A BatchNorm without running statistics normalizes with the batch's: all
   // rows in one batch, as torch's model(x) in eval mode, not in chunks.
-  for (const Node& n : impl_->graph.nodes) {
-    const OpSchema* schema = Registry::Builtin().FindOp(n.op);
-    if (schema && schema->batch_dependent && schema->batch_dependent(n)) {
-      so.max_batch = rows;
-    }
-  }
+  if (impl_->graph.BatchDependent(Registry::Builtin())) so.max_batch = rows;
   // The rows come as Step takes them: a checkpoint's input_mean/input_std
   // (which a resumed trainer's graph carries) are for `ballast run`.
   so.normalize_input = false;

@@ -51,6 +51,10 @@ struct Graph {
   Result<std::vector<int64_t>> Validate(const Registry& registry) const;
   Result<int64_t> OutputFeatures(const Registry& registry) const;
   int64_t ParameterCount() const;
+  // Whether a row's output depends on the other rows of its batch (a node
+  // whose schema says so: BatchNorm without running statistics). Unknown
+  // ops count as independent; Validate reports them.
+  bool BatchDependent(const Registry& registry) const;
 };
 
 }  // namespace ballast
