@@ -281,17 +281,23 @@ struct LinearGemms {
   static constexpr double kMaskedMaxDensity = 0.3;
 };
 
-// BatchNorm's running-statistics state, updated with PyTorch's rule.
+// BatchNorm's running-statistics state, updated with PyTorch's rule. The
+// values before the last batch's update are kept for Undo (each column's
+// copied by the thread that updates it, as it updates it).
 struct RunningStats {
   Tensor mean, var;       // empty when track_running_stats = false
   double momentum = 0.1;  // < 0: None (cumulative average)
   double eps = 1e-5;
   int64_t num_batches = 0;
+  std::vector<float> prev_mean, prev_var;
+  int64_t prev_num_batches = 0;
 
   void Init(const Node& bn) {
     if (bn.GetBool("track_running_stats", true)) {
       mean = bn.Param("running_mean");
       var = bn.Param("running_var");
+      prev_mean.resize(size_t(mean.numel()));
+      prev_var.resize(size_t(var.numel()));
     }
     momentum = bn.GetFloat("momentum", 0.1);
     eps = bn.GetFloat("eps", 1e-5);
@@ -312,6 +318,7 @@ struct RunningStats {
       float* rm = mean.data();
       float* rv = var.data();
       for (int64_t c = c0; c < c1; ++c) {
+        prev_mean[size_t(c)] = rm[c], prev_var[size_t(c)] = rv[c];
         rm[c] = float((1 - m) * rm[c] + m * bmean[c]);
         rv[c] = float((1 - m) * rv[c] + m * bvar[c] * unbias);
       }
@@ -322,7 +329,17 @@ struct RunningStats {
     }
   }
   void CountBatch() {
+    prev_num_batches = num_batches;
     if (!mean.empty()) ++num_batches;
+  }
+  // Back to before the last batch (once: a second call changes nothing).
+  void Undo() {
+    if (!mean.empty()) {
+      std::memcpy(mean.data(), prev_mean.data(),
+                  prev_mean.size() * sizeof(float));
+      std::memcpy(var.data(), prev_var.data(), prev_var.size() * sizeof(float));
+    }
+    num_batches = prev_num_batches;
   }
 };
 
@@ -505,6 +522,7 @@ class FusedBlockLayer : public TrainLayer {
   }
   Param* FusableWeight() override { return &params_[0]; }
   int64_t* num_batches() override { return &stats_.num_batches; }
+  void UndoForward() override { stats_.Undo(); }
 
  private:
   const float* gamma() const {
@@ -612,6 +630,7 @@ class BatchNormLayer : public TrainLayer {
     return Status::Ok();
   }
   int64_t* num_batches() override { return &stats_.num_batches; }
+  void UndoForward() override { stats_.Undo(); }
 
  private:
   TrainContext ctx_;

@@ -54,6 +54,10 @@ class TrainLayer {
   }
   // BatchNorm's num_batches_tracked, for checkpoints (nullptr: none).
   virtual int64_t* num_batches() { return nullptr; }
+  // Puts back the state the last Forward changed besides its outputs
+  // (BatchNorm's running statistics and batch count), after a step whose
+  // loss came out non-finite: the failed step then changes nothing.
+  virtual void UndoForward() {}
   int64_t in = 0, out = 0;
   std::string name;  // the graph nodes it runs, joined by '+'
   // False for the first layer: nothing consumes its input gradient, so it

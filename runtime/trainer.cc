@@ -171,6 +171,7 @@ struct Trainer::Impl {
           " (BatchNorm needs more than 1 value per channel)");
     }
     BALLAST_RETURN_IF_ERROR(CheckStepInputs(x, labels, targets, M));
+    const uint64_t rng_offset = rng.offset();
     const float* in_ptr = x;
     for (size_t i = 0; i < layers.size(); ++i) {
       BALLAST_RETURN_IF_ERROR(Timed(3 * i, [&] {
@@ -183,6 +184,10 @@ struct Trainer::Impl {
       return Loss(in_ptr, labels, targets, M, grad_a.data(), r);
     }));
     if (!std::isfinite(r.loss)) {
+      // Nothing has been updated yet but what the forward moves besides its
+      // outputs: put that back, so that the failed step changes nothing.
+      for (auto& layer : layers) layer->UndoForward();
+      rng.set_offset(rng_offset);
       return FailedPrecondition("train: the loss is " + NonFiniteName(r.loss) +
                                 " at step " + std::to_string(step + 1));
     }

@@ -132,10 +132,12 @@ class Trainer {
 
   // x [batch, in]; labels [batch] (cross-entropy) or targets [batch, out]
   // (MSE, pass nullptr labels). 2 <= batch <= max_batch. Sizes, pointers and
-  // labels are checked before anything changes; a loss that comes out NaN or
-  // infinite is an error after the forward pass, which has already moved
-  // BatchNorm's running statistics with the batch (as a forward in train
-  // mode does in torch): continue from a checkpoint, not from this trainer.
+  // labels are checked before anything changes. A loss that comes out NaN or
+  // infinite (a NaN in x, weights gone non-finite) is an error naming the
+  // step, and that step changes nothing either: no update is made, and what
+  // its forward pass moved (BatchNorm's running statistics and batch count,
+  // which a forward in train mode in torch leaves moved; the dropout RNG) is
+  // put back. Training can go on with other batches from this trainer.
   Result<StepResult> Step(const float* x, const int32_t* labels,
                           const float* targets, int64_t batch);
   // The same, with `side` done on the step's threads (see StepSideWork).
