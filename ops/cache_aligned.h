@@ -11,7 +11,7 @@
 #include <new>
 #include <vector>
 
-namespace ballast {
+namespace ballast::ops {
 
 template <class T>
 struct CacheAlignedAllocator {
@@ -40,6 +40,6 @@ struct CacheAlignedAllocator {
 template <class T>
 using AlignedVector = std::vector<T, CacheAlignedAllocator<T>>;
 
-}  // namespace ballast
+}  // namespace ballast::ops
 
 #endif  // BALLAST_OPS_CACHE_ALIGNED_H_

@@ -17,7 +17,7 @@
 #include "ops/ref/batchnorm.h"
 #include "ops/ref/linear.h"
 
-namespace ballast {
+namespace ballast::internal {
 namespace {
 
 std::string Str(int64_t v) { return std::to_string(v); }
@@ -506,4 +506,4 @@ Status RegisterBuiltins(Registry& registry) {
   return AddKernels(registry);
 }
 
-}  // namespace ballast
+}  // namespace ballast::internal

@@ -4,10 +4,10 @@
 
 #include "ballast/registry.h"
 
-namespace ballast {
+namespace ballast::internal {
 
 Status RegisterBuiltins(Registry& registry);
 
-}  // namespace ballast
+}  // namespace ballast::internal
 
 #endif  // BALLAST_RUNTIME_BUILTIN_OPS_H_

@@ -21,6 +21,11 @@
 #include "runtime/number_text.h"
 
 namespace ballast {
+using internal::CellNumber;
+using internal::LooksLikeName;
+using internal::ParseFloatCell;
+using internal::StripUtf8Bom;
+
 namespace {
 
 // Reserves n floats and asks the kernel to back them with transparent huge

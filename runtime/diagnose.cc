@@ -10,6 +10,8 @@
 #include "runtime/train_layers.h"
 
 namespace ballast {
+using internal::BuildTrainLayers;
+using internal::ParseWhole;
 
 const char* VerdictName(Verdict v) {
   switch (v) {

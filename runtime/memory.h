@@ -14,7 +14,7 @@
 #include "ballast/status.h"
 #include "ballast/tensor.h"
 
-namespace ballast {
+namespace ballast::internal {
 
 // Physical memory in bytes; 0 when unknown.
 inline double MachineMemoryBytes() {
@@ -47,6 +47,6 @@ inline Result<Tensor> ZerosWithinMemory(std::initializer_list<int64_t> dims,
   }
 }
 
-}  // namespace ballast
+}  // namespace ballast::internal
 
 #endif  // BALLAST_RUNTIME_MEMORY_H_

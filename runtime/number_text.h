@@ -10,7 +10,7 @@
 #include <system_error>
 #include <type_traits>
 
-namespace ballast {
+namespace ballast::internal {
 
 enum class CellNumber { kOk, kNotANumber, kOutOfFloatRange };
 
@@ -77,6 +77,6 @@ inline bool LooksLikeName(std::string_view cell) {
              text.data();
 }
 
-}  // namespace ballast
+}  // namespace ballast::internal
 
 #endif  // BALLAST_RUNTIME_NUMBER_TEXT_H_

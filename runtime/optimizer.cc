@@ -7,7 +7,7 @@
 #include "ops/optim/adam.h"
 #include "ops/tasks.h"
 
-namespace ballast {
+namespace ballast::internal {
 namespace {
 
 // Runs body(begin, end) over equal contiguous ranges of the param on
@@ -163,4 +163,4 @@ double ClipGradNorm(std::vector<Param*>& params, double max_norm) {
   return total;
 }
 
-}  // namespace ballast
+}  // namespace ballast::internal

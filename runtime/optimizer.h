@@ -10,7 +10,7 @@
 #include "ops/optim/adam.h"
 #include "ops/optim/sgd.h"
 
-namespace ballast {
+namespace ballast::internal {
 
 // One trainable tensor: its value, its gradient and the optimizer's state
 // for it, all in the layout the layer computes in. Usually that is the
@@ -60,6 +60,6 @@ void OptimizerStep(const OptimizerOptions& o, int64_t step,
 // Returns the norm before clipping.
 double ClipGradNorm(std::vector<Param*>& params, double max_norm);
 
-}  // namespace ballast
+}  // namespace ballast::internal
 
 #endif  // BALLAST_RUNTIME_OPTIMIZER_H_

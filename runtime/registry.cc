@@ -145,7 +145,7 @@ namespace ballast {
 
 Registry Registry::WithBuiltins() {
   Registry r;
-  Status s = RegisterBuiltins(r);
+  Status s = internal::RegisterBuiltins(r);
   assert(s.ok() && "built-in ops must register");
   (void)s;
   return r;

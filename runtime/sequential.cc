@@ -6,6 +6,7 @@
 #include "runtime/memory.h"
 
 namespace ballast {
+using internal::ZerosWithinMemory;
 
 Sequential::Sequential(int64_t in_features, uint64_t seed)
     : features_(in_features), gen_(seed) {

@@ -15,6 +15,8 @@
 #include "runtime/number_text.h"
 
 namespace ballast {
+using internal::MachineMemoryBytes;
+using internal::ParseWhole;
 
 const char* BackendName(Backend b) {
   switch (b) {

@@ -16,7 +16,7 @@
 #include "ops/ref/activation.h"
 #include "ops/tasks.h"
 
-namespace ballast {
+namespace ballast::internal {
 namespace {
 
 Param MakeParam(const Node& n, const std::string& name) {
@@ -48,9 +48,9 @@ struct LinearGemms {
   int threads = 1;
   ops::PackedB packed_w;  // B = W for the dense dX = dZ·W (see Grads)
   ops::PackedB packed_dz;
-  std::vector<float> dw_;         // NarrowWeightGrad's dW [out, in]
-  AlignedVector<float> wt_rows_;  // Wᵀ [in, out] row-major (masked dX)
-  AlignedVector<float> w_rows_;   // W [out, in] row-major (DotForward)
+  std::vector<float> dw_;              // NarrowWeightGrad's dW [out, in]
+  ops::AlignedVector<float> wt_rows_;  // Wᵀ [in, out] row-major (masked dX)
+  ops::AlignedVector<float> w_rows_;   // W [out, in] row-major (DotForward)
   // The weight Wᵀ in the panel layout, and whether packed_w, wt_rows_ and
   // w_rows_ hold it since its last update (see WeightsChanged).
   const float* wt_ = nullptr;
@@ -559,11 +559,11 @@ class FusedBlockLayer : public TrainLayer {
   RunningStats stats_;
   // Read a vector at a time by every row of the block passes: aligned, so
   // that no load straddles two cache lines.
-  AlignedVector<float> zero_bias_, ones_, mean_, rstd_, scratch_dg_,
+  ops::AlignedVector<float> zero_bias_, ones_, mean_, rstd_, scratch_dg_,
       scratch_db_, scratch_dbias_;
-  AlignedVector<float> z_, dz_;  // split by columns over the threads
+  ops::AlignedVector<float> z_, dz_;  // split by columns over the threads
   std::vector<double> mean_d_, var_d_;
-  AlignedVector<uint64_t> mask_;
+  ops::AlignedVector<uint64_t> mask_;
   LinearGemms gemms_;
   const float* x_ = nullptr;
   // The input's nonzeros, and whether this step's GEMMs skip its zeros:
@@ -636,8 +636,8 @@ class BatchNormLayer : public TrainLayer {
   TrainContext ctx_;
   bool affine_ = true;
   RunningStats stats_;
-  AlignedVector<float> ones_, zeros_, mean_, rstd_, scale_, shift_, sdg_, sdb_,
-      scratch_dx_;
+  ops::AlignedVector<float> ones_, zeros_, mean_, rstd_, scale_, shift_, sdg_,
+      sdb_, scratch_dx_;
   std::vector<double> mean_d_, var_d_;
   const float* x_ = nullptr;
 };
@@ -714,7 +714,7 @@ class DropoutLayer : public TrainLayer {
  private:
   TrainContext ctx_;
   double p_;
-  AlignedVector<uint64_t> mask_;
+  ops::AlignedVector<uint64_t> mask_;
 };
 
 // "block1: linear+batchnorm1d+relu" when the nodes share the prefix before
@@ -780,4 +780,4 @@ Result<std::vector<std::unique_ptr<TrainLayer>>> BuildTrainLayers(
   return layers;
 }
 
-}  // namespace ballast
+}  // namespace ballast::internal

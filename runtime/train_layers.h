@@ -12,7 +12,7 @@
 #include "ballast/status.h"
 #include "runtime/optimizer.h"
 
-namespace ballast {
+namespace ballast::internal {
 
 struct TrainContext {
   int threads = 1;
@@ -95,6 +95,6 @@ class TrainLayer {
 Result<std::vector<std::unique_ptr<TrainLayer>>> BuildTrainLayers(
     Graph& graph, bool fuse, const TrainContext& ctx);
 
-}  // namespace ballast
+}  // namespace ballast::internal
 
 #endif  // BALLAST_RUNTIME_TRAIN_LAYERS_H_

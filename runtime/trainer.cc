@@ -21,6 +21,20 @@
 #include "runtime/train_layers.h"
 
 namespace ballast {
+using internal::BuildTrainLayers;
+using internal::ClipGradNorm;
+using internal::FromGraphLayout;
+using internal::FusedUpdate;
+using internal::MachineMemoryBytes;
+using internal::OptimizerStep;
+using internal::Param;
+using internal::ParseWhole;
+using internal::PrepareAdam;
+using internal::PrepareSgd;
+using internal::SyncToGraph;
+using internal::ToGraphLayout;
+using internal::TrainLayer;
+
 namespace {
 
 // "nan", "inf" or "-inf", as PyTorch prints them (std::to_string gives
@@ -39,8 +53,8 @@ struct Trainer::Impl {
   std::vector<std::unique_ptr<TrainLayer>> layers;
   std::vector<Param*> params;
   std::vector<std::vector<Param*>> layer_params;  // params of each layer
-  std::vector<AlignedVector<float>> acts;         // output of each layer
-  AlignedVector<float> grad_a, grad_b;            // ping-pong gradients
+  std::vector<ops::AlignedVector<float>> acts;    // output of each layer
+  ops::AlignedVector<float> grad_a, grad_b;       // ping-pong gradients
   int64_t in = 0, out = 0, step = 0;
   Generator rng;
   // With opt.profile: [3·layer + phase] (forward, backward, update), then
@@ -48,8 +62,8 @@ struct Trainer::Impl {
   std::vector<PhaseTime> profile;
   // Loss scratch, split by rows over the threads: on cache lines of their
   // own, as each thread's row_exp (see Loss).
-  AlignedVector<double> row_loss, row_exp;
-  AlignedVector<uint8_t> row_correct;
+  ops::AlignedVector<double> row_loss, row_exp;
+  ops::AlignedVector<uint8_t> row_correct;
 
   // Runs fn and, when profiling, adds its wall time to profile[slot].
   template <class Fn>

@@ -18,6 +18,9 @@
 #include "tests/kernel_tester.h"
 
 namespace ballast {
+using internal::OptimizerStep;
+using internal::Param;
+
 namespace {
 
 using nlohmann::json;

@@ -10,6 +10,9 @@
 #include "ballast/rng.h"
 
 namespace ballast {
+using internal::OptimizerStep;
+using internal::Param;
+
 namespace {
 
 Tensor Uniform(Generator& gen, int64_t n, double lo, double hi) {

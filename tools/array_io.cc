@@ -17,6 +17,10 @@
 #include "ballast/format.h"
 #include "runtime/number_text.h"
 
+using ballast::internal::CellNumber;
+using ballast::internal::ParseFloatCell;
+using ballast::internal::StripUtf8Bom;
+
 namespace ballast::cli {
 namespace {
 

@@ -11,6 +11,8 @@
 
 #include "runtime/number_text.h"
 
+using ballast::internal::ParseWhole;
+
 namespace ballast::cli {
 namespace fs = std::filesystem;
 

@@ -4,6 +4,8 @@
 
 #include "runtime/number_text.h"
 
+using ballast::internal::ParseWhole;
+
 namespace ballast::cli {
 
 Result<std::vector<int64_t>> ParseArch(const std::string& arch) {

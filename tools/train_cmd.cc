@@ -38,6 +38,8 @@
 #include "tools/train_cli.h"
 #include "tools/train_resume.h"
 
+using ballast::internal::ParseWhole;
+
 namespace ballast::cli {
 namespace {
 
@@ -550,7 +552,7 @@ Status RunTrain(TrainCli o) {
   const int64_t chunk_rows = std::clamp<int64_t>(
       kGatherChunkBytes / (data.train.features * int64_t(sizeof(float))), 1,
       kGatherChunkMaxRows);
-  AlignedVector<float> xb[2];
+  ops::AlignedVector<float> xb[2];
   std::vector<int32_t> yb[2];
   for (int i = 0; i < 2; ++i) {
     xb[i].resize(size_t(o.batch * data.train.features));

@@ -13,6 +13,8 @@
 
 #include "runtime/number_text.h"
 
+using ballast::internal::ParseWhole;
+
 namespace ballast::cli {
 namespace {
 
