@@ -440,6 +440,54 @@ TEST(SessionTest, RowsAreIndependentSoBatchStatisticsAreNeverUsed) {
   }
 }
 
+// A batch split by rows over the threads (SessionOptions::split_rows: each
+// thread runs every layer on its rows, in its slice of the workspace) gives
+// the bits of one thread and of each layer split by columns: for batches
+// below the split (one task), at it, split unevenly over three threads, in
+// max_batch chunks, with the input normalization applied row by row (a
+// slice of its buffer too) or folded, fused or not, and for a graph whose
+// BatchNorm uses the batch's statistics (never split).
+TEST(SessionTest, SplittingTheBatchByRowsGivesTheBitsOfOneThread) {
+  Graph normalized = BookMlp(11);
+  normalized.metadata["input_mean"] = "100";  // too far to fold: per value
+  normalized.metadata["input_std"] = "2";
+  Graph folded = BookMlp(12);
+  folded.metadata["input_mean"] = "0.25";
+  folded.metadata["input_std"] = "0.5";
+  Sequential batch_stats(784, 13);
+  batch_stats.Linear(64).BatchNorm1d(1e-5, 0.1, true, false).ReLU().Linear(10);
+  const Graph graphs[] = {BookMlp(10), normalized, folded,
+                          *batch_stats.Build()};
+  for (const Graph& g : graphs) {
+    for (bool passes : {true, false}) {
+      SessionOptions one;
+      one.backend = Backend::kHwy;
+      one.fold_batchnorm = one.fuse = one.drop_dropout = passes;
+      one.max_batch = 96;
+      for (int64_t rows : {1, 7, 8, 13, 96, 200}) {
+        // Batch statistics need 2 to max_batch rows.
+        if ((rows < 2 || rows > one.max_batch) &&
+            g.BatchDependent(Registry::Builtin())) {
+          continue;
+        }
+        const auto x = RandomInput(rows, 784, uint64_t(rows) + 50);
+        const std::vector<float> want = RunSession(g, one, x, rows);
+        for (int threads : {2, 3}) {
+          for (bool split : {true, false}) {
+            SessionOptions opt = one;
+            opt.threads = threads;
+            opt.split_rows = split;
+            EXPECT_EQ(RunSession(g, opt, x, rows), want)
+                << "rows " << rows << ", " << threads << " threads, split "
+                << split << ", passes " << passes << ", " << g.nodes.size()
+                << " nodes";
+          }
+        }
+      }
+    }
+  }
+}
+
 // A row's outputs are the same bits whatever it runs with: alone, in a
 // batch, or in max_batch chunks with a short last one. Inputs long enough
 // that the GEMM splits K into blocks (the wide and short tiles once summed

@@ -43,6 +43,7 @@ struct BenchOptions {
   int threads = 0;  // 0: 1 and 2
   std::string json;
   std::string model;  // bench mlp: a .blst file instead of the built-in MLP
+  std::vector<int64_t> batches = {1, 64, 256};  // bench mlp
 };
 
 std::vector<CaseSpec> Cases(const BenchOptions& o) {
@@ -230,18 +231,23 @@ Status RunBenchMlp(const BenchOptions& o) {
   out["results"] = nlohmann::json::array();
   fmt::print(
       "\n{} in evaluation; median latency per batch (interleaved rounds); "
-      "GFLOP/s of its Linear layers\n\n{:<9} {:>6} {:>3} {:>12} {:>9} "
+      "GFLOP/s of its Linear layers\n\n{:<10} {:>6} {:>3} {:>12} {:>9} "
       "{:>6}\n",
       model, "variant", "batch", "t", "us", "GFLOP/s", "roof%");
   for (int t : ThreadCounts(o)) {
-    for (int64_t batch : {1, 64, 256}) {
-      const std::vector<std::string> variants = {"fused", "unfused", "onednn"};
+    for (int64_t batch : o.batches) {
+      // On several threads also "fused-cols": each layer split by columns
+      // over the threads, as a batch too small to split by rows runs
+      // (SessionOptions::split_rows).
+      std::vector<std::string> variants = {"fused", "unfused", "onednn"};
+      if (t > 1) variants.insert(variants.begin() + 1, "fused-cols");
       std::vector<std::unique_ptr<bench::Case>> cases;
       std::vector<std::string> names;
       for (const std::string& v : variants) {
         SessionOptions opt;
         opt.threads = t;
-        opt.max_batch = 256;
+        opt.max_batch = std::max<int64_t>(256, batch);
+        opt.split_rows = v != "fused-cols";
         opt.backend =
             v == "onednn" ? ballast::Backend::kOnednn : ballast::Backend::kHwy;
         opt.fold_batchnorm = opt.fuse = opt.drop_dropout = v != "unfused";
@@ -266,8 +272,9 @@ Status RunBenchMlp(const BenchOptions& o) {
           bench::InterleavedMedians(raw, o.quick ? 0.2 : 0.6));
       for (size_t i = 0; i < raw.size(); ++i) {
         const double gflops = flops_per_row * double(batch) / med[i] / 1e9;
-        fmt::print("{:<9} {:>6} {:>3} {:>12.2f} {:>9.1f} {:>5.1f}%\n", names[i],
-                   batch, t, med[i] * 1e6, gflops, 100 * gflops / roof[t]);
+        fmt::print("{:<10} {:>6} {:>3} {:>12.2f} {:>9.1f} {:>5.1f}%\n",
+                   names[i], batch, t, med[i] * 1e6, gflops,
+                   100 * gflops / roof[t]);
         out["results"].push_back({{"model", model},
                                   {"variant", names[i]},
                                   {"batch", batch},
@@ -339,7 +346,9 @@ void RegisterBench(CLI::App& app, int& exit_code) {
   CLI::App* mlp = bench->add_subcommand(
       "mlp",
       "Latency of the book's MLP 784-256-256-10 in evaluation, batch 1, 64 "
-      "and 256: fused, unfused and on the oneDNN backend");
+      "and 256: fused, unfused and on the oneDNN backend (and on several "
+      "threads, fused with each layer split by columns rather than the "
+      "batch by rows)");
   mlp->add_flag("--quick", mlp_opt->quick, "Shorter timing");
   mlp->add_option("--threads", mlp_opt->threads,
                   "Only this thread count (default: 1 and 2)")
@@ -348,6 +357,10 @@ void RegisterBench(CLI::App& app, int& exit_code) {
   mlp->add_option(
       "--model", mlp_opt->model,
       "Time this .blst model instead of a freshly built 784-256-256-10");
+  mlp->add_option("--batches", mlp_opt->batches,
+                  "Batch sizes, comma-separated (default: 1,64,256)")
+      ->delimiter(',')
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   auto roof_opt = std::make_shared<BenchOptions>();
   auto roof_seconds = std::make_shared<double>(0.25);
   CLI::App* roof = bench->add_subcommand(

@@ -57,6 +57,14 @@ struct SessionOptions {
   bool fold_input_normalization = true;  // pass: into the first Linear
   int64_t max_batch = 256;
   const Registry* registry = nullptr;  // nullptr: Registry::Builtin()
+  // With threads > 1, a batch of enough rows is split by rows: each thread
+  // runs every layer on its share of the rows, so that no layer's output
+  // crosses to another core, and only the weights, which no one writes, are
+  // shared. The same bits as one thread (a row's outputs never depend on
+  // the rows beside it). Below that, and where this is false, each layer is
+  // split by columns. Not for graphs with a batch-dependent node, nor on the
+  // oneDNN backend (which threads itself).
+  bool split_rows = true;
 };
 
 // What the session runs for one node after the passes.
