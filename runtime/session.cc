@@ -52,7 +52,7 @@ namespace {
 struct Workspace {
   ops::AlignedVector<float> a, b;
   ops::AlignedVector<float> x;  // the normalized input, when it is not folded
-  std::vector<Status> status;   // of each row task
+  std::vector<Status> status;   // of each row task (options.threads)
 };
 
 // The input normalization in a graph's metadata, if any (ballast train
@@ -133,6 +133,7 @@ struct InferenceSession::Impl {
     ws->a.resize(size_t(options.max_batch * widest));
     ws->b.resize(size_t(options.max_batch * widest));
     if (normalize) ws->x.resize(size_t(options.max_batch * in_features));
+    if (split_rows) ws->status.resize(size_t(options.threads));
     return ws;
   }
   void Release(std::unique_ptr<Workspace> ws) const {
@@ -151,13 +152,12 @@ struct InferenceSession::Impl {
   Status RunChunk(const float* x, int64_t rows, float* y, Workspace& ws) const {
     const int T = RowTasks(rows);
     if (T <= 1) return RunRows(x, rows, y, ws, 0);
-    ws.status.resize(size_t(T));
     ops::ParallelRun(T, [&](int t, int n) {
       const int64_t r0 = rows * t / n, r1 = rows * (t + 1) / n;
       ws.status[size_t(t)] =
           RunRows(x + r0 * in_features, r1 - r0, y + r0 * out_features, ws, r0);
     });
-    for (const Status& s : ws.status) BALLAST_RETURN_IF_ERROR(s);
+    for (int t = 0; t < T; ++t) BALLAST_RETURN_IF_ERROR(ws.status[size_t(t)]);
     return Status::Ok();
   }
   // Rows [r0, r0 + rows) of a chunk: x and y point at the first of them;
