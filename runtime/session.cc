@@ -47,8 +47,9 @@ namespace {
 
 // Two activation buffers of max_batch × widest layer, ping-ponged between
 // nodes; one per concurrent Run. On cache-line boundaries: with the batch
-// split by rows (see RowTasks), each thread's rows of a layer's output then
-// start a line of their own when the width is a multiple of 16 floats.
+// split by rows (see RowTasks), each task's slice (its first row times the
+// widest layer's width) then starts a line of its own when that width is a
+// multiple of 16 floats.
 struct Workspace {
   ops::AlignedVector<float> a, b;
   ops::AlignedVector<float> x;  // the normalized input, when it is not folded
@@ -142,11 +143,13 @@ struct InferenceSession::Impl {
   }
 
   // The tasks a chunk of `rows` rows is split into, each running every
-  // layer on its own rows on one thread (see SessionOptions::split_rows),
-  // or 1: the kernels split each layer by columns over options.threads.
+  // layer on its own rows on one thread (see SessionOptions::split_rows):
+  // options.threads, from kSplitRowsMin rows a task; else 1, and the
+  // kernels split each layer by columns over all the threads (fewer row
+  // tasks than threads would leave threads idle).
   int RowTasks(int64_t rows) const {
-    if (!split_rows) return 1;
-    return int(std::min<int64_t>(options.threads, rows / kSplitRowsMin));
+    if (!split_rows || rows < kSplitRowsMin * options.threads) return 1;
+    return options.threads;
   }
   // rows <= max_batch.
   Status RunChunk(const float* x, int64_t rows, float* y, Workspace& ws) const {

@@ -1,8 +1,10 @@
 // InferenceSession::Run allocates nothing once warm (session.h): on the hwy
 // and ref backends, on one thread and on two (the batch split by rows, and
 // each layer split by columns), at batch sizes on both sides of the split.
-// Counts every operator new of the process; its own binary, since the count
-// replaces the global allocation functions.
+// Counts every operator new of the process (std::vector, std::string, the
+// kernels' and statuses' objects; not the cache-aligned buffers, which come
+// from aligned_alloc); its own binary, since the count replaces the global
+// allocation functions.
 #include <gtest/gtest.h>
 
 #include <atomic>

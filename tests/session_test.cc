@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <iomanip>
+#include <mutex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -688,6 +690,75 @@ Graph LinearThen(const std::string& op, const std::string& name) {
   n.op = op;
   g.nodes.push_back(n);
   return g;
+}
+
+// Copies its input and records the rows of every call.
+class RowsKernel : public OpKernel {
+ public:
+  RowsKernel(int64_t width, std::mutex* mu, std::multiset<int64_t>* calls)
+      : width_(width), mu_(mu), calls_(calls) {}
+  Status Run(const float* x, int64_t rows, float* y) const override {
+    std::copy(x, x + rows * width_, y);
+    std::lock_guard<std::mutex> lock(*mu_);
+    calls_->insert(rows);
+    return Status::Ok();
+  }
+
+ private:
+  int64_t width_;
+  std::mutex* mu_;
+  std::multiset<int64_t>* calls_;
+};
+
+// How Run splits a batch, seen from a kernel: by rows into one task per
+// thread from 4 rows a thread (13 rows on 3 threads: 4, 4 and 5), else
+// whole (the layers split by columns), and whole with split_rows off or
+// one thread; the outputs the same bits every way.
+TEST(RegistryTest, AKernelGetsEachThreadsShareOfTheRows) {
+  std::mutex mu;
+  std::multiset<int64_t> calls;
+  Registry reg = Registry::WithBuiltins();
+  ASSERT_TRUE(reg.RegisterOp({"rows",
+                              "y = x",
+                              {},
+                              {},
+                              [](const Node&, int64_t in) -> Result<int64_t> {
+                                return in;
+                              },
+                              nullptr})
+                  .ok());
+  ASSERT_TRUE(reg.RegisterKernel(
+                     "rows", {"ref", nullptr,
+                              [&](const Node&, const KernelContext& c)
+                                  -> Result<std::unique_ptr<OpKernel>> {
+                                return std::unique_ptr<OpKernel>(
+                                    new RowsKernel(c.in_features, &mu, &calls));
+                              }})
+                  .ok());
+  const Graph g = LinearThen("rows", "record");
+  const auto x = RandomInput(13, 4, 21);
+  std::vector<float> want;
+  struct Case {
+    int threads;
+    bool split;
+    int64_t rows;
+    std::multiset<int64_t> calls;
+  };
+  for (const Case& c : {Case{1, true, 13, {13}}, Case{3, true, 13, {4, 4, 5}},
+                        Case{3, true, 11, {11}}, Case{3, false, 13, {13}},
+                        Case{2, true, 8, {4, 4}}, Case{2, true, 7, {7}}}) {
+    SessionOptions opt;
+    opt.registry = &reg;
+    opt.threads = c.threads;
+    opt.split_rows = c.split;
+    calls.clear();
+    const std::vector<float> y = RunSession(g, opt, x, c.rows);
+    EXPECT_EQ(calls, c.calls) << c.threads << " threads, split " << c.split
+                              << ", " << c.rows << " rows";
+    if (c.rows != 13) continue;
+    if (want.empty()) want = y;
+    EXPECT_EQ(y, want) << c.threads << " threads";
+  }
 }
 
 TEST(RegistryTest, UsersRegisterTheirOwnOpAndRunIt) {

@@ -664,40 +664,47 @@ TEST(TrainerTest, ANaNInputStopsBlocksThatSkipZeros) {
 // batch statistics are NaN) changes nothing either: its forward's moves of
 // the running statistics, batch counts and dropout RNG are put back, so the
 // next steps give the bits of a trainer that never saw it. Fused and
-// unfused layers, one thread and two.
+// unfused layers, one thread and two; BatchNorms with the default momentum,
+// with a cumulative average (momentum None: its weight follows the batch
+// count) and without running statistics.
 TEST(TrainerTest, AStepWithANonFiniteLossLeavesTheTrainerAsItWas) {
   const Problem p = MakeProblem(64, 6, 3, 9);
   std::vector<float> poisoned = p.x;
   poisoned[7] = NAN;
-  const Graph g = Mlp(6, 3, 0.5, 1);
-  for (bool fuse : {true, false}) {
-    for (int threads : {1, 2}) {
-      TrainerOptions opt;
-      opt.fuse = fuse;
-      opt.threads = threads;
-      auto failed = Trainer::Create(g, opt);
-      auto clean = Trainer::Create(g, opt);
-      ASSERT_TRUE(failed.ok() && clean.ok());
-      for (auto* t : {&failed, &clean}) {
-        ASSERT_TRUE((**t)->Step(p.x.data(), p.y.data(), nullptr, 64).ok());
+  Sequential other_bns(6, 2);
+  other_bns.Linear(32).BatchNorm1d(1e-5, std::nullopt).ReLU().Dropout(0.5);
+  other_bns.Linear(24).BatchNorm1d(1e-5, 0.1, true, false).ReLU().Linear(3);
+  for (const Graph& g : {Mlp(6, 3, 0.5, 1), *other_bns.Build()}) {
+    for (bool fuse : {true, false}) {
+      for (int threads : {1, 2}) {
+        TrainerOptions opt;
+        opt.fuse = fuse;
+        opt.threads = threads;
+        auto failed = Trainer::Create(g, opt);
+        auto clean = Trainer::Create(g, opt);
+        ASSERT_TRUE(failed.ok() && clean.ok());
+        for (auto* t : {&failed, &clean}) {
+          ASSERT_TRUE((**t)->Step(p.x.data(), p.y.data(), nullptr, 64).ok());
+        }
+        const Status s =
+            (*failed)->Step(poisoned.data(), p.y.data(), nullptr, 64).status();
+        ASSERT_FALSE(s.ok());
+        EXPECT_NE(s.message().find("nan at step 2"), std::string::npos)
+            << s.message();
+        const Model before = (*clean)->Checkpoint({});
+        const Model after = (*failed)->Checkpoint({});
+        EXPECT_EQ(before.graph.metadata, after.graph.metadata)
+            << "fuse " << fuse << ", " << threads << " threads";
+        ExpectBitIdentical(before.graph, after.graph);
+        for (int step = 0; step < 3; ++step) {
+          ASSERT_TRUE(
+              (*failed)->Step(p.x.data(), p.y.data(), nullptr, 64).ok());
+          ASSERT_TRUE((*clean)->Step(p.x.data(), p.y.data(), nullptr, 64).ok());
+        }
+        ExpectBitIdentical((*failed)->CurrentGraph(), (*clean)->CurrentGraph());
+        EXPECT_EQ((*clean)->Checkpoint({}).graph.metadata,
+                  (*failed)->Checkpoint({}).graph.metadata);
       }
-      const Status s =
-          (*failed)->Step(poisoned.data(), p.y.data(), nullptr, 64).status();
-      ASSERT_FALSE(s.ok());
-      EXPECT_NE(s.message().find("nan at step 2"), std::string::npos)
-          << s.message();
-      const Model before = (*clean)->Checkpoint({});
-      const Model after = (*failed)->Checkpoint({});
-      EXPECT_EQ(before.graph.metadata, after.graph.metadata)
-          << "fuse " << fuse << ", " << threads << " threads";
-      ExpectBitIdentical(before.graph, after.graph);
-      for (int step = 0; step < 3; ++step) {
-        ASSERT_TRUE((*failed)->Step(p.x.data(), p.y.data(), nullptr, 64).ok());
-        ASSERT_TRUE((*clean)->Step(p.x.data(), p.y.data(), nullptr, 64).ok());
-      }
-      ExpectBitIdentical((*failed)->CurrentGraph(), (*clean)->CurrentGraph());
-      EXPECT_EQ((*clean)->Checkpoint({}).graph.metadata,
-                (*failed)->Checkpoint({}).graph.metadata);
     }
   }
 }

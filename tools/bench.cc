@@ -255,7 +255,7 @@ Status RunBenchMlp(const BenchOptions& o) {
             InferenceSession::Create(graph, opt);
         if (!s.ok()) return s.status();
         if (v == "onednn" && (*s)->plan()[0].backend != "onednn") {
-          fmt::print("{:<9} skipped: {}\n", v,
+          fmt::print("{:<10} skipped: {}\n", v,
                      ops::onednn::Available()
                          ? "oneDNN has no kernel for the model's first node (" +
                                (*s)->plan()[0].op + ")"

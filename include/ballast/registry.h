@@ -60,7 +60,13 @@ struct OpSchema {
 class OpKernel {
  public:
   virtual ~OpKernel() = default;
-  // x [rows, in] → y [rows, out]; y never aliases x.
+  // x [rows, in] → y [rows, out]; y never aliases x. Called from many
+  // threads at once (InferenceSession::Run is), and on a session of several
+  // threads also on a share of a batch's rows from inside a parallel run
+  // (SessionOptions::split_rows), where an OpenMP region of the kernel's
+  // own gets one thread: each row's outputs must depend on that row alone,
+  // unless the op is batch-dependent (OpSchema::batch_dependent), and then
+  // the graph is never split.
   virtual Status Run(const float* x, int64_t rows, float* y) const = 0;
 };
 

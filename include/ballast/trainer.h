@@ -137,7 +137,8 @@ class Trainer {
   // step, and that step changes nothing either: no update is made, and what
   // its forward pass moved (BatchNorm's running statistics and batch count,
   // which a forward in train mode in torch leaves moved; the dropout RNG) is
-  // put back. Training can go on with other batches from this trainer.
+  // put back; only Profile() counts its forward and loss. Training can go
+  // on with other batches from this trainer.
   Result<StepResult> Step(const float* x, const int32_t* labels,
                           const float* targets, int64_t batch);
   // The same, with `side` done on the step's threads (see StepSideWork).
