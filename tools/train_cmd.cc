@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -218,6 +219,67 @@ std::string Abbreviated(const std::string& text, size_t max_bytes) {
   return text.substr(0, n) + "...";
 }
 
+// A CSV header's cells, without the spaces and quotes around them.
+std::vector<std::string> HeaderCells(const std::string& header) {
+  std::vector<std::string> cells;
+  for (size_t pos = 0; pos <= header.size();) {
+    size_t end = header.find(',', pos);
+    if (end == std::string::npos) end = header.size();
+    const std::string cell = header.substr(pos, end - pos);
+    const size_t b = cell.find_first_not_of(" \t\"'"),
+                 e = cell.find_last_not_of(" \t\"'");
+    cells.push_back(b == std::string::npos ? "" : cell.substr(b, e - b + 1));
+    pos = end + 1;
+  }
+  return cells;
+}
+
+// The first header cell named as labels usually are ("label", "class",
+// "target", "y", ...; any case), or -1.
+int64_t LabelNamedColumn(const std::vector<std::string>& cells) {
+  static constexpr std::string_view kNames[] = {"label",  "labels", "class",
+                                                "target", "y",      "category"};
+  for (size_t c = 0; c < cells.size(); ++c) {
+    std::string lower = cells[c];
+    for (char& ch : lower)
+      ch = char(std::tolower(static_cast<unsigned char>(ch)));
+    for (std::string_view name : kNames) {
+      if (lower == name) return int64_t(c);
+    }
+  }
+  return -1;
+}
+
+// A CSV whose header names another column as the labels than the one
+// --label-column reads: most likely the flag was left at its default (the
+// first column) by mistake. Said before the rows are read, so that it also
+// precedes the error a column of features read as labels then gives.
+void WarnOfLabelColumnHeader(const std::string& path, int label_column) {
+  std::ifstream f(path);
+  std::string line;
+  while (std::getline(f, line) &&
+         line.find_first_not_of(" \t\r") == std::string::npos) {
+  }
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  internal::StripUtf8Bom(line);
+  const std::vector<std::string> cells = HeaderCells(line);
+  const int64_t columns = int64_t(cells.size());
+  const int64_t read =
+      label_column < 0 ? columns + label_column : int64_t(label_column);
+  const int64_t named = LabelNamedColumn(cells);
+  if (named < 0 || named == read || read < 0 || read >= columns) return;
+  std::fputs(
+      fmt::format("ballast train: warning: the header of '{}' names "
+                  "column {} '{}', but --label-column {} reads column "
+                  "{} '{}' as the labels; pass --label-column {}{} if "
+                  "the header is right (columns count from 0)\n",
+                  path, named, Abbreviated(cells[size_t(named)], 30),
+                  label_column, read, Abbreviated(cells[size_t(read)], 30),
+                  named, named == columns - 1 ? " (or -1)" : "")
+          .c_str(),
+      stderr);
+}
+
 // A CSV sorted by label leaves its test rows (the last 10%) one or two
 // classes, and a test accuracy that means nothing: warns when a class that
 // the training rows' shares would put at least 5 times among the test rows
@@ -266,6 +328,7 @@ Result<TrainTest> LoadData(const TrainCli& o) {
                            "' is neither a regular file (CSV) nor a "
                            "directory (IDX files)");
   }
+  WarnOfLabelColumnHeader(o.data, o.label_column);
   BALLAST_ASSIGN_OR_RETURN(Dataset all, ReadCsv(o.data, o.label_column));
   if (!all.header.empty()) {
     std::fprintf(stderr,
