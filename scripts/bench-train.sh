@@ -4,7 +4,7 @@
 # of its recipe given as $PEER), then `ballast train` on 1 and 2 threads, for ROUNDS rounds
 # (interleaved, so a noisy neighbour hits all three alike). Prints every epoch time, the medians,
 # the ratios within each round, what a second thread can add around each 2-thread run, and the
-# step alone on 1 and 2 threads alternated in one process (ballast bench step).
+# epoch's step on 1 and 2 threads alternated in one process (ballast bench step --gather).
 #   scripts/bench-train.sh [ROUNDS=3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -94,7 +94,8 @@ if [ -n "$whole" ]; then
 else
   echo "per round with two whole close cores before and after: none"
 fi
-# The step alone, the 1- and 2-thread trainers alternated in one process, so that both see the same
-# spells of close cores, distant cores and one shared core (the runs above are seconds apart).
-echo "the training step alone, 1 thread against 2 alternated in one process (ballast bench step):"
-"$ballast" bench step --chunks 20 | sed -n "s/^\(close cores\|distant cores\|one core's\)/  \1/p"
+# The epoch's step (the next batch gathered in it, as ballast train does), the 1- and 2-thread
+# trainers alternated in one process, so that both see the same spells of close cores, distant cores
+# and one shared core (the runs above are seconds apart).
+echo "the epoch's training step, 1 thread against 2 alternated in one process (ballast bench step --gather):"
+"$ballast" bench step --gather --chunks 20 | sed -n "s/^\(close cores\|distant cores\|one core's\)/  \1/p"

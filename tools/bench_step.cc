@@ -9,6 +9,10 @@
 // one), and the spells change every few seconds: runs minutes apart compare
 // different machines. Here both trainers see the same spells, and the
 // speed-up is given per spell.
+// With --gather each step reads a batch of shuffled rows gathered as
+// `ballast train` gathers them (tools/batch_feeder.h: the next batch in the
+// step's idle moments), and the time of a step includes that work; without,
+// the steps read consecutive rows in place.
 #include <fmt/core.h>
 
 #include <algorithm>
@@ -25,6 +29,7 @@
 #include "ops/roof/fma_roof.h"
 #include "ops/roof/round_trip.h"
 #include "tools/array_io.h"
+#include "tools/batch_feeder.h"
 #include "tools/bench_report.h"
 #include "tools/commands.h"
 
@@ -37,6 +42,7 @@ struct StepBenchOptions {
   int steps = 50;
   std::string data = "fashion-mnist";
   std::string json;
+  bool gather = false;
 };
 
 // Round trips below this are close cores (measured here: 75-110 ns close,
@@ -141,18 +147,38 @@ Status RunBenchStep(const StepBenchOptions& o) {
   BALLAST_ASSIGN_OR_RETURN(trainers[1], BookTrainer(o.threads));
   const int64_t batches = d.rows / kBatch;
   int64_t next = 0;
+  // With --gather, each trainer's batches: the rows in one shuffled order.
+  std::unique_ptr<BatchFeeder> feeders[2];
+  if (o.gather) {
+    for (int i = 0; i < 2; ++i) {
+      feeders[i] =
+          std::make_unique<BatchFeeder>(d, kBatch, i == 0 ? 1 : o.threads);
+      BALLAST_RETURN_IF_ERROR(feeders[i]->SetOrder(EpochOrder(d.rows, 0, 0)));
+    }
+  }
   // Runs `steps` steps of trainer i from batch `first`; returns their times.
   const auto run = [&](int i, int64_t first,
                        int steps) -> Result<std::vector<double>> {
     std::vector<double> t;
+    BatchFeeder* feeder = feeders[i].get();
+    if (feeder) BALLAST_RETURN_IF_ERROR(feeder->Load(first % batches));
     for (int s = 0; s < steps; ++s) {
       const int64_t b = (first + s) % batches;
       const auto t0 = std::chrono::steady_clock::now();
-      BALLAST_RETURN_IF_ERROR(trainers[i]
-                                  ->Step(d.x.data() + b * kBatch * 784,
-                                         d.labels.data() + b * kBatch, nullptr,
-                                         kBatch)
-                                  .status());
+      if (feeder) {
+        BALLAST_RETURN_IF_ERROR(trainers[i]
+                                    ->Step(feeder->x(), feeder->labels(),
+                                           nullptr, kBatch,
+                                           feeder->Next((b + 1) % batches))
+                                    .status());
+        feeder->Swap();
+      } else {
+        BALLAST_RETURN_IF_ERROR(trainers[i]
+                                    ->Step(d.x.data() + b * kBatch * 784,
+                                           d.labels.data() + b * kBatch,
+                                           nullptr, kBatch)
+                                    .status());
+      }
       t.push_back(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
               .count());
@@ -161,14 +187,18 @@ Status RunBenchStep(const StepBenchOptions& o) {
   };
   for (int i = 0; i < 2; ++i) BALLAST_RETURN_IF_ERROR(run(i, 0, 5).status());
   fmt::print(
-      "the book's training step (784-256-256-10, batch {}) on 1 thread and on "
-      "{}, alternated: {} chunks of {} steps each\n",
-      kBatch, o.threads, o.chunks, o.steps);
+      "the book's training step (784-256-256-10, batch {}{}) on 1 thread and "
+      "on {}, alternated: {} chunks of {} steps each\n",
+      kBatch,
+      o.gather ? ", shuffled rows gathered in the step as `ballast train` does"
+               : "",
+      o.threads, o.chunks, o.steps);
   fmt::print("{:>5} {:>13} {:>11} {:>12} {:>12} {:>9}\n", "chunk", "round trip",
              "FMA roof", "1 thread", fmt::format("{} threads", o.threads),
              "speed-up");
   std::vector<Chunk> chunks;
   nlohmann::json out{{"threads", o.threads},
+                     {"gather", o.gather},
                      {"steps_per_chunk", o.steps},
                      {"close_below_ns", kCloseNs},
                      {"shared_core_below_scaling", kOwnCoresScaling},
@@ -240,6 +270,10 @@ void RegisterBenchStep(CLI::App& bench, int& exit_code) {
                    "Fashion-MNIST directory, or \"fashion-mnist\" for "
                    "Debian's (default)");
   step->add_option("--json", o->json, "Also write the results as JSON");
+  step->add_flag("--gather", o->gather,
+                 "Step on batches of shuffled rows gathered during the steps, "
+                 "as `ballast train` does (default: consecutive rows read in "
+                 "place)");
   step->callback([o, &exit_code] {
     Status s = RunBenchStep(*o);
     if (!s.ok()) {

@@ -28,10 +28,10 @@
 #include "ballast/session.h"
 #include "ballast/trainer.h"
 #include "ballast/version.h"
-#include "ops/cache_aligned.h"
 #include "ops/tasks.h"
 #include "runtime/number_text.h"
 #include "tools/array_io.h"
+#include "tools/batch_feeder.h"
 #include "tools/checkpoint_dir.h"
 #include "tools/commands.h"
 #include "tools/stop_signals.h"
@@ -43,16 +43,6 @@ using ballast::internal::ParseWhole;
 
 namespace ballast::cli {
 namespace {
-
-// Bytes of the next batch gathered at a time in a step's idle moments (see
-// StepSideWork): four rows of Fashion-MNIST, a microsecond or two. On two
-// threads the step and the gather took 0.97 of the time of a step and then
-// a two-thread gather (chunks of 50 steps alternated, medians; chunks of 1,
-// 2, 8 and 16 rows 0.97-0.99).
-constexpr int64_t kGatherChunkBytes = 4 * 784 * sizeof(float);
-// Narrow rows: at most this many a chunk (each row of a shuffled batch is a
-// miss of its own). A chunk is one row however wide the row is.
-constexpr int64_t kGatherChunkMaxRows = 16;
 
 struct EpochLog {
   int epoch = 0;
@@ -610,17 +600,8 @@ Status RunTrain(TrainCli o) {
   // names it).
   const bool scheduled =
       schedule.kind != ScheduleKind::kConstant || schedule.warmup_epochs > 0;
-  // Two batches: the step reads one while its idle threads gather the next
-  // into the other (StepSideWork), chunk_rows at a time.
-  const int64_t chunk_rows = std::clamp<int64_t>(
-      kGatherChunkBytes / (data.train.features * int64_t(sizeof(float))), 1,
-      kGatherChunkMaxRows);
-  ops::AlignedVector<float> xb[2];
-  std::vector<int32_t> yb[2];
-  for (int i = 0; i < 2; ++i) {
-    xb[i].resize(size_t(o.batch * data.train.features));
-    yb[i].resize(size_t(o.batch));
-  }
+  // The step reads one batch while its idle threads gather the next.
+  BatchFeeder feeder(data.train, o.batch, o.threads);
   double total_seconds = 0;
   // What a checkpoint records besides the trainer's state: the run's flags,
   // and the input normalization, so that `ballast run` on a checkpoint
@@ -642,22 +623,13 @@ Status RunTrain(TrainCli o) {
   const auto train_epoch = [&](int epoch) -> Status {
     BALLAST_RETURN_IF_ERROR(
         trainer->set_lr(ScheduledLr(o.lr, schedule, epoch)));
-    const std::vector<int64_t> order =
-        EpochOrder(data.train.rows, o.seed, epoch);
-    const int64_t batches =
-        data.train.rows / o.batch;  // the last partial batch is dropped
+    BALLAST_RETURN_IF_ERROR(
+        feeder.SetOrder(EpochOrder(data.train.rows, o.seed, epoch)));
+    const int64_t batches = feeder.batches();
     const auto t0 = std::chrono::steady_clock::now();
     double loss_sum = 0;
     int64_t correct = 0;
-    const auto batch_rows = [&](int64_t b) {
-      return std::span<const int64_t>(order).subspan(size_t(b * o.batch),
-                                                     size_t(o.batch));
-    };
-    BALLAST_RETURN_IF_ERROR(CheckBatchRows(data.train, order));
-    if (batches > 0) {
-      BALLAST_RETURN_IF_ERROR(GatherBatch(
-          data.train, batch_rows(0), xb[0].data(), yb[0].data(), o.threads));
-    }
+    if (batches > 0) BALLAST_RETURN_IF_ERROR(feeder.Load(0));
     for (int64_t b = 0; b < batches; ++b) {
       if (const int sig = StopSignalReceived(); sig != 0) {
         if (tty) std::fputs("\n", stdout);
@@ -669,25 +641,20 @@ Status RunTrain(TrainCli o) {
                 : "continue with: " + ContinueCommand(o, last_checkpoint)));
       }
       // The next batch, a few rows at a time, in the step's idle moments.
-      const int cur = int(b % 2), next = 1 - cur;
       // (With --profile the batch is copied between the steps instead: the
       // calling thread's chunks would count in the time of the pass it
       // waited in.)
-      StepSideWork side;
-      if (b + 1 < batches && !o.profile) {
-        side.chunks = (o.batch + chunk_rows - 1) / chunk_rows;
-        side.run = [&, rows = batch_rows(b + 1)](int64_t c) {
-          GatherBatchRows(data.train, rows, c * chunk_rows,
-                          std::min(o.batch, (c + 1) * chunk_rows),
-                          xb[next].data(), yb[next].data());
-        };
-      }
+      const bool more = b + 1 < batches;
+      const StepSideWork side =
+          more && !o.profile ? feeder.Next(b + 1) : StepSideWork{};
       Result<StepResult> r =
-          trainer->Step(xb[cur].data(), yb[cur].data(), nullptr, o.batch, side);
-      if (r.ok() && b + 1 < batches && side.chunks == 0) {
-        BALLAST_RETURN_IF_ERROR(GatherBatch(data.train, batch_rows(b + 1),
-                                            xb[next].data(), yb[next].data(),
-                                            o.threads));
+          trainer->Step(feeder.x(), feeder.labels(), nullptr, o.batch, side);
+      if (r.ok() && more) {
+        if (side.chunks > 0) {
+          feeder.Swap();
+        } else {
+          BALLAST_RETURN_IF_ERROR(feeder.Load(b + 1));
+        }
       }
       if (!r.ok()) {
         if (tty) std::fputs("\n", stdout);

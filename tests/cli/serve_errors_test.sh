@@ -101,6 +101,10 @@ if [[ -d /usr/share/datasets/fashion-mnist ]]; then
   grep -q '"median_us_n"' step.json && grep -q '"fma_scaling"' step.json && grep -q '"close"' step.json &&
     grep -q '"distant"' step.json && grep -q '"shared_core"' step.json ||
     fail "bench step JSON lacks its fields"
+  grep -q '"gather": *false' step.json || fail "bench step JSON does not say it read rows in place"
+  b bench step --chunks 1 --steps 3 --gather --json stepg.json > stepg.txt || fail "bench step --gather failed"
+  grep -q "shuffled rows gathered in the step as \`ballast train\` does" stepg.txt &&
+    grep -q '"gather": *true' stepg.json || fail "bench step --gather printed '$(cat stepg.txt)'"
 fi
 expect_error "diagnose --plot in a missing directory" "--plot 'missing/p.svg'" \
   diagnose --depth 2 --width 8 --plot missing/p.svg
