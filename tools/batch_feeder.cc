@@ -1,6 +1,7 @@
 #include "tools/batch_feeder.h"
 
 #include <algorithm>
+#include <cassert>
 #include <utility>
 
 namespace ballast::cli {
@@ -41,6 +42,7 @@ Status BatchFeeder::SetOrder(std::vector<int64_t> order) {
 int64_t BatchFeeder::batches() const { return int64_t(order_.size()) / batch_; }
 
 std::span<const int64_t> BatchFeeder::Rows(int64_t b) const {
+  assert(b >= 0 && b < batches());
   return std::span<const int64_t>(order_).subspan(size_t(b * batch_),
                                                   size_t(batch_));
 }

@@ -22,6 +22,9 @@ class BatchFeeder {
   // Batches of `batch` rows of `data` (which must outlive the feeder),
   // gathered on `threads` when gathered outside a step.
   BatchFeeder(const Dataset& data, int64_t batch, int threads);
+  // Not copied: the side work Next returns points into this feeder.
+  BatchFeeder(const BatchFeeder&) = delete;
+  BatchFeeder& operator=(const BatchFeeder&) = delete;
 
   // The epoch's order of rows (checked: an index outside the data is an
   // error naming it). Batch b is rows [b·batch, (b + 1)·batch) of it; the
@@ -29,12 +32,12 @@ class BatchFeeder {
   Status SetOrder(std::vector<int64_t> order);
   int64_t batches() const;
 
-  // Gathers batch b now and makes it the current batch.
+  // Gathers batch b (in [0, batches())) now and makes it the current batch.
   Status Load(int64_t b);
-  // Work that gathers batch b into the other buffer, for the step on the
-  // current batch to run in its idle moments; Swap() after that step makes
-  // batch b the current one. (A step that leaves side work undone runs it
-  // before it returns.)
+  // Work that gathers batch b (in [0, batches())) into the other buffer,
+  // for the step on the current batch to run in its idle moments; Swap()
+  // after that step makes batch b the current one. (A step that leaves side
+  // work undone runs it before it returns.) Valid until the next SetOrder.
   StepSideWork Next(int64_t b);
   void Swap() { cur_ = 1 - cur_; }
 

@@ -18,6 +18,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "ballast/data.h"
@@ -224,18 +225,18 @@ std::vector<std::string> HeaderCells(const std::string& header) {
   return cells;
 }
 
-// The first header cell named as labels usually are ("label", "class",
-// "target", "y", ...; any case), or -1.
-int64_t LabelNamedColumn(const std::vector<std::string>& cells) {
-  static constexpr std::string_view kNames[] = {"label",  "labels", "class",
-                                                "target", "y",      "category"};
-  for (size_t c = 0; c < cells.size(); ++c) {
-    std::string lower = cells[c];
-    for (char& ch : lower)
-      ch = char(std::tolower(static_cast<unsigned char>(ch)));
-    for (std::string_view name : kNames) {
-      if (lower == name) return int64_t(c);
-    }
+// How surely a header cell names the labels: 0 for "label", "labels",
+// "class" and "target", 1 for "category", 2 for "y" (also a coordinate
+// beside "x"), in any case; -1 for any other name.
+int LabelNameRank(const std::string& cell) {
+  static constexpr std::pair<std::string_view, int> kNames[] = {
+      {"label", 0},  {"labels", 0},   {"class", 0},
+      {"target", 0}, {"category", 1}, {"y", 2}};
+  std::string lower = cell;
+  for (char& ch : lower)
+    ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  for (const auto& [name, rank] : kNames) {
+    if (lower == name) return rank;
   }
   return -1;
 }
@@ -243,31 +244,41 @@ int64_t LabelNamedColumn(const std::vector<std::string>& cells) {
 // A CSV whose header names another column as the labels than the one
 // --label-column reads: most likely the flag was left at its default (the
 // first column) by mistake. Said before the rows are read, so that it also
-// precedes the error a column of features read as labels then gives.
+// precedes the error a column of features read as labels then gives. No
+// warning where the column read has a label's name itself.
 void WarnOfLabelColumnHeader(const std::string& path, int label_column) {
   std::ifstream f(path);
   std::string line;
-  while (std::getline(f, line) &&
-         line.find_first_not_of(" \t\r") == std::string::npos) {
+  // The first line that is not blank, as ReadCsv finds it.
+  for (int64_t line_no = 1; std::getline(f, line); ++line_no) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line_no == 1) internal::StripUtf8Bom(line);
+    if (line.find_first_not_of(" \t") != std::string::npos) break;
+    line.clear();
   }
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-  internal::StripUtf8Bom(line);
   const std::vector<std::string> cells = HeaderCells(line);
   const int64_t columns = int64_t(cells.size());
   const int64_t read =
       label_column < 0 ? columns + label_column : int64_t(label_column);
-  const int64_t named = LabelNamedColumn(cells);
-  if (named < 0 || named == read || read < 0 || read >= columns) return;
-  std::fputs(
-      fmt::format("ballast train: warning: the header of '{}' names "
-                  "column {} '{}', but --label-column {} reads column "
-                  "{} '{}' as the labels; pass --label-column {}{} if "
-                  "the header is right (columns count from 0)\n",
-                  path, named, Abbreviated(cells[size_t(named)], 30),
-                  label_column, read, Abbreviated(cells[size_t(read)], 30),
-                  named, named == columns - 1 ? " (or -1)" : "")
-          .c_str(),
-      stderr);
+  if (read < 0 || read >= columns || LabelNameRank(cells[size_t(read)]) >= 0)
+    return;
+  // The surest name, the leftmost of equally sure ones.
+  int64_t named = -1;
+  int best = 3;
+  for (int64_t c = 0; c < columns; ++c) {
+    const int rank = LabelNameRank(cells[size_t(c)]);
+    if (rank >= 0 && rank < best) named = c, best = rank;
+  }
+  if (named < 0) return;
+  std::fputs(fmt::format("ballast train: warning: the header of '{}' names "
+                         "'{}' as the labels (--label-column {}{}), but "
+                         "--label-column {} reads '{}'; pass --label-column "
+                         "{} if the header is right\n",
+                         path, Abbreviated(cells[size_t(named)], 30), named,
+                         named == columns - 1 ? " or -1" : "", label_column,
+                         Abbreviated(cells[size_t(read)], 30), named)
+                 .c_str(),
+             stderr);
 }
 
 // A CSV sorted by label leaves its test rows (the last 10%) one or two

@@ -165,15 +165,23 @@ b train --data header.csv --label-column -1 --arch 4-8-3 --batch 16 --epochs 1 >
 grep -q "'header.csv' starts with a header line, skipped: 'NA,a,b,c,label'" err.txt ||
   fail "no note of the skipped header: $(cat err.txt)"
 grep -q "warning" err.txt && fail "a warning where the header and --label-column agree: $(cat err.txt)"
-# A header naming another column as the labels than the one read: a warning with the flag to pass.
-{ echo "label,a,b,c,class"; cat ok.csv; } > named.csv
-b train --data named.csv --arch 4-8-3 --batch 16 --epochs 1 > /dev/null 2> err.txt
-grep -q "warning: the header of 'named.csv' names column 4 'class'" err.txt &&
-  fail "the first label-like name was not the one taken: $(cat err.txt)"
+# A header naming another column as the labels than the one read: a warning with the flag to pass
+# (none where the column read has a label's name itself).
 { echo "x0,x1,x2,x3,Label"; cat ok.csv; } > named.csv
 b train --data named.csv --arch 4-8-3 --batch 16 --epochs 1 > /dev/null 2> err.txt
-grep -q "warning: the header of 'named.csv' names column 4 'Label', but --label-column 0 reads column 0 'x0' as the labels; pass --label-column 4 (or -1)" err.txt ||
+grep -q "warning: the header of 'named.csv' names 'Label' as the labels (--label-column 4 or -1), but --label-column 0 reads 'x0'; pass --label-column 4 if" err.txt ||
   fail "no warning of a header naming another label column: $(cat err.txt)"
+{ echo "x,y,z,category,Target"; cat ok.csv; } > named.csv
+b train --data named.csv --arch 4-8-3 --batch 16 --epochs 1 > /dev/null 2> err.txt
+grep -q "names 'Target' as the labels (--label-column 4 or -1), but --label-column 0 reads 'x'" err.txt ||
+  fail "not the surest label name of several: $(cat err.txt)"
+for header in "label,a,b,y,class" "x,y,a,b,label"; do
+  { echo "$header"; cat ok.csv; } > named.csv
+  column=$([[ $header == label* ]] && echo 0 || echo -1)
+  b train --data named.csv --label-column "$column" --arch 4-8-3 --batch 16 --epochs 1 > /dev/null 2> err.txt
+  grep -q "warning: the header" err.txt &&
+    fail "a warning where the column read ($column) is named as labels in '$header': $(cat err.txt)"
+done
 # (Classes expected under 5 times in the test rows may well be missing: no warning for them.)
 for i in 1 2 3 4 5; do cat ok.csv; done > ok300.csv
 b train --data ok300.csv --label-column -1 --arch 4-8-3 --batch 16 --epochs 1 > /dev/null 2> err.txt
